@@ -1,0 +1,124 @@
+# rock_b4: the original rock_identification recipe on the MMEngine Runner.
+#
+# EfficientNet-B4 (ImageNet-pretrained, fully frozen, BN statistics frozen) +
+# GAP + linear head, 11 rock classes, 380 px EfficientNet-style crops
+# (bicubic), batch 4, SGD lr 0.1*4/256 with step decay at 30/60/90, 100 epochs.
+#
+#   python tools/train.py configs/rock_b4.py
+#   python tools/train.py configs/rock_b4.py --cfg-options \
+#       data_root=/data/rocks model.backbone.init_cfg.checkpoint=/path/b4.pth
+#
+# Data (the original layout, relative to `data_root`): train.txt / test.txt with
+# `<image path> <label>` lines and annotations.txt with `<name> <index>` lines.
+# A folder per class works too: set ann_file='' and classes=None.
+_base_ = ['mmpretrain::efficientnet/efficientnet-b4_8xb32_in1k.py']
+
+custom_imports = dict(imports=['rock_plugin'], allow_failed_imports=False)
+
+data_root = 'datas'
+num_classes = 11
+image_size = 380
+batch_size = 4
+max_epochs = 100
+b4_imagenet = ('https://download.openmmlab.com/mmclassification/v0/'
+               'efficientnet/'
+               'efficientnet-b4_3rdparty_8xb32_in1k_20220119-81fd4077.pth')
+
+model = dict(
+    type='RockImageClassifier',
+    # freeze_layers=('backbone',): every stage frozen, BN statistics frozen.
+    freeze_backbone=True,
+    backbone=dict(
+        type='EfficientNet',
+        arch='b4',
+        init_cfg=dict(type='Pretrained', checkpoint=b4_imagenet,
+                      prefix='backbone')),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=num_classes,
+        in_channels=1792,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))
+
+data_preprocessor = dict(
+    num_classes=num_classes,
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    to_rgb=True)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='EfficientNetRandomCrop', scale=image_size,
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+# Validation uses the validation pipeline (the original validated with a copy
+# of the training augmentation; not copied here).
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='EfficientNetCenterCrop', crop_size=image_size,
+         interpolation='bicubic'),
+    dict(type='PackInputs'),
+]
+
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=4,
+    persistent_workers=True,
+    dataset=dict(
+        _delete_=True,  # replaces the inherited ImageNet dataset
+        type='RockDataset',
+        data_root=data_root,
+        ann_file='train.txt',
+        classes='annotations.txt',
+        pipeline=train_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=True))
+val_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=4,
+    persistent_workers=True,
+    drop_last=False,  # never drop validation samples
+    dataset=dict(
+        _delete_=True,
+        type='RockDataset',
+        data_root=data_root,
+        ann_file='test.txt',
+        classes='annotations.txt',
+        test_mode=True,
+        pipeline=test_pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(_delete_=True, type='RockMetric', topk=(1, 5))
+test_evaluator = val_evaluator
+
+# SGD, lr = 0.1 * 4 / 256 (0.1 at batch 256, scaled to batch 4); only the
+# trainable (head) parameters reach the optimizer.
+optim_wrapper = dict(
+    constructor='TrainableParamsOptimWrapperConstructor',
+    optimizer=dict(type='SGD', lr=0.1 * batch_size / 256, momentum=0.9,
+                   weight_decay=1e-4))
+# StepLrUpdater(step=[30, 60, 90]); an explicit `end` so that a resumed run
+# with a larger max_epochs does not keep the old schedule end.
+param_scheduler = dict(
+    _delete_=True, type='MultiStepLR', by_epoch=True, milestones=[30, 60, 90],
+    gamma=0.1, begin=0, end=max_epochs)
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
+# lr above is already for batch 4.
+auto_scale_lr = dict(base_batch_size=batch_size)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    # latest checkpoints (two, so a corrupt one has a predecessor) and best.
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
+                    save_best='accuracy/top1', rule='greater'))
+custom_hooks = [
+    dict(type='HistoryHook'),
+    dict(type='SafeCheckpointHook'),
+]
+# CPU processes need gloo and no device_ids (see rock_plugin.compat).
+model_wrapper_cfg = dict(type='RockDistributedDataParallel')
+env_cfg = dict(dist_cfg=dict(backend='nccl'))
+randomness = dict(seed=None, deterministic=False)

@@ -1,0 +1,1 @@
+"""Python API behind the tools (train, test, predict, export)."""

@@ -1,0 +1,35 @@
+"""One clear error line for a user's mistake, a traceback only with --debug."""
+import sys
+from typing import Callable, List, Optional
+
+# What a user can cause and fix: bad data, files, checkpoints, config values.
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError,
+               ValueError, KeyError, OSError)
+
+
+def run_cli(main: Callable[[Optional[List[str]]], object],
+            argv: Optional[List[str]] = None) -> int:
+    """Run a tool's ``main``; print ``error: ...`` and return 2 on user errors.
+
+    Args:
+        main: The tool function taking ``argv``.
+        argv: Arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        int: The exit code.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    debug = '--debug' in argv
+    from rock_plugin.compat import CheckpointError
+    try:
+        main(argv)
+    except (CheckpointError, *USER_ERRORS) as exc:
+        if debug:
+            raise
+        message = str(exc) if not isinstance(exc, KeyError) else \
+            f'missing key {exc}'
+        print(f'error: {message}', file=sys.stderr)
+        print('(run again with --debug for the full traceback)',
+              file=sys.stderr)
+        return 2
+    return 0

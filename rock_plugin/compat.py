@@ -1,0 +1,295 @@
+"""Every fix for a breakage of our pinned stack, in one place.
+
+The stack (torch 2.14, mmengine 0.10.7, mmpretrain 1.2.0) breaks in ways the
+product must absorb. Each fix below names the breakage it answers and has a
+test in ``tests/test_compat.py``.
+
+1. **Checkpoints under ``weights_only=True``.** Since torch 2.6 ``torch.load``
+   defaults to ``weights_only=True`` and mmengine's checkpoints hold
+   ``HistoryBuffer`` objects whose class-level ``statistics_methods`` are bound
+   methods, so loading needs ``builtins.getattr`` on the allowlist, and that
+   lets a pickle call any method. We never fix it with ``weights_only=False``:
+   :class:`SafeCheckpointHook` rewrites the message hub (and any numpy value)
+   into plain types when a checkpoint is saved and back after it is loaded, so
+   our checkpoints load with the stock allowlist; :func:`load_checkpoint_file`
+   (registered as mmengine's local-file loader, so resume, ``load_from``,
+   pretrained ``init_cfg``, test, predict and export all go through it) loads
+   with ``weights_only=True`` and refuses anything else with a clear message.
+   Stock/legacy files load only on an explicit opt-in
+   (``ROCK_PLUGIN_TRUST_CHECKPOINTS=1`` or ``--trust-checkpoint``), which adds
+   mmengine's and numpy's types to the allowlist: still no arbitrary code.
+2. **CPU multi-process.** mmengine's pytorch launcher calls
+   ``torch.cuda.set_device`` and the runner gives DDP ``device_ids``; both fail
+   without CUDA. :func:`init_distributed` starts a gloo process group itself
+   (mmengine then skips its own init) and :class:`RockDistributedDataParallel`
+   drops ``device_ids`` on CPU.
+3. **``--amp`` on CPU.** ``AmpOptimWrapper`` asserts CUDA;
+   :class:`CpuAmpOptimWrapper` autocasts to bfloat16 on CPU instead.
+"""
+import contextlib
+import os
+import os.path as osp
+import pickle
+import zipfile
+from collections import OrderedDict
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer, print_log
+from mmengine.model import MMDistributedDataParallel
+from mmengine.optim import OptimWrapper
+from mmengine.registry import HOOKS, MODEL_WRAPPERS, OPTIM_WRAPPERS
+from mmengine.runner.checkpoint import CheckpointLoader
+
+TRUST_ENV = 'ROCK_PLUGIN_TRUST_CHECKPOINTS'
+_HB_MARK = '__rock_history_buffer__'
+_ND_MARK = '__rock_ndarray__'
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot (or must not) be loaded."""
+
+
+# --------------------------------------------------------------------------
+# 1. checkpoints that load under weights_only=True
+# --------------------------------------------------------------------------
+def to_plain(obj: Any) -> Any:
+    """Rewrite ``obj`` into types ``torch.load(weights_only=True)`` accepts.
+
+    ``HistoryBuffer`` and numpy arrays become marked dicts (undone by
+    :func:`from_plain`), numpy scalars become Python numbers; tensors, dicts,
+    lists, tuples, str, numbers, bool and None are kept.
+
+    Args:
+        obj: Any checkpoint value.
+
+    Returns:
+        The same value made of allowlisted types only.
+
+    Example:
+        >>> to_plain({'x': np.float32(1.5)})
+        {'x': 1.5}
+    """
+    if isinstance(obj, HistoryBuffer):
+        return {_HB_MARK: True, 'log': obj._log_history.tolist(),
+                'count': obj._count_history.tolist(),
+                'max_length': obj.max_length}
+    if isinstance(obj, np.ndarray):
+        return {_ND_MARK: True, 'data': obj.tolist(), 'dtype': str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        kind = OrderedDict if isinstance(obj, OrderedDict) else dict
+        return kind((k, to_plain(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        items = [to_plain(v) for v in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    return obj
+
+
+def from_plain(obj: Any) -> Any:
+    """Undo :func:`to_plain` (restores ``HistoryBuffer`` and numpy arrays)."""
+    if isinstance(obj, dict):
+        if obj.get(_HB_MARK) is True:
+            return HistoryBuffer(obj['log'], obj['count'], obj['max_length'])
+        if obj.get(_ND_MARK) is True:
+            return np.array(obj['data'], dtype=obj['dtype'])
+        for k in list(obj):
+            obj[k] = from_plain(obj[k])
+        return obj
+    if isinstance(obj, list):
+        return [from_plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(from_plain(v) for v in obj)
+    return obj
+
+
+@HOOKS.register_module()
+class SafeCheckpointHook(Hook):
+    """Write checkpoints that load with ``weights_only=True`` and no extra
+    allowlist; restore them after loading.
+
+    ``before_save_checkpoint`` runs on the checkpoint dict before
+    ``torch.save``; ``after_load_checkpoint`` runs right after ``torch.load``
+    and before the runner restores the message hub, so the rest of mmengine
+    sees the usual objects.
+
+    Example:
+        >>> custom_hooks = [dict(type='SafeCheckpointHook')]
+    """
+    priority = 'VERY_LOW'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in list(checkpoint):
+            if key not in ('state_dict', 'optimizer'):
+                checkpoint[key] = to_plain(checkpoint[key])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        for key in list(checkpoint):
+            if key not in ('state_dict', 'optimizer'):
+                checkpoint[key] = from_plain(checkpoint[key])
+
+
+def trust_legacy_checkpoints() -> bool:
+    """Whether the user opted in to load stock/legacy mmengine checkpoints."""
+    return os.environ.get(TRUST_ENV, '').lower() in ('1', 'true', 'yes')
+
+
+def _legacy_globals() -> List[Any]:
+    # What stock mmengine 0.10.7 checkpoints pickle besides tensors. getattr is
+    # needed by HistoryBuffer's bound statistics methods; it is only allowed
+    # on the user's explicit opt-in for files they trust.
+    import builtins
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct, scalar
+    allowed = [HistoryBuffer, builtins.getattr, OrderedDict, np.ndarray,
+               np.dtype, _reconstruct, scalar]
+    allowed += [type(np.dtype(t)) for t in
+                ('float64', 'float32', 'float16', 'int64', 'int32', 'int8',
+                 'uint8', 'bool')]
+    return allowed
+
+
+def _checkpoints_beside(path: str) -> List[str]:
+    folder = osp.dirname(osp.abspath(path))
+    if not osp.isdir(folder):
+        return []
+    found = [osp.join(folder, f) for f in os.listdir(folder)
+             if f.endswith('.pth') and osp.join(folder, f) != osp.abspath(path)]
+    return sorted(found, key=osp.getmtime, reverse=True)
+
+
+def load_checkpoint_file(filename: str, map_location=None,
+                         trust: Optional[bool] = None) -> Dict[str, Any]:
+    """Load a checkpoint file with ``weights_only=True``, safely.
+
+    Registered as mmengine's loader for local files, so every load in the
+    product uses it.
+
+    Args:
+        filename (str): The ``.pth`` file.
+        map_location: As :func:`torch.load`.
+        trust (bool, optional): Allow stock mmengine checkpoints (adds
+            ``HistoryBuffer``, ``getattr`` and numpy types to the allowlist).
+            Defaults to the ``ROCK_PLUGIN_TRUST_CHECKPOINTS`` variable.
+
+    Returns:
+        dict: The checkpoint.
+
+    Raises:
+        FileNotFoundError: No such file.
+        CheckpointError: Truncated/corrupt file, or a pickle that refers to
+            anything outside the allowlist (which is never executed).
+
+    Example:
+        >>> ckpt = load_checkpoint_file('work_dirs/rock_b4/epoch_3.pth')
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename}: checkpoint not found')
+    trust = trust_legacy_checkpoints() if trust is None else trust
+    ctx = torch.serialization.safe_globals(_legacy_globals()) if trust \
+        else contextlib.nullcontext()
+    try:
+        with ctx:
+            return torch.load(filename, map_location=map_location,
+                              weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = str(exc).split('\n')
+        culprit = next((line.strip() for line in detail
+                        if 'Unsupported global' in line or 'GLOBAL' in line),
+                       detail[0])
+        raise CheckpointError(
+            f'{filename}: refused to load: the file refers to code or types '
+            f'outside the safe allowlist ({culprit}). Nothing from it was '
+            'run. Checkpoints written by rock_plugin never need this. If it '
+            'is a stock mmengine/mmpretrain checkpoint you trust, set '
+            f'{TRUST_ENV}=1 (or pass --trust-checkpoint) to allow mmengine\'s '
+            'HistoryBuffer and numpy types.') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        others = _checkpoints_beside(filename)
+        offer = (f' The previous checkpoint beside it is {others[0]}: resume '
+                 f'with --resume {others[0]}') if others else ''
+        raise CheckpointError(
+            f'{filename}: the checkpoint is truncated or corrupt '
+            f'({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).'
+            f'{offer}') from None
+
+
+CheckpointLoader.register_scheme(prefixes='', loader=load_checkpoint_file,
+                                 force=True)
+
+
+# --------------------------------------------------------------------------
+# 2. distributed training on CPU processes
+# --------------------------------------------------------------------------
+def use_cuda(device: Optional[str] = None) -> bool:
+    """Whether this run uses CUDA (``device='cpu'`` forces CPU)."""
+    if device is not None and str(device).startswith('cpu'):
+        return False
+    return torch.cuda.is_available()
+
+
+def init_distributed(launcher: str, device: Optional[str] = None,
+                     backend: Optional[str] = None, timeout: int = 1800) -> str:
+    """Start the process group before the runner, working without CUDA.
+
+    mmengine's ``_init_dist_pytorch`` calls ``torch.cuda.set_device`` and
+    defaults to nccl; on a CPU machine we start gloo ourselves, after which
+    ``Runner.setup_env`` sees an initialised group and skips its own init.
+
+    Args:
+        launcher (str): ``'none'`` or ``'pytorch'`` (others left to mmengine).
+        device (str, optional): ``'cpu'`` forces the CPU path.
+        backend (str, optional): Overrides the backend choice.
+        timeout (int): Seconds for collectives.
+
+    Returns:
+        str: The backend used (``''`` when not distributed).
+    """
+    import datetime
+    import torch.distributed as dist
+    if launcher != 'pytorch' or dist.is_initialized():
+        return dist.get_backend() if dist.is_initialized() else ''
+    cuda = use_cuda(device)
+    backend = backend or ('nccl' if cuda else 'gloo')
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    dist.init_process_group(backend=backend,
+                            timeout=datetime.timedelta(seconds=timeout))
+    return backend
+
+
+@MODEL_WRAPPERS.register_module()
+class RockDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` that also runs on CPU processes.
+
+    The runner always passes ``device_ids=[LOCAL_RANK]``; DDP needs
+    ``device_ids=None`` for a CPU module, so drop it then.
+    """
+
+    def __init__(self, module, device_ids=None, **kwargs):
+        on_cpu = all(not p.is_cuda for p in module.parameters())
+        super().__init__(module=module,
+                         device_ids=None if on_cpu else device_ids, **kwargs)
+
+
+# --------------------------------------------------------------------------
+# 3. --amp on CPU
+# --------------------------------------------------------------------------
+@OPTIM_WRAPPERS.register_module()
+class CpuAmpOptimWrapper(OptimWrapper):
+    """Mixed precision on CPU: bfloat16 autocast, no loss scaling needed.
+
+    ``AmpOptimWrapper`` asserts CUDA; on CPU ``--amp`` selects this instead.
+    """
+
+    @contextlib.contextmanager
+    def optim_context(self, model) -> Iterator:
+        with super().optim_context(model), torch.autocast(
+                'cpu', dtype=torch.bfloat16):
+            yield

@@ -1,0 +1,6 @@
+from .annotations import DataError, load_annotations, load_classes
+from .rock_dataset import RockDataset
+from .split import stratified_fold_split
+
+__all__ = ['RockDataset', 'DataError', 'load_annotations', 'load_classes',
+           'stratified_fold_split']

@@ -1,0 +1,170 @@
+"""``RockDataset``: the original project's data formats as an mmpretrain dataset."""
+import os.path as osp
+from typing import List, Optional, Sequence, Union
+
+from mmengine.logging import print_log
+from mmpretrain.datasets import BaseDataset
+from mmpretrain.registry import DATASETS
+
+from .annotations import (DataError, load_annotations, load_classes,
+                          scan_class_folders)
+from .split import default_fold, stratified_fold_split
+
+
+@DATASETS.register_module()
+class RockDataset(BaseDataset):
+    """Rock images from annotation files or a folder per class.
+
+    Two layouts are read:
+
+    * ``ann_file`` given: the original ``<image path> <label>`` lines (label
+      last, so paths may hold spaces; ``/`` or ``\\``; paths relative to
+      ``data_root``/``data_prefix`` or absolute) with class names from
+      ``classes`` (the original ``annotations.txt`` with ``Name index`` lines,
+      or one name a line; a path relative to ``data_root`` is accepted).
+    * ``ann_file`` empty: ``data_root/data_prefix/<class>/**/<image>``, class
+      names from the folder names (sorted) unless ``classes`` is given.
+
+    ``split='train'`` / ``'val'`` carves a stratified validation fold out of
+    the samples (the original ``--split-validation``): the same ``split_seed``,
+    ``val_ratio`` and ``fold`` always give the same, non-overlapping parts.
+
+    Args:
+        data_root (str): Root of images, annotation and classes files.
+        ann_file (str): Annotation file; empty for a folder per class.
+        classes (str | Sequence[str], optional): Classes file or names.
+        data_prefix (str): Sub-folder of ``data_root`` that image paths are
+            relative to. Defaults to ''.
+        split (str, optional): ``None`` (all samples), ``'train'`` or
+            ``'val'``.
+        val_ratio (float): Fraction of each class in the validation fold.
+        fold (int, optional): Validation fold index in ``[0, int(1/ratio))``;
+            defaults to one derived from ``split_seed``.
+        split_seed (int): Shuffle seed of the split.
+        check_files (bool): Check at start that every image exists, so a typo
+            fails at once with its file and line instead of mid-epoch.
+        **kwargs: Passed to :class:`mmpretrain.datasets.BaseDataset`
+            (``pipeline``, ``test_mode``, ``indices``...).
+
+    Example:
+        >>> ds = RockDataset(data_root='data/rocks', ann_file='train.txt',
+        ...                  classes='annotations.txt', split='val',
+        ...                  val_ratio=0.2, split_seed=42)
+    """
+
+    def __init__(self,
+                 data_root: str = '',
+                 ann_file: str = '',
+                 classes: Union[str, Sequence[str], None] = None,
+                 data_prefix: str = '',
+                 split: Optional[str] = None,
+                 val_ratio: float = 0.2,
+                 fold: Optional[int] = None,
+                 split_seed: Optional[int] = 0,
+                 check_files: bool = True,
+                 metainfo: Optional[dict] = None,
+                 **kwargs):
+        if split not in (None, 'train', 'val'):
+            raise ValueError(f"split must be None, 'train' or 'val', got {split!r}")
+        self.split = split
+        self.val_ratio = val_ratio
+        self.split_seed = split_seed
+        self.fold = (default_fold(split_seed, val_ratio)
+                     if split is not None and fold is None else fold)
+        self.check_files = check_files
+        self._folder_samples = None
+        class_names = self._resolve_classes(data_root, ann_file, data_prefix,
+                                            classes)
+        metainfo = dict(metainfo or {}, classes=tuple(class_names))
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            metainfo=metainfo,
+            **kwargs)
+
+    def _resolve_classes(self, data_root, ann_file, data_prefix, classes
+                         ) -> List[str]:
+        if isinstance(classes, str):
+            path = classes
+            if not osp.isabs(path) and not osp.isfile(path):
+                path = osp.join(data_root, path)
+            if not osp.isfile(path):
+                raise DataError(
+                    'classes file not found (set `classes` to a file with one '
+                    'name a line, or to a list of names)', path)
+            return load_classes(path)
+        if classes is not None:
+            names = [str(c) for c in classes]
+            dup = {c for c in names if names.count(c) > 1}
+            if dup or any(not c.strip() for c in names):
+                raise DataError(f'classes must be unique, non-empty names; got '
+                                f'{names}')
+            return names
+        if ann_file:
+            raise DataError(
+                'an annotation file needs class names: set `classes` to the '
+                'classes file (e.g. annotations.txt)', ann_file)
+        folder_classes, samples = scan_class_folders(
+            osp.join(data_root, data_prefix))
+        self._folder_samples = samples
+        return folder_classes
+
+    def load_data_list(self) -> List[dict]:
+        """Read all samples, then keep this split's part.
+
+        Returns:
+            list[dict]: ``img_path``, ``gt_label`` (and ``ann_line``).
+        """
+        classes = self.metainfo['classes']
+        if self.ann_file:
+            data_list = []
+            for path, label, lineno in load_annotations(
+                    self.ann_file, num_classes=len(classes)):
+                img_path = osp.join(self.img_prefix, path)
+                if self.check_files and not osp.isfile(img_path):
+                    raise DataError(f'image not found: {img_path}',
+                                    self.ann_file, lineno)
+                data_list.append(
+                    dict(img_path=img_path, gt_label=label, ann_line=lineno))
+        else:
+            samples = self._folder_samples
+            if samples is None:
+                folder_classes, samples = scan_class_folders(self.img_prefix)
+                remap = {}
+                for name in folder_classes:
+                    if name not in classes:
+                        raise DataError(
+                            f'folder {name!r} is not among the given classes '
+                            f'{list(classes)}', self.img_prefix)
+                    remap[folder_classes.index(name)] = list(classes).index(name)
+                samples = [(p, remap[lbl]) for p, lbl in samples]
+            data_list = [
+                dict(img_path=osp.join(self.img_prefix, p), gt_label=lbl)
+                for p, lbl in samples
+            ]
+        source = self.ann_file or self.img_prefix
+        if not data_list:
+            raise DataError('the dataset is empty (no samples)', source)
+        if self.split is not None:
+            train_idx, val_idx = stratified_fold_split(
+                [d['gt_label'] for d in data_list], self.val_ratio, self.fold,
+                self.split_seed)
+            keep = train_idx if self.split == 'train' else val_idx
+            data_list = [data_list[i] for i in keep]
+            print_log(
+                f'RockDataset split={self.split}: fold {self.fold} of '
+                f'{int(1 / self.val_ratio)} (ratio {self.val_ratio}, seed '
+                f'{self.split_seed}), {len(data_list)} samples',
+                logger='current')
+            if not data_list:
+                raise DataError(f'the {self.split} split is empty', source)
+        return data_list
+
+    def extra_repr(self) -> List[str]:
+        body = [f'Annotation file: {self.ann_file or "(folder per class)"}',
+                f'Prefix of images: {self.img_prefix}']
+        if self.split is not None:
+            body.append(f'Split: {self.split}, fold {self.fold}, ratio '
+                        f'{self.val_ratio}, seed {self.split_seed}')
+        return body

@@ -1,0 +1,3 @@
+from .history_hook import HistoryHook
+
+__all__ = ['HistoryHook']

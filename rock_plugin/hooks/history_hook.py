@@ -1,0 +1,166 @@
+"""``HistoryHook``: the original's per-epoch history CSV and curves."""
+import csv
+import os
+import os.path as osp
+import time
+from typing import Dict, List, Optional
+
+import torch
+from mmengine.dist import all_reduce, is_main_process
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
+
+from rock_plugin.evaluation.rock_metric import RockMetric
+from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.visualization import (plot_confusion_matrix, plot_curves,
+                                       save_confusion_csv)
+
+PER_CLASS_KEYS = ('precision', 'recall', 'f1-score')
+
+
+@HOOKS.register_module()
+class HistoryHook(Hook):
+    """Append a row per epoch to ``history.csv`` and redraw ``curves.png``.
+
+    A row holds ``epoch``, ``lr``, ``train_loss`` (mean over the epoch and
+    over all ranks) and every scalar validation metric, plus per-class
+    ``precision/<class>``, ``recall/<class>``, ``f1-score/<class>`` columns
+    when :class:`RockMetric` reports them. The latest
+    validation confusion matrix is written as ``confusion_matrix.csv`` and
+    ``confusion_matrix.png``.
+
+    Every file is rewritten atomically (temp file + rename), so a kill never
+    leaves a truncated CSV. On ``--resume`` the existing file is continued:
+    rows of epochs after the resumed checkpoint are dropped and a row for an
+    epoch that is written again replaces the old one, so there are no
+    duplicate or lost rows. A fresh run in a work dir that already holds a
+    history keeps the old file as ``history.<time>.csv``.
+
+    Args:
+        filename (str): CSV name in the work dir. Defaults to 'history.csv'.
+        plot (bool): Redraw ``curves.png`` every epoch. Defaults to True.
+        plot_confusion (bool): Write the confusion matrix files.
+
+    Example:
+        >>> custom_hooks = [dict(type='HistoryHook')]
+    """
+    priority = 'NORMAL'
+
+    def __init__(self, filename: str = 'history.csv', plot: bool = True,
+                 plot_confusion: bool = True):
+        self.filename = filename
+        self.plot = plot
+        self.plot_confusion = plot_confusion
+        self.rows: List[Dict[str, object]] = []
+        self._pending: Optional[Dict[str, object]] = None
+        self._loss_sum = 0.0
+        self._loss_count = 0
+
+    # -- paths ---------------------------------------------------------------
+    def _path(self, runner, name=None) -> str:
+        return osp.join(runner.work_dir, name or self.filename)
+
+    # -- life cycle ----------------------------------------------------------
+    def before_train(self, runner) -> None:
+        path = self._path(runner)
+        self.rows = []
+        if not is_main_process() or not osp.isfile(path):
+            return
+        if runner.epoch == 0:
+            stamp = time.strftime('%Y%m%d_%H%M%S')
+            os.replace(path, self._path(runner, f'history.{stamp}.csv'))
+            runner.logger.info(f'HistoryHook: kept the previous history as '
+                               f'history.{stamp}.csv')
+            return
+        with open(path, newline='', encoding='utf-8') as f:
+            old = list(csv.DictReader(f))
+        self.rows = [r for r in old if int(r['epoch']) <= runner.epoch]
+        runner.logger.info(
+            f'HistoryHook: continuing {path} ({len(self.rows)} rows up to '
+            f'epoch {runner.epoch}, {len(old) - len(self.rows)} later rows '
+            'dropped)')
+
+    def before_train_epoch(self, runner) -> None:
+        self._loss_sum, self._loss_count = 0.0, 0
+        lrs = runner.optim_wrapper.get_lr()
+        lr = next(iter(lrs.values()))[0] if lrs else float('nan')
+        self._pending = dict(epoch=runner.epoch + 1, lr=lr)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs: Optional[dict] = None) -> None:
+        if outputs and 'loss' in outputs:
+            loss = outputs['loss']
+            self._loss_sum += float(loss.item() if torch.is_tensor(loss) else loss)
+            self._loss_count += 1
+
+    def after_train_epoch(self, runner) -> None:
+        stats = torch.tensor([self._loss_sum, float(self._loss_count)],
+                             dtype=torch.float64)
+        all_reduce(stats)  # mean over every rank's iterations
+        if self._pending is None:
+            self._pending = dict(epoch=runner.epoch, lr=float('nan'))
+        self._pending['train_loss'] = (stats[0] / stats[1]).item() \
+            if stats[1] > 0 else float('nan')
+        if not self._will_validate(runner):
+            self._commit(runner, {})
+
+    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        if runner._train_loop is None or isinstance(runner._train_loop, dict) \
+                or self._pending is None:
+            return  # a stand-alone validation (e.g. tools/test.py)
+        self._commit(runner, metrics or {})
+
+    # -- helpers -------------------------------------------------------------
+    @staticmethod
+    def _will_validate(runner) -> bool:
+        """Mirror ``EpochBasedTrainLoop.run``'s condition to validate."""
+        loop = runner.train_loop
+        if runner.val_loop is None:
+            return False
+        epoch = runner.epoch + 1  # the loop advances its counter after hooks
+        return (epoch >= loop.val_begin
+                and (epoch % loop.val_interval == 0
+                     or epoch == loop.max_epochs))
+
+    def _commit(self, runner, metrics: dict) -> None:
+        row = dict(self._pending)
+        self._pending = None
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)):
+                row[key] = value
+            elif torch.is_tensor(value) and value.numel() == 1:
+                row[key] = value.item()
+        details = (runner.message_hub.get_info(RockMetric.DETAILS_KEY) or {}) \
+            if metrics else {}
+        names = details.get('classes', [])
+        for key in PER_CLASS_KEYS:
+            values = details.get(f'{key}_per_class')
+            if values is not None and len(values) == len(names):
+                for name, value in zip(names, values):
+                    row[f'{key}/{name}'] = float(value)
+        if not is_main_process():
+            return
+        self.rows = [r for r in self.rows if int(r['epoch']) != row['epoch']]
+        self.rows.append(row)
+        self._write_csv(runner)
+        if self.plot:
+            plot_curves(self.rows, self._path(runner, 'curves.png'),
+                        title=osp.basename(runner.work_dir.rstrip('/')))
+        confusion = details.get('confusion')
+        if self.plot_confusion and confusion is not None \
+                and len(confusion) == len(names):
+            save_confusion_csv(confusion, names,
+                               self._path(runner, 'confusion_matrix.csv'))
+            plot_confusion_matrix(
+                confusion, names, self._path(runner, 'confusion_matrix.png'),
+                title=f'Validation, epoch {row["epoch"]}')
+
+    def _write_csv(self, runner) -> None:
+        columns: List[str] = []
+        for r in self.rows:
+            columns.extend(k for k in r if k not in columns)
+        with atomic_write(self._path(runner), newline='', encoding='utf-8') as f:
+            writer = csv.DictWriter(f, fieldnames=columns, restval='')
+            writer.writeheader()
+            for r in sorted(self.rows, key=lambda r: int(r['epoch'])):
+                writer.writerow(r)

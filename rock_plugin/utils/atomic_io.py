@@ -1,0 +1,48 @@
+"""Atomic file writes: a kill mid-write never leaves a truncated file."""
+import contextlib
+import os
+import os.path as osp
+import tempfile
+from typing import Iterator, IO
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = 'w', **open_kwargs) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it over ``path`` on success.
+
+    The rename is atomic on POSIX and Windows, so readers (and a process
+    killed at any moment) see either the old file or the complete new one.
+
+    Args:
+        path (str): Destination file.
+        mode (str): ``'w'`` or ``'wb'``.
+        **open_kwargs: Passed to :func:`open` (e.g. ``newline=''``).
+
+    Yields:
+        file: The temporary file to write to.
+
+    Example:
+        >>> with atomic_write('history.csv', newline='') as f:
+        ...     f.write('epoch,lr\\n')
+    """
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
+                               suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_figure(fig, path: str, **savefig_kwargs) -> None:
+    """Save a matplotlib figure atomically (see :func:`atomic_write`)."""
+    fmt = osp.splitext(path)[1].lstrip('.') or 'png'
+    with atomic_write(path, 'wb') as f:
+        fig.savefig(f, format=fmt, **savefig_kwargs)

@@ -1,0 +1,70 @@
+"""Confusion-matrix image and CSV with class names on the axes."""
+import csv
+from typing import Sequence
+
+import numpy as np
+
+from rock_plugin.utils.atomic_io import atomic_save_figure, atomic_write
+
+
+def save_confusion_csv(matrix, class_names: Sequence[str], out_file: str) -> str:
+    """Write the matrix as CSV: rows true class, columns predicted class."""
+    matrix = np.asarray(matrix)
+    with atomic_write(out_file, newline='', encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['true \\ predicted', *class_names])
+        for name, row in zip(class_names, matrix.tolist()):
+            writer.writerow([name, *row])
+    return out_file
+
+
+def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,
+                          title: str = 'Confusion matrix') -> str:
+    """Draw counts and row-normalised (recall) matrices side by side.
+
+    Args:
+        matrix: ``(C, C)`` counts, rows true, columns predicted.
+        class_names (Sequence[str]): Names in label order.
+        out_file (str): Image to write (atomically).
+        title (str): Figure title.
+
+    Returns:
+        str: ``out_file``.
+
+    Example:
+        >>> plot_confusion_matrix([[3, 1], [0, 4]], ['a', 'b'], 'cm.png')
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    counts = np.asarray(matrix, dtype=np.int64)
+    totals = counts.sum(axis=1, keepdims=True)
+    norm = np.divide(counts, totals, out=np.zeros(counts.shape, float),
+                     where=totals > 0)
+    n = len(class_names)
+    size = max(5.0, 0.55 * n + 2.5)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    for ax, data, sub, fmt in ((axes[0], counts, 'counts', 'd'),
+                               (axes[1], norm, 'row-normalised', '.2f')):
+        im = ax.imshow(data, cmap='Blues', vmin=0,
+                       vmax=max(1, data.max()) if fmt == 'd' else 1)
+        ax.set_title(f'{title} ({sub})')
+        ax.set_xticks(range(n), class_names, rotation=60, ha='right',
+                      fontsize=8)
+        ax.set_yticks(range(n), class_names, fontsize=8)
+        ax.set_xlabel('predicted')
+        ax.set_ylabel('true')
+        thresh = data.max() / 2 if data.size else 0
+        for i in range(n):
+            for j in range(n):
+                value = data[i, j]
+                if fmt == 'd' and value == 0:
+                    continue
+                ax.text(j, i, format(value, fmt), ha='center', va='center',
+                        fontsize=7,
+                        color='white' if value > thresh else 'black')
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    atomic_save_figure(fig, out_file, dpi=100)
+    plt.close(fig)
+    return out_file

@@ -100,11 +100,12 @@ optim_wrapper = dict(
     constructor='TrainableParamsOptimWrapperConstructor',
     optimizer=dict(type='SGD', lr=0.1 * batch_size / 256, momentum=0.9,
                    weight_decay=1e-4))
-# StepLrUpdater(step=[30, 60, 90]); an explicit `end` so that a resumed run
-# with a larger max_epochs does not keep the old schedule end.
+# StepLrUpdater(step=[30, 60, 90]). tools/train.py gives the scheduler an
+# explicit `end` = train_cfg.max_epochs (after --cfg-options), and on resume
+# the configured end wins over the one saved in the checkpoint.
 param_scheduler = dict(
     _delete_=True, type='MultiStepLR', by_epoch=True, milestones=[30, 60, 90],
-    gamma=0.1, begin=0, end=max_epochs)
+    gamma=0.1, begin=0)
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 # lr above is already for batch 4.
 auto_scale_lr = dict(base_batch_size=batch_size)
@@ -115,8 +116,9 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
                     save_best='accuracy/top1', rule='greater'))
 custom_hooks = [
-    dict(type='HistoryHook'),
-    dict(type='SafeCheckpointHook'),
+    dict(type='HistoryHook'),  # history.csv, curves.png, confusion matrix
+    dict(type='RngStateHook'),  # exact --resume
+    dict(type='SafeCheckpointHook'),  # checkpoints load with weights_only
 ]
 # CPU processes need gloo and no device_ids (see rock_plugin.compat).
 model_wrapper_cfg = dict(type='RockDistributedDataParallel')

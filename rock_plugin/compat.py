@@ -23,6 +23,8 @@ test in ``tests/test_compat.py``.
    without CUDA. :func:`init_distributed` starts a gloo process group itself
    (mmengine then skips its own init) and :class:`RockDistributedDataParallel`
    drops ``device_ids`` on CPU.
+   The same hook keeps the configured ``end`` of every LR scheduler on
+   resume (a scheduler's saved state would otherwise keep the old run's end).
 3. **``--amp`` on CPU.** ``AmpOptimWrapper`` asserts CUDA;
    :class:`CpuAmpOptimWrapper` autocasts to bfloat16 on CPU instead.
 """
@@ -130,6 +132,29 @@ class SafeCheckpointHook(Hook):
         for key in list(checkpoint):
             if key not in ('state_dict', 'optimizer'):
                 checkpoint[key] = from_plain(checkpoint[key])
+        self._keep_configured_schedule_end(runner, checkpoint)
+
+    @staticmethod
+    def _keep_configured_schedule_end(runner, checkpoint: dict) -> None:
+        """A scheduler's state dict holds its ``end``; loading it on resume
+        would keep the old run's schedule end even when the config now trains
+        longer. The freshly built scheduler's ``end`` (from the config) wins."""
+        saved = checkpoint.get('param_schedulers')
+        built = getattr(runner, 'param_schedulers', None)
+        if not saved or not built or not getattr(runner, '_resume', False):
+            return
+        if isinstance(built, dict):  # {optimizer name: [schedulers]}
+            pairs = [(s, b) for name in built
+                     for s, b in zip(saved.get(name, []), built[name])]
+        else:
+            pairs = list(zip(saved, built))
+        for state, scheduler in pairs:
+            if isinstance(state, dict) and 'end' in state and \
+                    state['end'] != scheduler.end:
+                print_log(f'resume: {type(scheduler).__name__} end '
+                          f'{state["end"]} -> {scheduler.end} (from the '
+                          'config)', logger='current')
+                state['end'] = scheduler.end
 
 
 def trust_legacy_checkpoints() -> bool:
@@ -220,8 +245,53 @@ def load_checkpoint_file(filename: str, map_location=None,
             f'{offer}') from None
 
 
+def load_url_checkpoint(url: str, map_location=None,
+                        model_dir: Optional[str] = None,
+                        progress: bool = False) -> Dict[str, Any]:
+    """Download a checkpoint once (torch hub cache), then load it safely.
+
+    Replaces mmengine's http(s) loader, whose ``torch.load`` would bypass
+    :func:`load_checkpoint_file` and whose offline failure is a bare
+    ``URLError`` traceback. In distributed runs local rank 0 downloads.
+
+    Args:
+        url (str): ``http(s)://`` address of the ``.pth`` file.
+        map_location: As :func:`torch.load`.
+        model_dir (str, optional): Cache folder; defaults to
+            ``$TORCH_HOME/hub/checkpoints``.
+        progress (bool): Show a progress bar.
+
+    Returns:
+        dict: The checkpoint.
+    """
+    from urllib.parse import urlparse
+
+    import torch.distributed as dist
+    from torch.hub import download_url_to_file, get_dir
+    model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
+    cached = osp.join(model_dir, osp.basename(urlparse(url).path))
+    if not osp.isfile(cached) and int(os.environ.get('LOCAL_RANK', 0)) == 0:
+        os.makedirs(model_dir, exist_ok=True)
+        try:
+            download_url_to_file(url, cached, progress=progress)
+        except OSError as exc:  # URLError, timeouts, DNS failures
+            reason = getattr(exc, 'reason', exc)
+            raise CheckpointError(
+                f'{url}: could not download the pretrained weights '
+                f'({reason}). Without network, fetch the file elsewhere, copy '
+                f'it to {cached} or anywhere, and point the config at it, '
+                'e.g. --cfg-options '
+                'model.backbone.init_cfg.checkpoint=/path/to/file.pth') \
+                from None
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    return load_checkpoint_file(cached, map_location)
+
+
 CheckpointLoader.register_scheme(prefixes='', loader=load_checkpoint_file,
                                  force=True)
+CheckpointLoader.register_scheme(prefixes=('http://', 'https://'),
+                                 loader=load_url_checkpoint, force=True)
 
 
 # --------------------------------------------------------------------------

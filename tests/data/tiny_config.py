@@ -29,6 +29,6 @@ val_dataloader = dict(
                  split='val', val_ratio=0.25))
 test_dataloader = val_dataloader
 optim_wrapper = dict(optimizer=dict(lr=0.05))
-param_scheduler = dict(milestones=[2], end=3)
+param_scheduler = dict(milestones=[1])
 train_cfg = dict(max_epochs=2)
 default_hooks = dict(logger=dict(interval=1))

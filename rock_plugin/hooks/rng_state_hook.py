@@ -1,0 +1,50 @@
+"""``RngStateHook``: save and restore random number generators with checkpoints."""
+import random
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
+
+
+@HOOKS.register_module()
+class RngStateHook(Hook):
+    """Store Python, NumPy and torch (CPU and CUDA) RNG states in checkpoints.
+
+    mmengine re-seeds only at start, so after ``--resume`` every random
+    augmentation drawn in the main process (``num_workers=0``) and the seed
+    that each epoch's data loader draws would differ from an uninterrupted
+    run. Restoring the generators right after the checkpoint is loaded makes a
+    resumed ``--deterministic`` run repeat the uninterrupted one exactly.
+    States are kept as plain lists and tensors so checkpoints still load with
+    ``weights_only=True``.
+
+    Example:
+        >>> custom_hooks = [dict(type='RngStateHook')]
+    """
+    priority = 'NORMAL'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        version, state, gauss = random.getstate()
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        checkpoint['rng_state'] = dict(
+            python=[version, list(state), gauss],
+            numpy=[name, keys.tolist(), int(pos), int(has_gauss),
+                   float(cached)],
+            torch=torch.get_rng_state(),
+            cuda=torch.cuda.get_rng_state_all()
+            if torch.cuda.is_available() else [])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('rng_state')
+        if not state or not runner._resume:
+            return  # load_from / init: keep the run's own seeding
+        version, py_state, gauss = state['python']
+        random.setstate((version, tuple(py_state), gauss))
+        name, keys, pos, has_gauss, cached = state['numpy']
+        np.random.set_state((name, np.array(keys, dtype=np.uint32), pos,
+                             has_gauss, cached))
+        torch.set_rng_state(state['torch'])
+        if state['cuda'] and torch.cuda.is_available() and \
+                len(state['cuda']) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state['cuda'])

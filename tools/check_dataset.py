@@ -1,0 +1,76 @@
+"""Check a rock dataset before training.
+
+``python tools/check_dataset.py data/rocks --ann-file train.txt test.txt``
+checks the images listed in annotation files (classes from
+``--classes annotations.txt``); without ``--ann-file`` it checks a
+folder-per-class tree ``DATA_ROOT/<class>/*.jpg``. Every image is decoded
+once: missing, corrupt, truncated and non-image files, duplicates (within and
+across classes and files), tiny images and classes with too few images are
+reported with a per-class table. Exit code 0, or 2 with ``--strict`` when
+something was found.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from rock_plugin.apis.cli import run_cli  # noqa: E402
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description='Check the images of a dataset: annotation files, or a '
+        'folder per class when no --ann-file is given.')
+    parser.add_argument('data_root', help='dataset root folder')
+    parser.add_argument('--ann-file', nargs='+', action='extend', default=[],
+                        help='annotation file(s), relative to DATA_ROOT or '
+                        'the working folder; checked together so that a '
+                        'train/test overlap shows')
+    parser.add_argument('--classes', default='annotations.txt',
+                        help='classes file for --ann-file (default: '
+                        'annotations.txt)')
+    parser.add_argument('--data-prefix', default='',
+                        help='sub-folder of DATA_ROOT the image paths are '
+                        'relative to (default: none)')
+    parser.add_argument('--strict', action='store_true',
+                        help='exit with an error when any problem is found')
+    parser.add_argument('--min-size', type=int, default=32,
+                        help='report images whose shorter side is smaller '
+                        '(default: 32)')
+    parser.add_argument('--min-per-class', type=int, default=2,
+                        help='report classes with fewer usable images '
+                        '(default: 2)')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the full traceback on errors')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from rock_plugin.datasets.annotations import DataError
+    from rock_plugin.datasets.checks import check_images, scan_class_tree
+    from rock_plugin.datasets.prepare import check_annotation_files
+    if args.ann_file:
+        report = check_annotation_files(
+            args.data_root, args.ann_file, args.classes,
+            data_prefix=args.data_prefix, min_size=args.min_size,
+            min_per_class=args.min_per_class)
+        title = 'Images per class (' + ', '.join(args.ann_file) + ')'
+    else:
+        root = osp.join(args.data_root, args.data_prefix)
+        classes, samples, skipped = scan_class_tree(root)
+        report = check_images(samples, root=root, min_size=args.min_size,
+                              min_per_class=args.min_per_class,
+                              class_names=classes)
+        report.skipped = skipped
+        title = 'Images per class (folder per class)'
+    print(report.format_table(title=title))
+    print(report.format_problems())
+    if args.strict and not report.ok:
+        raise DataError(f'--strict: {len(report.problems)} problem(s) found',
+                        args.data_root)
+
+
+if __name__ == '__main__':
+    sys.exit(run_cli(main))

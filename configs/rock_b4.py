@@ -48,7 +48,7 @@ data_preprocessor = dict(
     to_rgb=True)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadRockImage'),
     dict(type='EfficientNetRandomCrop', scale=image_size,
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -57,7 +57,7 @@ train_pipeline = [
 # Validation uses the validation pipeline (the original validated with a copy
 # of the training augmentation; not copied here).
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadRockImage'),
     dict(type='EfficientNetCenterCrop', crop_size=image_size,
          interpolation='bicubic'),
     dict(type='PackInputs'),

@@ -49,7 +49,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     from rock_plugin.datasets.annotations import DataError
-    from rock_plugin.datasets.checks import check_images, scan_class_tree
+    from rock_plugin.datasets.checks import check_class_tree
     from rock_plugin.datasets.prepare import check_annotation_files
     if args.ann_file:
         report = check_annotation_files(
@@ -58,12 +58,10 @@ def main(argv=None):
             min_per_class=args.min_per_class)
         title = 'Images per class (' + ', '.join(args.ann_file) + ')'
     else:
-        root = osp.join(args.data_root, args.data_prefix)
-        classes, samples, skipped = scan_class_tree(root)
-        report = check_images(samples, root=root, min_size=args.min_size,
-                              min_per_class=args.min_per_class,
-                              class_names=classes)
-        report.skipped = skipped
+        report = check_class_tree(
+            osp.join(args.data_root, args.data_prefix) if args.data_prefix
+            else args.data_root, min_size=args.min_size,
+            min_per_class=args.min_per_class)
         title = 'Images per class (folder per class)'
     print(report.format_table(title=title))
     print(report.format_problems())

@@ -28,6 +28,10 @@ def run_cli(main: Callable[[Optional[List[str]]], object],
             raise
         message = str(exc) if not isinstance(exc, KeyError) else \
             f'missing key {exc}'
+        if 'Original Traceback' in message:
+            # re-raised from a DataLoader worker: keep the original message
+            last = [ln for ln in message.splitlines() if ln.strip()][-1]
+            message = last.split(': ', 1)[1] if ': ' in last else last
         print(f'error: {message}', file=sys.stderr)
         print('(run again with --debug for the full traceback)',
               file=sys.stderr)

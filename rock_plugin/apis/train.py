@@ -1,5 +1,6 @@
 """Training entry point: the original train.py's flags on the MMEngine Runner."""
 import argparse
+import logging
 import copy
 import os
 import os.path as osp
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--fold', type=int, default=None,
                         help='validation fold index with --split-validation '
                         '(default: derived from the seed)')
+    parser.add_argument('--skip-bad-images', action='store_true',
+                        help='leave out unreadable images (with a warning '
+                        'each and a count) instead of stopping')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow loading stock mmengine checkpoints you '
                         'trust (see README, Troubleshooting)')
@@ -91,9 +95,11 @@ def build_config(args: argparse.Namespace, seed: Optional[int] = None
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
-    if args.data_root:
-        for _, dataset in _datasets(cfg):
+    for _, dataset in _datasets(cfg):
+        if args.data_root:
             dataset.data_root = args.data_root
+        if args.skip_bad_images:
+            dataset.skip_bad_images = True
 
     seed = args.seed if args.seed is not None else \
         cfg.get('randomness', {}).get('seed', None)
@@ -212,4 +218,12 @@ def train(argv: Optional[List[str]] = None):
               f'world size {runner.world_size}'
               + (f' ({backend})' if backend else ''), logger='current')
     runner.train()
+    skipped = sorted({path for loader in (runner.train_dataloader,
+                                          runner.val_dataloader)
+                      if loader is not None
+                      for path in getattr(loader.dataset, 'skipped_images', [])})
+    if skipped:
+        print_log(f'rock_plugin: {len(skipped)} unreadable image(s) were '
+                  'skipped (warnings above name each one)', logger='current',
+                  level=logging.WARNING)
     return runner

@@ -1,6 +1,7 @@
 from .annotations import DataError, load_annotations, load_classes
 from .rock_dataset import RockDataset
 from .split import stratified_fold_split
+from .transforms import LoadRockImage, read_rgb
 
 __all__ = ['RockDataset', 'DataError', 'load_annotations', 'load_classes',
-           'stratified_fold_split']
+           'stratified_fold_split', 'LoadRockImage', 'read_rgb']

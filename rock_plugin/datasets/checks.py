@@ -258,6 +258,36 @@ def scan_class_tree(root: str
     return classes, samples, skipped
 
 
+def check_class_tree(root: str,
+                     min_size: int = 32,
+                     min_per_class: int = 2,
+                     workers: Optional[int] = None) -> DatasetReport:
+    """Check a folder-per-class tree (see :func:`check_images`).
+
+    Args:
+        root (str): Folder with one sub-folder of images per class; empty
+            class folders are reported, not fatal.
+        min_size (int): Shorter image sides below it are reported.
+        min_per_class (int): Classes with fewer usable images are reported.
+        workers (int, optional): Threads decoding images.
+
+    Returns:
+        DatasetReport: ``images[i].path`` (relative to ``root``) and
+        ``images[i].label`` list the samples found, sorted; ``skipped`` the
+        files ignored for their extension.
+
+    Example:
+        >>> report = check_class_tree('photos')
+        >>> print(report.format_table())
+    """
+    classes, samples, skipped = scan_class_tree(root)
+    report = check_images(samples, root=root, min_size=min_size,
+                          min_per_class=min_per_class, class_names=classes,
+                          workers=workers)
+    report.skipped = skipped
+    return report
+
+
 def inspect_image(path: str) -> ImageInfo:
     """Read one file, hash its bytes and decode it fully.
 

@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 from ..utils.atomic_io import atomic_write
 from .annotations import (DataError, format_annotation_line, load_annotations,
                           load_classes, normalize_path)
-from .checks import DatasetReport, check_images, scan_class_tree
+from .checks import DatasetReport, check_class_tree, check_images
 from .split import num_folds, stratified_fold_split
 
 MODES = ('annotate', 'copy', 'symlink')
@@ -97,11 +97,10 @@ def prepare_dataset(src: str,
     if mode != 'annotate':
         _check_no_overlap(src_abs, out_abs)
 
-    classes, samples, skipped = scan_class_tree(src)
-    report = check_images(samples, root=src, min_size=min_size,
-                          min_per_class=min_per_class, class_names=classes,
-                          workers=workers)
-    report.skipped = skipped
+    report = check_class_tree(src, min_size=min_size,
+                              min_per_class=min_per_class, workers=workers)
+    classes = report.class_names
+    samples = [(info.path, info.label) for info in report.images]
     if strict and not report.ok:
         raise strict_error(report, out_dir)
 

@@ -1,4 +1,5 @@
 """``RockDataset``: the original project's data formats as an mmpretrain dataset."""
+import logging
 import os.path as osp
 from typing import List, Optional, Sequence, Union
 
@@ -43,6 +44,9 @@ class RockDataset(BaseDataset):
         split_seed (int): Shuffle seed of the split.
         check_files (bool): Check at start that every image exists, so a typo
             fails at once with its file and line instead of mid-epoch.
+        skip_bad_images (bool): Opt-in for messy folders: decode every image
+            at start and leave out missing, corrupt and non-image files with a
+            warning each and a count, instead of failing on the first one.
         **kwargs: Passed to :class:`mmpretrain.datasets.BaseDataset`
             (``pipeline``, ``test_mode``, ``indices``...).
 
@@ -62,6 +66,7 @@ class RockDataset(BaseDataset):
                  fold: Optional[int] = None,
                  split_seed: Optional[int] = 0,
                  check_files: bool = True,
+                 skip_bad_images: bool = False,
                  metainfo: Optional[dict] = None,
                  **kwargs):
         if split not in (None, 'train', 'val'):
@@ -72,6 +77,8 @@ class RockDataset(BaseDataset):
         self.fold = (default_fold(split_seed, val_ratio)
                      if split is not None and fold is None else fold)
         self.check_files = check_files
+        self.skip_bad_images = skip_bad_images
+        self.skipped_images: List[str] = []
         self._folder_samples = None
         class_names = self._resolve_classes(data_root, ann_file, data_prefix,
                                             classes)
@@ -122,11 +129,13 @@ class RockDataset(BaseDataset):
             for path, label, lineno in load_annotations(
                     self.ann_file, num_classes=len(classes)):
                 img_path = osp.join(self.img_prefix, path)
-                if self.check_files and not osp.isfile(img_path):
+                if self.check_files and not self.skip_bad_images and \
+                        not osp.isfile(img_path):
                     raise DataError(f'image not found: {img_path}',
                                     self.ann_file, lineno)
                 data_list.append(
-                    dict(img_path=img_path, gt_label=label, ann_line=lineno))
+                    dict(img_path=img_path, gt_label=label, ann_line=lineno,
+                         ann_file=self.ann_file))
         else:
             samples = self._folder_samples
             if samples is None:
@@ -144,6 +153,8 @@ class RockDataset(BaseDataset):
                 for p, lbl in samples
             ]
         source = self.ann_file or self.img_prefix
+        if self.skip_bad_images:
+            data_list = self._drop_unreadable(data_list)
         if not data_list:
             raise DataError('the dataset is empty (no samples)', source)
         if self.split is not None:
@@ -160,6 +171,34 @@ class RockDataset(BaseDataset):
             if not data_list:
                 raise DataError(f'the {self.split} split is empty', source)
         return data_list
+
+    def _drop_unreadable(self, data_list: List[dict]) -> List[dict]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .transforms import read_rgb
+
+        def bad(info):
+            try:
+                read_rgb(info['img_path'])
+            except DataError as exc:
+                return str(exc)
+            return None
+
+        with ThreadPoolExecutor(4) as pool:
+            problems = list(pool.map(bad, data_list))
+        kept = []
+        for info, problem in zip(data_list, problems):
+            if problem is None:
+                kept.append(info)
+            else:
+                self.skipped_images.append(info['img_path'])
+                print_log(f'skipping unreadable image: {problem}',
+                          logger='current', level=logging.WARNING)
+        if self.skipped_images:
+            print_log(f'RockDataset: skipped {len(self.skipped_images)} '
+                      f'unreadable image(s) of {len(data_list)}',
+                      logger='current', level=logging.WARNING)
+        return kept
 
     def extra_repr(self) -> List[str]:
         body = [f'Annotation file: {self.ann_file or "(folder per class)"}',

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rock_plugin.datasets import RockDataset
 from rock_plugin.datasets.annotations import DataError
 from rock_plugin.datasets.checks import (PROBLEM_KINDS, check_class_tree,
                                          check_images, inspect_image,
@@ -242,6 +243,9 @@ def test_bundled_demo_subset_is_clean_and_small():
     assert report.ok, report.format_problems()
     assert len(classes) == 11 and set(report.counts) == {10} and not skipped
     assert {min(i.size) for i in report.images} == {224}
+    # The quick start reads it directly, folder per class.
+    val = RockDataset(data_root=demo, split='val', val_ratio=0.2)
+    assert len(val) == 22 and len(val.metainfo['classes']) == 11
     total = sum(osp.getsize(osp.join(demo, p)) for p, _ in samples)
     assert total <= 2 * 1024 * 1024
     for name in ('README.md', 'LICENSE'):

@@ -58,10 +58,19 @@ def main(argv=None):
             min_per_class=args.min_per_class)
         title = 'Images per class (' + ', '.join(args.ann_file) + ')'
     else:
-        report = check_class_tree(
-            osp.join(args.data_root, args.data_prefix) if args.data_prefix
-            else args.data_root, min_size=args.min_size,
-            min_per_class=args.min_per_class)
+        root = osp.join(args.data_root, args.data_prefix) \
+            if args.data_prefix else args.data_root
+        found = [f for f in ('train.txt', 'val.txt', 'test.txt')
+                 if osp.isfile(osp.join(root, f))]
+        try:
+            report = check_class_tree(root, min_size=args.min_size,
+                                      min_per_class=args.min_per_class)
+        except DataError as exc:
+            if not found:
+                raise
+            # Most likely a prepared split: say how to check it instead.
+            raise DataError(f'{exc}; to check the annotation files there, '
+                            f'pass --ann-file {" ".join(found)}') from None
         title = 'Images per class (folder per class)'
     print(report.format_table(title=title))
     print(report.format_problems())

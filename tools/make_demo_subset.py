@@ -1,6 +1,7 @@
 """Make a small downscaled subset of a folder-per-class image dataset.
 
-``python tools/make_demo_subset.py data/rock_thin_sections demo/rock_thin_sections --per-class 16 --size 256``
+``python tools/make_demo_subset.py SRC demo/rock_thin_sections --per-class 10
+--size 224 --quality 70`` (how the bundled demo was made).
 
 Picks ``--per-class`` images per class (the same ones for the same
 ``--seed``), resizes their shorter side to ``--size`` (aspect ratio kept, never
@@ -23,10 +24,10 @@ def parse_args(argv):
         'folder-per-class dataset (e.g. a bundled demo).')
     parser.add_argument('src', help='folder with one sub-folder per class')
     parser.add_argument('out', help='output folder')
-    parser.add_argument('--per-class', type=int, default=16,
-                        help='images per class (default: 16)')
-    parser.add_argument('--size', type=int, default=256,
-                        help='shorter side in pixels (default: 256)')
+    parser.add_argument('--per-class', type=int, default=10,
+                        help='images per class (default: 10)')
+    parser.add_argument('--size', type=int, default=224,
+                        help='shorter side in pixels (default: 224)')
     parser.add_argument('--quality', type=int, default=85,
                         help='JPEG quality 1-95 (default: 85)')
     parser.add_argument('--seed', type=int, default=0,

@@ -84,8 +84,8 @@ def main(argv=None):
         print(f'  {path}')
     if images:
         verb = 'copied' if args.mode == 'copy' else 'linked'
-        print(f'  {images} images {verb} under '
-              f'{osp.join(args.out, "train")} and {osp.join(args.out, "test")}')
+        train, test = (osp.join(args.out, part) for part in ('train', 'test'))
+        print(f'  {images} images {verb} under {train} and {test}')
     print(f"Use: RockDataset(data_root={args.out!r}, ann_file='train.txt', "
           "classes='annotations.txt')")
 

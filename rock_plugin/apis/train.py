@@ -218,9 +218,10 @@ def train(argv: Optional[List[str]] = None):
               f'world size {runner.world_size}'
               + (f' ({backend})' if backend else ''), logger='current')
     runner.train()
-    skipped = sorted({path for loader in (runner.train_dataloader,
-                                          runner.val_dataloader)
-                      if loader is not None
+    loaders = [runner.train_dataloader]
+    if runner.val_loop is not None:
+        loaders.append(runner.val_loop.dataloader)
+    skipped = sorted({path for loader in loaders
                       for path in getattr(loader.dataset, 'skipped_images', [])})
     if skipped:
         print_log(f'rock_plugin: {len(skipped)} unreadable image(s) were '

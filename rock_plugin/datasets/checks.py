@@ -162,7 +162,8 @@ class DatasetReport:
         columns = ['Label', 'Class', 'Listed', 'Usable', *self.split_counts,
                    'Problems']
         for col in columns:
-            table.add_column(col, justify='left' if col == 'Class' else 'right')
+            table.add_column(col,
+                             justify='left' if col == 'Class' else 'right')
         for idx, name in enumerate(self.class_names):
             table.add_row(
                 str(idx), name, str(self.counts[idx]),

@@ -49,7 +49,7 @@ def pick_per_class(paths: List[str], per_class: int, seed: int,
     return sorted(chosen)
 
 
-def downscale_jpeg(path: str, size: int = 256, quality: int = 85) -> bytes:
+def downscale_jpeg(path: str, size: int = 224, quality: int = 85) -> bytes:
     """Re-encode one image as a JPEG whose shorter side is at most ``size``.
 
     The EXIF orientation is applied first (OpenCV, the training loader,
@@ -92,8 +92,8 @@ def downscale_jpeg(path: str, size: int = 256, quality: int = 85) -> bytes:
 
 def make_subset(src: str,
                 out_dir: str,
-                per_class: int = 16,
-                size: int = 256,
+                per_class: int = 10,
+                size: int = 224,
                 quality: int = 85,
                 seed: int = 0,
                 max_mb: float = 2.0,
@@ -124,7 +124,7 @@ def make_subset(src: str,
 
     Example:
         >>> info = make_subset('data/rock_thin_sections', 'demo/rocks',
-        ...                    per_class=16, size=256, quality=85)
+        ...                    per_class=10, size=224, quality=70)
         >>> info['bytes'] < 2 * 1024 * 1024
         True
     """
@@ -187,7 +187,7 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def _remove_stale_images(out_dir: str, keep: set) -> None:
-    """Drop images of an earlier subset so that the folder holds only this one."""
+    """Drop an earlier subset's images: the folder holds only this one."""
     for dirpath, _, filenames in os.walk(out_dir):
         for fname in filenames:
             full = osp.join(dirpath, fname)

@@ -88,9 +88,10 @@ def prepare_dataset(src: str,
     if not 0 <= fold < folds:
         raise ValueError(f'fold must be in [0, {folds - 1}] for test ratio '
                          f'{test_ratio}, got {fold}')
-    src_abs, out_abs = osp.abspath(src), osp.abspath(out_dir)
-    if _inside(out_abs, src_abs) and osp.realpath(out_abs) != osp.realpath(
-            src_abs):
+    # Real paths: the OS resolves '..' after following links, so a relative
+    # path computed on them is the one that works.
+    src_abs, out_abs = osp.realpath(src), osp.realpath(out_dir)
+    if _inside(out_abs, src_abs) and out_abs != src_abs:
         raise DataError(
             f'the output folder {out_dir} is inside the source folder, where '
             'it would be read as a class; choose a folder outside it', src)
@@ -174,7 +175,8 @@ def strict_error(report: DatasetReport, out_dir: Optional[str] = None
 
 def check_annotation_files(data_root: str,
                            ann_files: Sequence[str],
-                           classes: Union[str, Sequence[str]] = 'annotations.txt',
+                           classes: Union[str, Sequence[str]]
+                           = 'annotations.txt',
                            data_prefix: str = '',
                            min_size: int = 32,
                            min_per_class: int = 2,
@@ -298,7 +300,11 @@ def _place(source: str, dest: str, mode: str) -> None:
     folder = osp.dirname(dest)
     os.makedirs(folder, exist_ok=True)
     # Relative, like annotate mode's paths: moving both trees keeps it valid.
-    target = _relative_or_absolute(source, folder)
+    # Native separators here: a link target is not an annotation line.
+    try:
+        target = osp.relpath(source, folder)
+    except ValueError:  # Windows: another drive.
+        target = source
     tmp = osp.join(folder, f'.{osp.basename(dest)}.{os.getpid()}.tmp')
     try:
         os.symlink(target, tmp)

@@ -1,0 +1,483 @@
+"""Batched prediction with a trained rock classifier (PyTorch or ONNX Runtime).
+
+Why not mmpretrain's ``ImageClassificationInferencer``: it returns no file
+names for a folder, stops at the first unreadable image, and cannot run an
+exported ONNX model. :class:`RockInferencer` is a thin layer over the same
+parts (the config's test pipeline, ``model.test_step``) that names every
+result, reports bad files one by one, and feeds ONNX Runtime exactly the
+tensors the PyTorch path gets, so both backends agree.
+"""
+import copy
+import json
+import os
+import os.path as osp
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
+                    Sequence, Tuple, Union)
+
+import numpy as np
+
+# mmpretrain's list plus the formats cv2 reads that microscopes write.
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
+                    '.webp', '.ppm', '.pgm', '.pbm', '.jp2')
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.m4v', '.mpg', '.mpeg',
+                    '.wmv', '.webm', '.flv')
+
+# The ONNX model's input contract, also written into its metadata.
+ONNX_INPUT_NAME = 'input'
+ONNX_OUTPUT_NAME = 'scores'
+ONNX_INPUT_FORMAT = ('float32 N x 3 x H x W, RGB channel order, pixel values '
+                     '0-255 (not normalised: the model subtracts mean and '
+                     'divides by std itself); the image already resized/'
+                     'cropped like the test pipeline')
+
+InputItem = Union[str, os.PathLike, np.ndarray, Tuple[str, np.ndarray]]
+
+
+class ImageNotFoundError(FileNotFoundError):
+    """An input image that does not exist; ``path`` names it."""
+
+    def __init__(self, path: str, message: Optional[str] = None):
+        super().__init__(message or f'{path}: no such file')
+        self.path = self.filename = path
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class ImageReadError(ValueError):
+    """An input that exists but is not a readable image; ``path`` names it."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f'{path}: {reason}')
+        self.path = path
+
+
+def list_images(folder: str) -> List[str]:
+    """Image files under ``folder`` (recursive), by extension, sorted.
+
+    Sorted by the path relative to ``folder`` (``/``-separated) so the order
+    is the same on every platform; hidden files and folders are skipped.
+
+    Args:
+        folder (str): The folder to scan.
+
+    Returns:
+        list[str]: ``folder``-joined paths.
+
+    Example:
+        >>> list_images('data/rocks/Chert')[:1]
+        ['data/rocks/Chert/Chert1_01.jpg']
+    """
+    if not osp.isdir(folder):
+        raise NotADirectoryError(f'{folder}: not a folder')
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith('.')]
+        for name in files:
+            if not name.startswith('.') and \
+                    name.lower().endswith(IMAGE_EXTENSIONS):
+                rel = osp.relpath(osp.join(root, name), folder)
+                found.append(rel.replace(os.sep, '/'))
+    return [osp.join(folder, rel) for rel in sorted(found)]
+
+
+def read_classes_from_onnx(path: str) -> Optional[List[str]]:
+    """Class names stored by :func:`rock_plugin.apis.onnx_export.export_onnx`.
+
+    Args:
+        path (str): The ``.onnx`` file.
+
+    Returns:
+        list[str] | None: The names, or None without that metadata.
+    """
+    import onnx
+    model = onnx.load(path, load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    return json.loads(meta['classes']) if 'classes' in meta else None
+
+
+class RockInferencer:
+    """Predict rock classes of images, video frames or arrays, in batches.
+
+    The model and its test-time preprocessing come from the config
+    (``test_dataloader.dataset.pipeline``, then the model's data
+    preprocessor), the weights from the checkpoint, which is loaded with
+    ``weights_only=True`` through :func:`rock_plugin.compat.
+    load_checkpoint_file`. Class names come from the checkpoint's
+    ``meta.dataset_meta.classes`` (else the ONNX metadata, the config's
+    dataset, or ``class_<i>``).
+
+    With ``backend='onnxruntime'`` the pipeline still runs in Python and the
+    packed image (BGR ``uint8``) is handed to the exported model as RGB
+    ``float32`` (see :data:`ONNX_INPUT_FORMAT`); the exported model holds the
+    normalisation, so both backends see the same numbers.
+
+    Args:
+        config (str | Config): The training config.
+        checkpoint (str, optional): The ``.pth`` file. May be None with
+            ``backend='onnxruntime'`` (class names then come from the ONNX
+            metadata).
+        device (str): ``'cpu'`` or ``'cuda[:N]'``. Defaults to ``'cpu'``.
+        batch_size (int): Images per forward pass. Defaults to 8.
+        topk (int): How many classes ``topk`` lists. Defaults to 5.
+        backend (str): ``'pytorch'`` or ``'onnxruntime'``.
+        onnx_model (str, optional): The ``.onnx`` file for
+            ``backend='onnxruntime'``.
+
+    Example:
+        >>> inferencer = RockInferencer('configs/rock_b4.py',
+        ...                             'work_dirs/rock_b4/best.pth')
+        >>> result = inferencer(['a.jpg', 'b.jpg'])[0]
+        >>> result['file'], result['pred_class'], result['topk'][:2]
+        ('a.jpg', 'Chert', [('Chert', 0.93), ('Bauxite', 0.04)])
+    """
+
+    def __init__(self,
+                 config,
+                 checkpoint: Optional[str] = None,
+                 device: str = 'cpu',
+                 batch_size: int = 8,
+                 topk: int = 5,
+                 backend: str = 'pytorch',
+                 onnx_model: Optional[str] = None):
+        import rock_plugin  # noqa: F401  (registries, safe checkpoint loading)
+        from mmengine.config import Config
+
+        if backend not in ('pytorch', 'onnxruntime'):
+            raise ValueError(f"backend must be 'pytorch' or 'onnxruntime', "
+                             f'got {backend!r}')
+        if batch_size < 1 or topk < 1:
+            raise ValueError('batch_size and topk must be at least 1')
+        if isinstance(config, (str, os.PathLike)):
+            if not osp.isfile(config):
+                raise FileNotFoundError(f'{config}: config not found')
+            config = Config.fromfile(str(config))
+        self.cfg = copy.deepcopy(config)
+        self.device = device
+        self.batch_size = batch_size
+        self.topk = topk
+        self.backend = backend
+        self.model = None
+        self.session = None
+        self._loader, self.pipeline = self._build_pipeline(self.cfg)
+
+        classes = None
+        if backend == 'pytorch':
+            if checkpoint is None:
+                raise ValueError('backend pytorch needs a checkpoint')
+            self.model, classes = self._build_model(self.cfg, checkpoint,
+                                                    device)
+        else:
+            if not onnx_model:
+                raise ValueError('backend onnxruntime needs the exported '
+                                 'model: onnx_model=path/to/model.onnx')
+            self.session = self._open_session(onnx_model, device)
+            classes = read_classes_from_onnx(onnx_model)
+            if classes is None and checkpoint is not None:
+                from rock_plugin.compat import load_checkpoint_file
+                classes = _classes_from_checkpoint(
+                    load_checkpoint_file(checkpoint, map_location='cpu'))
+        self.classes = list(classes or _classes_from_config(self.cfg) or [])
+
+    # ------------------------------------------------------------------
+    # building
+    # ------------------------------------------------------------------
+    @staticmethod
+    def _build_pipeline(cfg):
+        from mmcv.transforms import Compose
+        from mmengine.registry import DefaultScope
+        from mmpretrain.registry import TRANSFORMS
+
+        try:
+            steps = list(cfg.test_dataloader.dataset.pipeline)
+        except AttributeError:
+            raise KeyError('test_dataloader.dataset.pipeline (the config has '
+                           'no test pipeline)') from None
+        # The loading step (LoadRockImage, LoadImageFromFile...) is split
+        # off so that arrays (video frames) skip it and a bad file is
+        # reported with its name, not as mmcv's bare AssertionError.
+        load = [t for t in steps[:1] if _is_loader(t)]
+        rest = steps[len(load):]
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            loader = TRANSFORMS.build(
+                load[0] if load else dict(type='LoadRockImage'))
+            pipeline = Compose([TRANSFORMS.build(t) for t in rest])
+        return loader, pipeline
+
+    @staticmethod
+    def _build_model(cfg, checkpoint: str, device: str):
+        from mmengine.registry import DefaultScope
+        from mmengine.runner import load_checkpoint
+        from mmpretrain.registry import MODELS
+
+        # The runner hands the top-level data_preprocessor to the model; do
+        # the same, or normalisation and BGR->RGB would silently be skipped.
+        model_cfg = copy.deepcopy(cfg.model)
+        model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            model = MODELS.build(model_cfg)
+        # Pretrained init_cfg is never run (no download): the checkpoint holds
+        # every weight. strict: a checkpoint of another config (class count,
+        # arch) must fail here, not predict with random layers.
+        try:
+            ckpt = load_checkpoint(model, checkpoint, map_location='cpu',
+                                   strict=True, logger='silent')
+        except RuntimeError as exc:
+            from rock_plugin.compat import CheckpointError
+            if isinstance(exc, CheckpointError):
+                raise
+            first = str(exc).strip().splitlines()
+            raise ValueError(
+                f'{checkpoint}: the checkpoint does not fit the config '
+                f'({"; ".join(line.strip() for line in first[:3])[:400]})'
+            ) from None
+        model.to(device).eval()
+        return model, _classes_from_checkpoint(ckpt)
+
+    @staticmethod
+    def _open_session(onnx_model: str, device: str):
+        import onnxruntime as ort
+        if not osp.isfile(onnx_model):
+            raise FileNotFoundError(f'{onnx_model}: ONNX model not found')
+        providers = ['CPUExecutionProvider']
+        if str(device).startswith('cuda') and \
+                'CUDAExecutionProvider' in ort.get_available_providers():
+            providers.insert(0, 'CUDAExecutionProvider')
+        try:
+            return ort.InferenceSession(onnx_model, providers=providers)
+        except Exception as exc:  # ORT raises its own types for bad files
+            raise ValueError(f'{onnx_model}: not a usable ONNX model '
+                             f'({str(exc).splitlines()[0][:300]})') from None
+
+    # ------------------------------------------------------------------
+    # preprocessing
+    # ------------------------------------------------------------------
+    def load(self, item: InputItem, index: int = 0) -> Tuple[str, dict]:
+        """Read one input and run the test pipeline on it.
+
+        Args:
+            item: An image path; a ``H x W x 3`` BGR ``uint8`` array (like
+                ``cv2.imread``; ``H x W`` gray and BGRA are accepted); or a
+                ``(name, array)`` pair.
+            index (int): Position in the input stream, for unnamed arrays.
+
+        Returns:
+            tuple[str, dict]: The name used as ``file`` and the packed sample
+            (``inputs``: ``3 x H x W`` BGR ``uint8`` tensor, ``data_samples``).
+
+        Raises:
+            ImageNotFoundError: A path that does not exist.
+            ImageReadError: A file that is not a readable image, or a bad
+                array.
+        """
+        if isinstance(item, tuple):
+            name, array = item
+            results = self._array_results(str(name), array)
+        elif isinstance(item, np.ndarray):
+            name = f'array[{index}]'
+            results = self._array_results(name, item)
+        elif isinstance(item, (str, os.PathLike)):
+            name = os.fspath(item)
+            results = self._file_results(name)
+        else:
+            raise ValueError(f'input {index}: expected an image path or a '
+                             f'numpy array, got {type(item).__name__}')
+        try:
+            return name, self.pipeline(results)
+        except Exception as exc:  # a transform's own failure on odd data
+            raise ImageReadError(name, f'preprocessing failed '
+                                 f'({type(exc).__name__}: {exc})') from None
+
+    def _file_results(self, path: str) -> dict:
+        if not osp.exists(path):
+            raise ImageNotFoundError(path)
+        if osp.isdir(path):
+            raise ImageReadError(path, 'is a folder, not an image')
+        reason = 'not a readable image (the file is corrupt, truncated or ' \
+            'of another type)'
+        try:
+            results = self._loader(dict(img_path=path))
+        except ValueError as exc:  # LoadRockImage's DataError says why
+            results, reason = None, str(exc)
+            if reason.startswith(path + ': '):
+                reason = reason[len(path) + 2:]
+        except Exception:  # mmcv's loader asserts on undecodable bytes
+            results = None
+        if results is None or results.get('img') is None:
+            raise ImageReadError(path, reason)
+        return results
+
+    def _array_results(self, name: str, img: Any) -> dict:
+        import cv2
+        if not isinstance(img, np.ndarray) or img.ndim not in (2, 3) or \
+                (img.ndim == 3 and img.shape[2] not in (1, 3, 4)) or \
+                min(img.shape[:2]) < 1:
+            shape = getattr(img, 'shape', None)
+            raise ImageReadError(name, f'expected an H x W x 3 BGR image '
+                                 f'array, got {type(img).__name__} {shape}')
+        # Same layout mmcv's loader gives a file (color_type='color').
+        if img.ndim == 2 or img.shape[2] == 1:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        elif img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        if getattr(self._loader, 'to_float32', False):
+            img = img.astype(np.float32)
+        return dict(img=np.ascontiguousarray(img), img_shape=img.shape[:2],
+                    ori_shape=img.shape[:2])
+
+    # ------------------------------------------------------------------
+    # prediction
+    # ------------------------------------------------------------------
+    def __call__(self, inputs: Union[InputItem, Iterable[InputItem]],
+                 on_error: Optional[Callable[[str, Exception], None]] = None
+                 ) -> List[Dict[str, Any]]:
+        """Predict every input; see :meth:`iter_predict`.
+
+        Returns:
+            list[dict]: One result per readable input, in input order.
+        """
+        return list(self.iter_predict(inputs, on_error=on_error))
+
+    def iter_predict(self, inputs: Union[InputItem, Iterable[InputItem]],
+                     on_error: Optional[Callable[[str, Exception],
+                                                 None]] = None
+                     ) -> Iterator[Dict[str, Any]]:
+        """Predict lazily, ``batch_size`` inputs per forward pass.
+
+        Inputs are read one batch at a time, so a long video never sits in
+        memory.
+
+        Args:
+            inputs: One input or an iterable of them (see :meth:`load`).
+            on_error: Called as ``on_error(name, exc)`` for an input that
+                cannot be read, which is then skipped. Without it the first
+                bad input raises.
+
+        Yields:
+            dict: ``file``, ``pred_label`` (index), ``pred_class``,
+            ``pred_score``, ``topk`` (``[(class, score)]``, best first) and
+            ``scores`` (``{class: score}`` for every class, in class order).
+
+        Raises:
+            ImageNotFoundError: A missing file (without ``on_error``).
+            ImageReadError: An unreadable input (without ``on_error``).
+        """
+        if isinstance(inputs, (str, os.PathLike, np.ndarray, tuple)):
+            inputs = [inputs]
+        batch: List[Tuple[str, dict]] = []
+        for index, item in enumerate(inputs):
+            try:
+                batch.append(self.load(item, index))
+            except (ImageNotFoundError, ImageReadError) as exc:
+                if on_error is None:
+                    raise
+                on_error(getattr(exc, 'path', str(item)), exc)
+                continue
+            if len(batch) == self.batch_size:
+                yield from self._predict_batch(batch)
+                batch = []
+        if batch:
+            yield from self._predict_batch(batch)
+
+    def _predict_batch(self, batch: List[Tuple[str, dict]]
+                       ) -> Iterator[Dict[str, Any]]:
+        names = [name for name, _ in batch]
+        samples = [sample for _, sample in batch]
+        if self.backend == 'pytorch':
+            scores = self._forward_pytorch(samples)
+        else:
+            scores = self._forward_onnx(samples)
+        if not self.classes:
+            self.classes = [f'class_{i}' for i in range(scores.shape[1])]
+        if len(self.classes) != scores.shape[1]:
+            raise ValueError(
+                f'the model gives {scores.shape[1]} scores but there are '
+                f'{len(self.classes)} class names ({self.classes[:5]}...)')
+        for name, row in zip(names, scores):
+            yield self._result(name, row)
+
+    def _forward_pytorch(self, samples: List[dict]) -> np.ndarray:
+        import torch
+        from mmengine.dataset import pseudo_collate
+        # test_step = the model's data preprocessor (BGR->RGB, normalise)
+        # then predict: exactly what validation and testing run.
+        with torch.no_grad():
+            preds = self.model.test_step(pseudo_collate(samples))
+        return torch.stack([p.pred_score.float() for p in preds]
+                           ).cpu().numpy()
+
+    def _forward_onnx(self, samples: List[dict]) -> np.ndarray:
+        batch = onnx_input(samples)
+        expected = self.session.get_inputs()[0].shape
+        if list(batch.shape[1:]) != list(expected[1:]):
+            raise ValueError(
+                f'the config\'s test pipeline gives {tuple(batch.shape[1:])} '
+                f'images but the ONNX model takes {tuple(expected[1:])}: '
+                'export it again with this config (or --shape to match)')
+        return self.session.run(None, {ONNX_INPUT_NAME: batch})[0]
+
+    def _result(self, name: str, row: np.ndarray) -> Dict[str, Any]:
+        order = np.argsort(-row, kind='stable')  # ties: lower index first
+        top = [(self.classes[i], float(row[i])) for i in order[:self.topk]]
+        return dict(file=name, pred_label=int(order[0]),
+                    pred_class=top[0][0], pred_score=top[0][1], topk=top,
+                    scores={c: float(s) for c, s in zip(self.classes, row)})
+
+    def input_size(self) -> Tuple[int, int]:
+        """The ``(H, W)`` the test pipeline gives, from two dummy images.
+
+        Raises:
+            ValueError: The pipeline's output size depends on the image.
+        """
+        sizes = set()
+        for shape in ((512, 640, 3), (600, 400, 3)):
+            _, sample = self.load(('dummy', np.zeros(shape, np.uint8)))
+            sizes.add(tuple(sample['inputs'].shape[-2:]))
+        if len(sizes) != 1:
+            raise ValueError('the test pipeline gives images of varying size '
+                             f'{sorted(sizes)}; give a fixed size (--shape '
+                             'H W)')
+        return sizes.pop()
+
+
+def onnx_input(samples: Sequence[dict]) -> np.ndarray:
+    """Stack packed samples into the exported model's input.
+
+    Args:
+        samples: Outputs of the test pipeline (``inputs`` = ``3 x H x W``
+            BGR tensors, as mmcv loads images).
+
+    Returns:
+        np.ndarray: ``N x 3 x H x W`` float32 RGB, 0-255.
+    """
+    batch = np.stack([s['inputs'].numpy() for s in samples])
+    return np.ascontiguousarray(batch[:, ::-1], dtype=np.float32)
+
+
+def _is_loader(step: dict) -> bool:
+    name = str(step.get('type', '')).split('.')[-1]
+    return name.startswith('Load') and 'Image' in name
+
+
+def _classes_from_checkpoint(ckpt: Optional[dict]) -> Optional[List[str]]:
+    meta = (ckpt or {}).get('meta') or {}
+    classes = (meta.get('dataset_meta') or {}).get('classes') or \
+        meta.get('CLASSES')  # mmcls 0.x
+    return list(classes) if classes else None
+
+
+def _classes_from_config(cfg) -> Optional[List[str]]:
+    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+    classes = dataset.get('classes')
+    if isinstance(classes, (list, tuple)):
+        return list(classes)
+    if isinstance(classes, str):
+        path = classes if osp.isabs(classes) else osp.join(
+            dataset.get('data_root', ''), classes)
+        if osp.isfile(path):
+            from rock_plugin.datasets.annotations import load_classes
+            return list(load_classes(path))
+    from mmpretrain.registry import DATASETS
+    dataset_class = DATASETS.get(dataset.get('type', ''))
+    classes = getattr(dataset_class, 'METAINFO', {}).get('classes')
+    return list(classes) if classes else None

@@ -118,6 +118,7 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='HistoryHook'),  # history.csv, curves.png, confusion matrix
     dict(type='RngStateHook'),  # exact --resume
+    dict(type='NanGuardHook'),  # stop on NaN/inf loss, keep good checkpoints
     dict(type='SafeCheckpointHook'),  # checkpoints load with weights_only
 ]
 # CPU processes need gloo and no device_ids (see rock_plugin.compat).

@@ -25,7 +25,12 @@ test in ``tests/test_compat.py``.
    drops ``device_ids`` on CPU.
    The same hook keeps the configured ``end`` of every LR scheduler on
    resume (a scheduler's saved state would otherwise keep the old run's end).
-3. **``--amp`` on CPU.** ``AmpOptimWrapper`` asserts CUDA;
+3. **Atomic checkpoint files.** mmengine writes checkpoints (``LocalBackend.put``)
+   and the ``last_checkpoint`` pointer (``open(..., 'w')`` in
+   ``CheckpointHook``) in place, so a kill mid-write leaves a truncated file
+   that ``--resume`` then picks. Both now go through a temp file + rename;
+   a failed write (disk full, read-only) names the file and keeps the old one.
+4. **``--amp`` on CPU.** ``AmpOptimWrapper`` asserts CUDA;
    :class:`CpuAmpOptimWrapper` autocasts to bfloat16 on CPU instead.
 """
 import contextlib
@@ -215,7 +220,10 @@ def load_checkpoint_file(filename: str, map_location=None,
     """
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename}: checkpoint not found')
+        raise FileNotFoundError(
+            f'{filename}: checkpoint not found (check the path; pretrained '
+            'weights are set with --cfg-options '
+            'model.backbone.init_cfg.checkpoint=/path/to/file.pth)')
     trust = trust_legacy_checkpoints() if trust is None else trust
     ctx = torch.serialization.safe_globals(_legacy_globals()) if trust \
         else contextlib.nullcontext()
@@ -295,6 +303,45 @@ CheckpointLoader.register_scheme(prefixes=('http://', 'https://'),
 
 
 # --------------------------------------------------------------------------
+# 3. atomic checkpoint and pointer writes (numbered as in the module doc)
+# --------------------------------------------------------------------------
+def _atomic_put(self, obj: bytes, filepath) -> None:
+    """``LocalBackend.put``, atomically; a failure keeps the old file."""
+    from rock_plugin.utils.atomic_io import atomic_write
+    try:
+        with atomic_write(str(filepath), 'wb') as f:
+            f.write(obj)
+    except OSError as exc:
+        raise OSError(exc.errno, f'could not write {filepath} '
+                      f'({exc.strerror or exc}); nothing was overwritten: '
+                      'the previous checkpoint and history are kept') from None
+
+
+def _atomic_put_text(self, obj: str, filepath, encoding: str = 'utf-8'):
+    _atomic_put(self, obj.encode(encoding), filepath)
+
+
+def _open_pointer(file, mode='r', *args, **kwargs):
+    """``open`` as seen by mmengine's CheckpointHook: its only write is the
+    ``last_checkpoint`` pointer, which becomes atomic."""
+    if mode == 'w':
+        from rock_plugin.utils.atomic_io import atomic_write
+        return atomic_write(file, 'w', *args, **kwargs)
+    return open(file, mode, *args, **kwargs)
+
+
+def _install_atomic_writes() -> None:
+    from mmengine.fileio.backends import local_backend
+    from mmengine.hooks import checkpoint_hook
+    local_backend.LocalBackend.put = _atomic_put
+    local_backend.LocalBackend.put_text = _atomic_put_text
+    checkpoint_hook.open = _open_pointer
+
+
+_install_atomic_writes()
+
+
+# --------------------------------------------------------------------------
 # 2. distributed training on CPU processes
 # --------------------------------------------------------------------------
 def use_cuda(device: Optional[str] = None) -> bool:
@@ -349,7 +396,7 @@ class RockDistributedDataParallel(MMDistributedDataParallel):
 
 
 # --------------------------------------------------------------------------
-# 3. --amp on CPU
+# 4. --amp on CPU
 # --------------------------------------------------------------------------
 @OPTIM_WRAPPERS.register_module()
 class CpuAmpOptimWrapper(OptimWrapper):

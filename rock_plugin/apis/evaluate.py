@@ -186,7 +186,7 @@ def build_test_config(args: argparse.Namespace,
                _evaluator_list(cfg.get('test_evaluator'))]
     for metric in metrics:
         if metric.get('type') in ('RockMetric', 'mmpretrain.RockMetric'):
-            metric['log_table'] = False  # evaluate() prints it once, at the end
+            metric['log_table'] = False  # evaluate() prints it, once
     metrics.append(dict(type='PredictionCollector'))
     cfg.test_evaluator = metrics
     return cfg
@@ -427,6 +427,7 @@ def evaluate(argv: Optional[List[str]] = None) -> dict:
     _check_args(args)
     setup_device(args)
     import rock_plugin  # noqa: F401  (registries, safe checkpoint loading)
+    # registers PredictionCollector (not imported by the package yet)
     import rock_plugin.evaluation.prediction_collector  # noqa: F401
     import torch.distributed as dist
     from mmengine.dist import is_main_process

@@ -393,6 +393,11 @@ class RockInferencer:
             raise ValueError(
                 f'the model gives {scores.shape[1]} scores but there are '
                 f'{len(self.classes)} class names ({self.classes[:5]}...)')
+        finite = np.isfinite(scores).all(axis=1)
+        if not finite.all():
+            raise ValueError(
+                f'{names[int(np.argmin(finite))]}: the model gave NaN/inf '
+                'scores; the checkpoint is broken (did training diverge?)')
         for name, row in zip(names, scores):
             yield self._result(name, row)
 
@@ -481,3 +486,248 @@ def _classes_from_config(cfg) -> Optional[List[str]]:
     dataset_class = DATASETS.get(dataset.get('type', ''))
     classes = getattr(dataset_class, 'METAINFO', {}).get('classes')
     return list(classes) if classes else None
+
+
+# --------------------------------------------------------------------------
+# tools/predict.py
+# --------------------------------------------------------------------------
+def video_frames(path: str, every_n: int = 10
+                 ) -> Tuple[int, Iterator[Tuple[str, np.ndarray]]]:
+    """Open a video and iterate over every ``every_n``-th frame.
+
+    Frames that are skipped are only grabbed, not decoded.
+
+    Args:
+        path (str): The video file (anything ``cv2.VideoCapture`` reads).
+        every_n (int): Keep frames ``0, N, 2N, ...``.
+
+    Returns:
+        tuple: The frame count the container reports (0 when unknown) and a
+        generator of ``('<path>#frame=<index>', BGR frame)`` pairs.
+
+    Raises:
+        ImageReadError: The file cannot be opened as a video, or (when
+            iterated) no frame can be decoded.
+
+    Example:
+        >>> count, frames = video_frames('thin_section.mp4', every_n=25)
+        >>> name, frame = next(frames)  # ('thin_section.mp4#frame=0', ...)
+    """
+    import cv2
+    if every_n < 1:
+        raise ValueError(f'--every-n must be at least 1, got {every_n}')
+    if not osp.isfile(path):
+        raise ImageNotFoundError(path)
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise ImageReadError(path, 'cannot open the video (not a video, or '
+                             'a codec OpenCV cannot decode)')
+    count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+
+    def frames():
+        index = kept = 0
+        try:
+            while True:
+                if index % every_n == 0:
+                    ok, frame = capture.read()
+                    if not ok or frame is None:
+                        break
+                    kept += 1
+                    yield f'{path}#frame={index}', frame
+                elif not capture.grab():
+                    break
+                index += 1
+        finally:
+            capture.release()
+        if kept == 0:
+            raise ImageReadError(path, 'no frame could be decoded from the '
+                                 'video (empty or corrupt)')
+
+    return count, frames()
+
+
+def build_predict_parser():
+    """Command-line flags of ``tools/predict.py``."""
+    import argparse
+    parser = argparse.ArgumentParser(
+        description='Predict rock classes of an image, a folder of images '
+        '(recursive) or a video (every N-th frame).')
+    parser.add_argument('config', help='the training config')
+    parser.add_argument('checkpoint', help='the trained .pth checkpoint')
+    parser.add_argument('input', help='an image, a folder of images or a '
+                        'video file')
+    parser.add_argument('--topk', type=int, default=5,
+                        help='classes listed per image (default 5)')
+    parser.add_argument('--batch-size', type=int, default=8,
+                        help='images per forward pass (default 8)')
+    parser.add_argument('--device', default='cpu',
+                        help='cpu (default) or cuda[:N]')
+    parser.add_argument('--out', help='write all predictions to a .csv or '
+                        '.json file')
+    parser.add_argument('--every-n', type=int, default=10,
+                        help='for a video: predict every N-th frame '
+                        '(default 10)')
+    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'],
+                        default='pytorch', help='run the checkpoint with '
+                        'PyTorch (default) or an exported model (--onnx) '
+                        'with ONNX Runtime')
+    parser.add_argument('--onnx', help='the exported .onnx file (tools/'
+                        'export_onnx.py) for --backend onnxruntime')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow loading stock mmengine checkpoints you '
+                        'trust')
+    parser.add_argument('--debug', action='store_true',
+                        help='show full tracebacks')
+    return parser
+
+
+def _short(name: str, width: int) -> str:
+    return name if len(name) <= width else '...' + name[-(width - 3):]
+
+
+def write_predictions(path: str, results: Sequence[Dict[str, Any]],
+                      classes: Sequence[str],
+                      errors: Sequence[Tuple[str, str]] = (),
+                      info: Optional[Dict[str, Any]] = None) -> None:
+    """Write predictions as CSV or JSON (by the extension of ``path``).
+
+    CSV: one row per prediction with ``file, pred_label, pred_class,
+    pred_score, topk`` (``class:score;...``, best first) and a
+    ``score/<class>`` column per class. JSON: ``{..info, classes,
+    predictions: [result dicts], errors: [{file, error}], count}``.
+
+    Args:
+        path (str): ``*.csv`` or ``*.json``.
+        results: :class:`RockInferencer` results.
+        classes: All class names (the CSV columns).
+        errors: ``(file, message)`` of inputs that could not be read.
+        info (dict, optional): Run details for the JSON header.
+    """
+    import csv
+
+    from rock_plugin.utils.atomic_io import atomic_write
+    ext = osp.splitext(path)[1].lower()
+    if ext == '.csv':
+        with atomic_write(path, newline='') as f:
+            writer = csv.writer(f)
+            writer.writerow(['file', 'pred_label', 'pred_class', 'pred_score',
+                             'topk'] + [f'score/{c}' for c in classes])
+            for r in results:
+                writer.writerow(
+                    [r['file'], r['pred_label'], r['pred_class'],
+                     f'{r["pred_score"]:.6g}',
+                     ';'.join(f'{c}:{s:.6g}' for c, s in r['topk'])] +
+                    [f'{r["scores"][c]:.6g}' for c in classes])
+    elif ext == '.json':
+        doc = dict(info or {}, classes=list(classes),
+                   count=dict(predicted=len(results), failed=len(errors)),
+                   predictions=[dict(r, topk=[list(t) for t in r['topk']])
+                                for r in results],
+                   errors=[dict(file=f, error=e) for f, e in errors])
+        with atomic_write(path) as f:
+            json.dump(doc, f, indent=1)
+            f.write('\n')
+    else:
+        raise ValueError(f'{path}: --out must end in .csv or .json')
+
+
+def predict_main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
+    """``tools/predict.py``: predict, print a table, optionally save.
+
+    A single image or video that cannot be read is an error; in a folder,
+    each bad file is reported on stderr and skipped, and the run fails only
+    when nothing could be predicted.
+
+    Returns:
+        list[dict]: The predictions.
+
+    Example:
+        >>> predict_main(['configs/rock_b4.py', 'best.pth', 'data/new',
+        ...               '--out', 'preds.csv'])
+    """
+    import functools
+    import sys
+    import time
+
+    args = build_predict_parser().parse_args(argv)
+    if args.out and osp.splitext(args.out)[1].lower() not in ('.csv',
+                                                              '.json'):
+        raise ValueError(f'{args.out}: --out must end in .csv or .json')
+    if args.topk < 1 or args.batch_size < 1 or args.every_n < 1:
+        raise ValueError('--topk, --batch-size and --every-n must be at '
+                         'least 1')
+    if args.trust_checkpoint:
+        from rock_plugin.compat import TRUST_ENV
+        os.environ[TRUST_ENV] = '1'
+    if args.backend == 'onnxruntime' and not args.onnx:
+        raise ValueError('--backend onnxruntime needs --onnx model.onnx '
+                         '(made by tools/export_onnx.py)')
+    for path, what in ((args.config, 'config'),
+                       (args.checkpoint, 'checkpoint'),
+                       (args.onnx, 'ONNX model')):
+        if path and not osp.isfile(path):
+            raise FileNotFoundError(f'{path}: {what} not found')
+
+    source = args.input
+    if not osp.exists(source):
+        raise FileNotFoundError(f'{source}: no such image, folder or video')
+    on_error = None
+    errors: List[Tuple[str, str]] = []
+    shown: Callable[[str], str] = str
+    if osp.isdir(source):
+        items: Iterable[InputItem] = list_images(source)
+        if not items:
+            raise FileNotFoundError(
+                f'{source}: no images in this folder (looked for '
+                f'{", ".join(IMAGE_EXTENSIONS)})')
+        # The table shows paths under the folder; --out keeps full paths.
+        shown = functools.partial(osp.relpath, start=source)
+        width = max(len(shown(p)) for p in items)
+        kind = f'{len(items)} images in {source}'
+
+        def on_error(name, exc):
+            message = str(exc)
+            if message.startswith(name + ': '):
+                message = message[len(name) + 2:]
+            errors.append((name, message))
+            print(f'skipped {name}: {message}', file=sys.stderr, flush=True)
+    elif source.lower().endswith(VIDEO_EXTENSIONS):
+        count, items = video_frames(source, args.every_n)
+        width = len(source) + len(f'#frame={max(count, 1) - 1}')
+        kind = (f'video {source}: {count or "unknown number of"} frames, '
+                f'every {args.every_n}th' if args.every_n > 1 else
+                f'video {source}: {count} frames, all')
+    else:
+        items, width, kind = [source], len(source), f'image {source}'
+
+    inferencer = RockInferencer(args.config, args.checkpoint, args.device,
+                                args.batch_size, args.topk, args.backend,
+                                args.onnx)
+    print(f'predicting {kind} ({args.backend}, batch {args.batch_size})',
+          flush=True)
+    width = min(max(width, 4), 70)
+    print(f'{"file":<{width}}  {"top-1 class":<24} {"score":>6}  top-{args.topk}')
+    results = []
+    start = time.perf_counter()
+    for r in inferencer.iter_predict(items, on_error=on_error):
+        topk = ', '.join(f'{c} {s:.3f}' for c, s in r['topk'])
+        print(f'{_short(shown(r["file"]), width):<{width}}  '
+              f'{r["pred_class"]:<24} '
+              f'{r["pred_score"]:>6.3f}  {topk}', flush=True)
+        results.append(r)
+    seconds = time.perf_counter() - start
+    rate = f', {len(results) / seconds:.1f} images/s' if seconds > 0 else ''
+    print(f'{len(results)} predicted, {len(errors)} failed '
+          f'({seconds:.2f} s{rate})')
+    if args.out and results:
+        write_predictions(
+            args.out, results, inferencer.classes, errors,
+            info=dict(config=args.config, checkpoint=args.checkpoint,
+                      onnx=args.onnx, backend=args.backend, input=source,
+                      every_n=args.every_n if 'video' in kind else None,
+                      topk=args.topk))
+        print(f'wrote {args.out}')
+    if not results:
+        raise ValueError(f'{source}: nothing could be predicted '
+                         f'({len(errors)} unreadable files, listed above)')
+    return results

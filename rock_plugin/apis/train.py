@@ -154,14 +154,8 @@ def build_config(args: argparse.Namespace, seed: Optional[int] = None
             sched['end'] = max_epochs
 
     if args.resume == 'auto':
-        last = osp.join(cfg.work_dir, 'last_checkpoint')
-        if not osp.isfile(last):
-            raise FileNotFoundError(
-                f'{cfg.work_dir}: --resume found no checkpoint to continue '
-                '(no last_checkpoint file). Start without --resume, or give '
-                'the checkpoint: --resume path/to/epoch_N.pth')
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise FileNotFoundError(f'{args.resume}: checkpoint to resume '
@@ -169,6 +163,77 @@ def build_config(args: argparse.Namespace, seed: Optional[int] = None
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
+
+
+def _is_complete_checkpoint(path: str) -> bool:
+    # torch checkpoints are zip archives whose directory sits at the end, so a
+    # truncated file fails this cheap check.
+    import zipfile
+    return osp.isfile(path) and zipfile.is_zipfile(path)
+
+
+def find_resume_checkpoint(work_dir: str) -> str:
+    """The checkpoint ``--resume`` (no path) continues from.
+
+    mmengine trusts the ``last_checkpoint`` pointer blindly; here a pointer to
+    a missing or truncated file falls back to the newest complete
+    ``epoch_*.pth`` (with a warning), and no checkpoint at all is an error
+    instead of a silent fresh start.
+
+    Args:
+        work_dir (str): The run's work dir.
+
+    Returns:
+        str: Path of the checkpoint to resume from.
+    """
+    import glob
+    import re
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    named = open(pointer).read().strip() if osp.isfile(pointer) else ''
+    if named and _is_complete_checkpoint(named):
+        return named
+    found = sorted(glob.glob(osp.join(work_dir, 'epoch_*.pth')),
+                   key=lambda p: int(re.findall(r'\d+', osp.basename(p))[0]),
+                   reverse=True)
+    for path in found:
+        if _is_complete_checkpoint(path):
+            if named:
+                print_log(f'resume: {named} (from last_checkpoint) is missing '
+                          f'or incomplete; continuing from {path} instead',
+                          logger='current', level=logging.WARNING)
+            return path
+    raise FileNotFoundError(
+        f'{work_dir}: --resume found no checkpoint to continue. Start '
+        'without --resume, or give the checkpoint: --resume '
+        'path/to/epoch_N.pth')
+
+
+def check_work_dir(work_dir: str) -> None:
+    """Fail at start, not after an epoch, when the work dir is unusable."""
+    import tempfile
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=work_dir):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, f'work dir {work_dir} is not writable '
+                      f'({exc.strerror or exc}); choose another with '
+                      '--work-dir') from None
+
+
+def check_num_classes(cfg: Config, dataset) -> None:
+    """The model's class count must match the classes the data has."""
+    from rock_plugin.datasets import DataError
+    head = cfg.model.get('head') or {}
+    expected = head.get('num_classes')
+    classes = list(dataset.metainfo.get('classes') or [])
+    if expected is not None and classes and expected != len(classes):
+        source = getattr(dataset, 'ann_file', '') or dataset.img_prefix
+        raise DataError(
+            f'the model has num_classes={expected} (model.head.num_classes) '
+            f'but the data has {len(classes)} classes {classes}. Set '
+            f'--cfg-options model.head.num_classes={len(classes)} '
+            f'data_preprocessor.num_classes={len(classes)}', source)
 
 
 def _draw_seed() -> int:
@@ -212,7 +277,9 @@ def train(argv: Optional[List[str]] = None):
         cfg.env_cfg = dict(cfg.get('env_cfg', {}))
         cfg.env_cfg['dist_cfg'] = dict(cfg.env_cfg.get('dist_cfg', {}),
                                        backend=backend)
+    check_work_dir(cfg.work_dir)
     runner = Runner.from_cfg(cfg)
+    check_num_classes(cfg, runner.train_dataloader.dataset)
     print_log(f'rock_plugin: seed {cfg.randomness.seed} (repeat this run with '
               f'--seed {cfg.randomness.seed}), work dir {cfg.work_dir}, '
               f'world size {runner.world_size}'

@@ -1,4 +1,6 @@
 from .history_hook import HistoryHook
+from .nan_guard_hook import NanGuardHook, TrainingDivergedError
 from .rng_state_hook import RngStateHook
 
-__all__ = ['HistoryHook', 'RngStateHook']
+__all__ = ['HistoryHook', 'RngStateHook', 'NanGuardHook',
+           'TrainingDivergedError']

@@ -1,0 +1,418 @@
+"""Export a trained rock classifier to ONNX and check it against PyTorch."""
+import argparse
+import json
+import os
+import os.path as osp
+import tempfile
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .inferencer import (ONNX_INPUT_FORMAT, ONNX_INPUT_NAME, ONNX_OUTPUT_NAME,
+                         RockInferencer, list_images, onnx_input)
+
+DEFAULT_TOLERANCE = 1e-4
+
+
+class OnnxParityError(ValueError):
+    """ONNX Runtime's scores differ from PyTorch's beyond the tolerance."""
+
+
+def _scores_module(model):
+    """``model`` as ``RGB float 0-255 NCHW -> class scores``, for export.
+
+    The data preprocessor's normalisation and channel order go inside the
+    graph, so a deployment needs no knowledge of mean/std: it feeds the
+    cropped RGB pixels (see :data:`ONNX_INPUT_FORMAT`).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    prep = model.data_preprocessor
+    for attr in ('to_rgb', '_enable_normalize'):
+        if not hasattr(prep, attr):
+            raise ValueError(f'cannot export: the data preprocessor '
+                             f'{type(prep).__name__} is not a '
+                             f'ClsDataPreprocessor (no {attr})')
+    from mmpretrain.models.heads import MultiLabelClsHead
+    multilabel = isinstance(model.head, MultiLabelClsHead)
+
+    class Scores(torch.nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            # The input is RGB; a model trained with to_rgb=False saw the
+            # pipeline's BGR, so give it BGR back.
+            self.flip = not prep.to_rgb
+            self.normalize = prep._enable_normalize
+            if self.normalize:
+                self.register_buffer('mean', prep.mean.detach().clone()
+                                     .view(1, -1, 1, 1).float())
+                self.register_buffer('std', prep.std.detach().clone()
+                                     .view(1, -1, 1, 1).float())
+
+        def forward(self, x):
+            if self.flip:
+                x = x.flip(1)
+            if self.normalize:
+                x = (x - self.mean) / self.std
+            logits = self.model.head(self.model.extract_feat(x))
+            # What head.predict gives as pred_score.
+            return torch.sigmoid(logits) if multilabel else \
+                F.softmax(logits, dim=1)
+
+    return Scores().eval()
+
+
+def _normalisation(model) -> Dict[str, Any]:
+    prep = model.data_preprocessor
+    out: Dict[str, Any] = dict(model_channel_order='RGB' if prep.to_rgb
+                               else 'BGR (the graph flips the RGB input)')
+    if prep._enable_normalize:
+        out['mean'] = [float(v) for v in prep.mean.flatten()]
+        out['std'] = [float(v) for v in prep.std.flatten()]
+    return out
+
+
+def _export_graph(module, path: str, shape: Tuple[int, int],
+                  opset: Optional[int], exporter: str) -> None:
+    import torch
+    dummy = torch.rand(2, 3, *shape) * 255
+    if exporter == 'dynamo':
+        # torch 2.14's default exporter (torch.export based), maintained,
+        # unlike the TorchScript one, which warns it is deprecated.
+        # external_data=False embeds the weights: one self-contained .onnx
+        # file (fine below protobuf's 2 GB; B4 is about 70 MB) instead of the
+        # default .onnx + .onnx.data pair that breaks when one is copied.
+        batch = torch.export.Dim('batch', min=1, max=4096)
+        torch.onnx.export(module, (dummy, ), path, dynamo=True,
+                          external_data=False, verbose=False,
+                          input_names=[ONNX_INPUT_NAME],
+                          output_names=[ONNX_OUTPUT_NAME],
+                          dynamic_shapes={'x': {0: batch}},
+                          opset_version=opset or 18)
+    elif exporter == 'torchscript':
+        # The legacy exporter always writes a single file; kept as a
+        # fallback for models the dynamo exporter cannot trace.
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', DeprecationWarning)
+            torch.onnx.export(module, (dummy, ), path, dynamo=False,
+                              input_names=[ONNX_INPUT_NAME],
+                              output_names=[ONNX_OUTPUT_NAME],
+                              dynamic_axes={ONNX_INPUT_NAME: {0: 'batch'},
+                                            ONNX_OUTPUT_NAME: {0: 'batch'}},
+                              opset_version=opset or 17)
+    else:
+        raise ValueError(f"exporter must be 'dynamo' or 'torchscript', got "
+                         f'{exporter!r}')
+
+
+def _write_metadata(path: str, metadata: Dict[str, str]) -> None:
+    import onnx
+    model = onnx.load(path)
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.doc_string = ('Rock thin-section classifier (rock_plugin). Input: '
+                        + ONNX_INPUT_FORMAT + '. Output: ' +
+                        metadata['output'])
+    onnx.checker.check_model(model)
+    # save_as_external_data=False: keep it one file (see _export_graph).
+    onnx.save(model, path, save_as_external_data=False)
+
+
+def _check_images(paths: Optional[Sequence[str]], limit: int = 16
+                  ) -> List[Any]:
+    """Images for the parity check: given files/folders (at most ``limit``,
+    spread over each folder), else three generated ones."""
+    found: List[Any] = []
+    for item in paths or []:
+        if osp.isdir(item):
+            images = list_images(item)
+            if not images:
+                raise FileNotFoundError(f'{item}: no images in this folder')
+            step = max(1, len(images) // limit)
+            found += images[::step][:limit]
+        elif osp.isfile(item):
+            found.append(item)
+        else:
+            raise FileNotFoundError(f'{item}: no such image or folder')
+    if found:
+        return found[:limit]
+    # Smooth colour fields with texture, at a microscope photo's aspect, so
+    # the crop and resize paths see realistic pixels.
+    rng = np.random.default_rng(0)
+    generated = []
+    for i in range(3):
+        y, x = np.mgrid[0:240, 0:300]
+        img = np.stack([(x * (i + 1)) % 256, (y * 2 + 40 * i) % 256,
+                        (x + y) % 256], -1).astype(np.float32)
+        img += rng.normal(0, 25, img.shape)
+        generated.append((f'generated_{i}',
+                          np.clip(img, 0, 255).astype(np.uint8)))
+    return generated
+
+
+def _resize_to(samples: List[dict], shape: Tuple[int, int]) -> List[dict]:
+    """Packed samples at ``shape`` (only when --shape overrides the pipeline;
+    the parity check then compares both models on the same resized pixels).
+    """
+    import cv2
+    import torch
+    out = []
+    for s in samples:
+        img = s['inputs'].permute(1, 2, 0).numpy()
+        img = cv2.resize(img, (shape[1], shape[0]),
+                         interpolation=cv2.INTER_AREA)
+        if img.ndim == 2:
+            img = img[..., None]
+        out.append(dict(s, inputs=torch.from_numpy(
+            np.ascontiguousarray(img.transpose(2, 0, 1)))))
+    return out
+
+
+def check_parity(inferencer: RockInferencer, onnx_path: str,
+                 images: Sequence[Any], shape: Tuple[int, int],
+                 tolerance: float = DEFAULT_TOLERANCE) -> Dict[str, Any]:
+    """Compare ONNX Runtime with the PyTorch model on the same images.
+
+    Each image goes through the config's test pipeline once; the packed
+    tensors then go to ``model.test_step`` (data preprocessor + predict, as
+    in testing) and, as RGB float, to ONNX Runtime: the check covers the
+    exported normalisation and channel order, not only the network. Batch 1
+    and batch 3 runs check the dynamic batch axis.
+
+    Args:
+        inferencer (RockInferencer): A PyTorch-backend inferencer.
+        onnx_path (str): The exported model.
+        images: Paths or ``(name, BGR array)`` pairs.
+        shape (tuple[int, int]): The model's input ``(H, W)``.
+        tolerance (float): Largest allowed absolute score difference.
+
+    Returns:
+        dict: ``max_abs_diff``, ``images`` (count), ``batch_sizes`` run and
+        ``top1_agree`` (fraction).
+
+    Raises:
+        OnnxParityError: A difference above ``tolerance``, wrong output
+            shape, or a batch size the model does not take.
+    """
+    import onnxruntime as ort
+    samples = [inferencer.load(item, i)[1] for i, item in enumerate(images)]
+    if tuple(samples[0]['inputs'].shape[-2:]) != tuple(shape):
+        samples = _resize_to(samples, shape)
+    reference = inferencer._forward_pytorch(samples)
+    session = ort.InferenceSession(onnx_path,
+                                   providers=['CPUExecutionProvider'])
+    # Batch 1 (each image alone) and batch 3 (a dynamic-batch run that does
+    # not equal the export's dummy batch of 2); fewer images are repeated.
+    triple = [samples[i % len(samples)] for i in range(max(3, len(samples)))]
+    runs = {1: np.concatenate([session.run(None, {
+        ONNX_INPUT_NAME: onnx_input([s])})[0] for s in samples])}
+    try:
+        out = np.concatenate([session.run(None, {
+            ONNX_INPUT_NAME: onnx_input(triple[i:i + 3])})[0]
+            for i in range(0, len(triple), 3)])
+    except Exception as exc:  # ORT's own error types
+        raise OnnxParityError(f'{onnx_path}: batch 3 failed in ONNX Runtime '
+                              f'({str(exc).splitlines()[0][:300]}): the '
+                              'batch axis is not dynamic') from None
+    runs[3] = out[:len(samples)]  # triple[i] is samples[i] for i < n
+    diff = 0.0
+    for batch, scores in runs.items():
+        if scores.shape != reference.shape:
+            raise OnnxParityError(
+                f'{onnx_path}: batch {batch} gave scores of shape '
+                f'{scores.shape}, PyTorch {reference.shape}')
+        diff = max(diff, float(np.abs(scores - reference).max()))
+    agree = float(np.mean(runs[1].argmax(1) == reference.argmax(1)))
+    report = dict(max_abs_diff=diff, images=len(samples),
+                  batch_sizes=sorted(runs), top1_agree=agree,
+                  tolerance=tolerance)
+    if not diff <= tolerance:  # also catches NaN
+        raise OnnxParityError(
+            f'{onnx_path}: ONNX Runtime scores differ from PyTorch by '
+            f'{diff:.3g} (> {tolerance:g}) on {len(samples)} images; the '
+            'export is not faithful, do not deploy it')
+    return report
+
+
+def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
+                shape: Optional[Sequence[int]] = None,
+                opset: Optional[int] = None, device: str = 'cpu',
+                check_images: Optional[Sequence[str]] = None,
+                tolerance: float = DEFAULT_TOLERANCE,
+                exporter: str = 'dynamo') -> Dict[str, Any]:
+    """Export the classifier to one self-contained ONNX file and check it.
+
+    The graph takes ``N x 3 x H x W`` RGB float pixels 0-255 (dynamic ``N``,
+    fixed ``H x W``, by default the test pipeline's crop) and returns softmax
+    scores ``N x num_classes``; normalisation is inside. ``metadata_props``
+    holds ``classes`` (JSON list), ``input_format``, ``input_shape``,
+    ``normalisation`` (JSON), ``output``, ``test_pipeline`` (JSON), and the
+    source config/checkpoint names. The file is written to a temporary name
+    and only moved to ``out`` after ONNX Runtime matched PyTorch within
+    ``tolerance``; a failed one is kept as ``<out>.failed.onnx``.
+
+    Args:
+        config (str | Config): The training config.
+        checkpoint (str): The ``.pth`` file (loaded with weights_only=True).
+        out (str): Destination ``.onnx``. Defaults to ``'model.onnx'``.
+        shape (Sequence[int], optional): Input ``(H, W)``; default from the
+            test pipeline.
+        opset (int, optional): ONNX opset (default 18 with dynamo, 17 with
+            torchscript).
+        device (str): Where PyTorch runs for the export and the check.
+        check_images (Sequence[str], optional): Image files/folders for the
+            parity check; three generated images when not given.
+        tolerance (float): Largest allowed score difference. Defaults to
+            1e-4.
+        exporter (str): ``'dynamo'`` (default) or ``'torchscript'``.
+
+    Returns:
+        dict: ``path``, ``shape``, ``classes``, ``size_bytes`` and the
+        :func:`check_parity` report.
+
+    Example:
+        >>> report = export_onnx('configs/rock_b4.py', 'work_dirs/best.pth',
+        ...                      'rock_b4.onnx', check_images=['data/rocks'])
+        >>> report['max_abs_diff'] <= 1e-4
+        True
+    """
+    import torch
+
+    import rock_plugin
+
+    if not str(out).endswith('.onnx'):
+        raise ValueError(f'{out}: the output file must end in .onnx')
+    images = _check_images(check_images)  # fail fast on a bad path
+    inferencer = RockInferencer(config, checkpoint, device=device)
+    if shape is None:
+        shape = inferencer.input_size()
+    shape = tuple(int(v) for v in shape)
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f'shape must be two positive numbers H W, got '
+                         f'{shape}')
+    pipeline_shape = None
+    try:
+        pipeline_shape = inferencer.input_size()
+    except ValueError:
+        pass
+    if pipeline_shape is not None and pipeline_shape != shape:
+        warnings.warn(f'--shape {shape} differs from the test pipeline\'s '
+                      f'{pipeline_shape}: predict --backend onnxruntime '
+                      'needs a config whose pipeline gives the same size')
+    module = _scores_module(inferencer.model).to(device)
+    if not inferencer.classes:
+        inferencer.classes = [f'class_{i}' for i in
+                              range(inferencer.model.head.num_classes)]
+
+    folder = osp.dirname(osp.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(out) + '.',
+                               suffix='.onnx', dir=folder)
+    os.close(fd)
+    try:
+        with torch.no_grad():
+            _export_graph(module, tmp, shape, opset, exporter)
+        cfg = inferencer.cfg
+        metadata = dict(
+            classes=json.dumps(inferencer.classes),
+            num_classes=str(len(inferencer.classes)),
+            input_name=ONNX_INPUT_NAME,
+            input_format=ONNX_INPUT_FORMAT,
+            input_shape=json.dumps(['batch', 3, shape[0], shape[1]]),
+            input_dtype='float32',
+            input_channel_order='RGB',
+            normalisation=json.dumps(_normalisation(inferencer.model)),
+            output=f'{ONNX_OUTPUT_NAME}: float32 N x {len(inferencer.classes)}'
+            ' softmax scores, class order as in "classes"',
+            test_pipeline=json.dumps(cfg.test_dataloader.dataset.pipeline,
+                                     default=str),
+            source_config=osp.basename(cfg.filename or str(config)),
+            source_checkpoint=osp.basename(checkpoint),
+            producer=f'rock_plugin {rock_plugin.__version__}, torch '
+            f'{torch.__version__} ({exporter} exporter)')
+        _write_metadata(tmp, metadata)
+        report = check_parity(inferencer, tmp, images, shape, tolerance)
+    except OnnxParityError:
+        failed = osp.splitext(out)[0] + '.failed.onnx'
+        os.replace(tmp, failed)
+        raise
+    except BaseException:
+        if osp.exists(tmp):
+            os.unlink(tmp)
+        raise
+    os.replace(tmp, out)
+    report.update(path=out, shape=shape, classes=inferencer.classes,
+                  size_bytes=osp.getsize(out), exporter=exporter)
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line flags of ``tools/export_onnx.py``."""
+    parser = argparse.ArgumentParser(
+        description='Export a trained rock classifier to ONNX (one file, '
+        'dynamic batch, softmax scores, class names in the metadata) and '
+        'check ONNX Runtime against PyTorch.')
+    parser.add_argument('config', help='the training config')
+    parser.add_argument('checkpoint', help='the trained .pth checkpoint')
+    parser.add_argument('--out', default='model.onnx',
+                        help='output .onnx file (default: model.onnx)')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input height and width (default: the test '
+                        "pipeline's crop)")
+    parser.add_argument('--opset', type=int, default=None,
+                        help='ONNX opset (default 18; 17 with '
+                        '--exporter torchscript)')
+    parser.add_argument('--exporter', choices=['dynamo', 'torchscript'],
+                        default='dynamo',
+                        help='torch.onnx exporter (default dynamo)')
+    parser.add_argument('--check-images', nargs='+', metavar='DIR_OR_FILE',
+                        help='images or folders for the parity check '
+                        '(default: 3 generated images)')
+    parser.add_argument('--tolerance', type=float, default=DEFAULT_TOLERANCE,
+                        help='largest allowed |ONNX - PyTorch| score '
+                        'difference (default 1e-4)')
+    parser.add_argument('--device', default='cpu',
+                        help='device for PyTorch (default cpu)')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow loading stock mmengine checkpoints you '
+                        'trust')
+    parser.add_argument('--debug', action='store_true',
+                        help='show full tracebacks')
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """``tools/export_onnx.py``: export, check, print the parity figure.
+
+    Example:
+        >>> main(['configs/rock_b4.py', 'best.pth', '--out', 'rock.onnx'])
+    """
+    args = build_parser().parse_args(argv)
+    if args.trust_checkpoint:
+        from rock_plugin.compat import TRUST_ENV
+        os.environ[TRUST_ENV] = '1'
+    for path, what in ((args.config, 'config'),
+                       (args.checkpoint, 'checkpoint')):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{path}: {what} not found')
+    report = export_onnx(args.config, args.checkpoint, args.out, args.shape,
+                         args.opset, args.device, args.check_images,
+                         args.tolerance, args.exporter)
+    h, w = report['shape']
+    print(f'exported {report["path"]} ({report["size_bytes"] / 2**20:.1f} '
+          f'MiB, one file, {report["exporter"]} exporter): input '
+          f'{ONNX_INPUT_NAME} N x 3 x {h} x {w} RGB float 0-255, output '
+          f'{ONNX_OUTPUT_NAME} N x {len(report["classes"])} softmax scores')
+    print(f'classes: {", ".join(report["classes"])}')
+    print(f'parity ONNX Runtime vs PyTorch: max abs diff of scores '
+          f'{report["max_abs_diff"]:.3g} on {report["images"]} images '
+          f'(tolerance {report["tolerance"]:g}), batch sizes '
+          f'{", ".join(map(str, report["batch_sizes"]))} OK, top-1 agreement '
+          f'{report["top1_agree"] * 100:.0f}%')
+    return report

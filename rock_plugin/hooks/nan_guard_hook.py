@@ -1,0 +1,45 @@
+"""``NanGuardHook``: stop at the first non-finite loss, keep good checkpoints."""
+import math
+import os.path as osp
+
+import torch
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@HOOKS.register_module()
+class NanGuardHook(Hook):
+    """Raise :class:`TrainingDivergedError` when the loss is NaN or inf.
+
+    mmengine would go on training and save checkpoints full of NaN weights,
+    overwriting the good ones. Stopping in ``after_train_iter`` happens before
+    the epoch's checkpoint is written, so the last good checkpoint stays; the
+    message says which epoch and iteration diverged and where that checkpoint
+    is.
+
+    Example:
+        >>> custom_hooks = [dict(type='NanGuardHook')]
+    """
+    priority = 'VERY_HIGH'
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if not outputs or 'loss' not in outputs:
+            return
+        loss = outputs['loss']
+        value = float(loss.item() if torch.is_tensor(loss) else loss)
+        if math.isfinite(value):
+            return
+        last = osp.join(runner.work_dir, 'last_checkpoint')
+        good = open(last).read().strip() if osp.isfile(last) else None
+        keep = (f'the last good checkpoint is {good} (continue with --resume '
+                f'{good} after lowering the learning rate)') if good else \
+            'no checkpoint had been saved yet'
+        raise TrainingDivergedError(
+            f'loss became {value} at epoch {runner.epoch + 1}, iteration '
+            f'{batch_idx + 1} (global iteration {runner.iter + 1}); training '
+            f'stopped before saving bad weights: {keep}')

@@ -1,0 +1,93 @@
+"""tools/plot_history.py: curves of one or several runs from history.csv."""
+import csv
+import os.path as osp
+import runpy
+
+import pytest
+
+from conftest import REPO, TINY_CONFIG, run_tool
+
+ENV = dict(OMP_NUM_THREADS='1')
+PNG = b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.fixture(scope='module')
+def two_runs(tiny_data, tmp_path_factory):
+    """A real one-epoch run, and a second work dir whose history continues
+    it for two more epochs (as a longer run would)."""
+    root = tmp_path_factory.mktemp('plot_history')
+    first = str(root / 'run_a')
+    run_tool('tools/train.py', TINY_CONFIG, '--device', 'cpu', '--seed', '1',
+             '--data-root', tiny_data, '--work-dir', first, '--cfg-options',
+             'train_cfg.max_epochs=1', env=ENV)
+    with open(osp.join(first, 'history.csv'), newline='') as f:
+        rows = list(csv.DictReader(f))
+    second = root / 'run_b'
+    second.mkdir()
+    longer = [dict(rows[0], epoch=str(e),
+                   train_loss=str(float(rows[0]['train_loss']) / e))
+              for e in (1, 2, 3)]
+    with open(second / 'history.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(longer)
+    return first, str(second)
+
+
+def _main():
+    """The tool's function, loaded in-process for the quick error checks."""
+    return runpy.run_path(osp.join(REPO, 'tools', 'plot_history.py'))
+
+
+def test_two_work_dirs_on_one_figure(two_runs, tmp_path):
+    first, second = two_runs
+    out = str(tmp_path / 'compare.png')
+    proc = run_tool('tools/plot_history.py', first,
+                    osp.join(second, 'history.csv'), '--out', out, '--names',
+                    'short', 'long', '--title', 'lr test', env=ENV)
+    assert '2 run(s), 4 epochs' in proc.stdout and out in proc.stdout
+    with open(out, 'rb') as f:
+        assert f.read(8) == PNG
+
+
+def test_default_out_and_names(two_runs, tmp_path, monkeypatch):
+    from rock_plugin.apis.cli import run_cli
+    first, second = two_runs
+    tool = _main()
+    plot_history = tool['plot_history']
+    # one run: curves.png beside its history
+    assert plot_history([second]) == osp.join(second, 'curves.png')
+    # several: compare_curves.png in the current folder
+    monkeypatch.chdir(tmp_path)
+    assert plot_history([first, second]) == 'compare_curves.png'
+    assert osp.isfile(tmp_path / 'compare_curves.png')
+    # two work dirs with the same name stay two runs
+    assert run_cli(plot_history, [second, second, '--out',
+                                  str(tmp_path / 'same.png')]) == 0
+
+
+def test_missing_history_is_a_clear_error(two_runs, tmp_path, capsys):
+    from rock_plugin.apis.cli import run_cli
+    first, _ = two_runs
+    plot_history = _main()['plot_history']
+    missing = str(tmp_path / 'no_run')
+    assert run_cli(plot_history, [first, missing]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'error: {missing}: no history file')
+    assert 'Traceback' not in err
+
+
+def test_bad_arguments_are_clear_errors(two_runs, tmp_path, capsys):
+    from rock_plugin.apis.cli import run_cli
+    first, _ = two_runs
+    plot_history = _main()['plot_history']
+    assert run_cli(plot_history, [first, '--names', 'a', 'b']) == 2
+    assert '--names gives 2 names for 1 histories' in capsys.readouterr().err
+    empty = tmp_path / 'empty.csv'
+    empty.write_text('epoch,lr\n')
+    assert run_cli(plot_history, [str(empty)]) == 2
+    assert 'no rows' in capsys.readouterr().err
+    other = tmp_path / 'other.csv'
+    other.write_text('a,b\n1,2\n')
+    assert run_cli(plot_history, [str(other)]) == 2
+    assert 'no epoch column' in capsys.readouterr().err

@@ -98,6 +98,9 @@ def _export_graph(module, path: str, shape: Tuple[int, int],
         # fallback for models the dynamo exporter cannot trace.
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', DeprecationWarning)
+            # Conv2dAdaptivePadding's size arithmetic is traced as constants:
+            # right, since H x W is fixed and only the batch is dynamic.
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
             torch.onnx.export(module, (dummy, ), path, dynamo=False,
                               input_names=[ONNX_INPUT_NAME],
                               output_names=[ONNX_OUTPUT_NAME],

@@ -88,7 +88,10 @@ def build_config(args: argparse.Namespace, seed: Optional[int] = None
     """
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+        try:
+            cfg.merge_from_dict(args.cfg_options)
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f'--cfg-options: {exc}') from None
     cfg.launcher = args.launcher
     if args.work_dir:
         cfg.work_dir = args.work_dir

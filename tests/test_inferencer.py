@@ -59,8 +59,10 @@ def _recalibrate_bn(checkpoint, data, out):
             module.momentum = None  # cumulative average over the pass
             module.train()
     with torch.no_grad():
-        model.extract_feat(model.data_preprocessor(pseudo_collate(samples),
-                                                   False)['inputs'])
+        # model.backbone itself: the classifier may run a BN-folded copy of a
+        # frozen backbone, whose statistics would not update.
+        model.backbone(model.data_preprocessor(pseudo_collate(samples),
+                                               False)['inputs'])
     model.eval()
     meta = torch.load(checkpoint, weights_only=True)['meta']
     torch.save(dict(meta=meta, state_dict=model.state_dict()), out + '.tmp')

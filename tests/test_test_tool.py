@@ -5,6 +5,7 @@ import math
 import os
 import os.path as osp
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -204,7 +205,8 @@ def test_dist_test_two_cpu_processes_give_the_same_results(trained, tested,
     work, ckpt = trained
     single = tested[0]
     res = str(tmp_path / 'dist')
-    env = dict(os.environ, PORT='29541', PYTHONUNBUFFERED='1')
+    env = dict(os.environ, PORT='29541', PYTHONUNBUFFERED='1',
+               PYTHON=sys.executable)
     proc = subprocess.run(
         ['bash', 'tools/dist_test.sh', TINY_CONFIG, ckpt, '2', '--device',
          'cpu', '--data-root', tiny_data, '--work-dir', work,

@@ -4,6 +4,7 @@ import json
 import os
 import os.path as osp
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -126,7 +127,8 @@ def test_resume_from_alias_and_split_validation(trained, tiny_data, tmp_path):
 
 def test_dist_train_two_cpu_processes(tiny_data, tmp_path):
     work = str(tmp_path / 'dist')
-    env = dict(os.environ, PORT='29531', PYTHONUNBUFFERED='1')
+    env = dict(os.environ, PORT='29531', PYTHONUNBUFFERED='1',
+               PYTHON=sys.executable)
     proc = subprocess.run(
         ['bash', 'tools/dist_train.sh', TINY_CONFIG, '2', '--data-root',
          tiny_data, '--work-dir', work, '--device', 'cpu', '--cfg-options',

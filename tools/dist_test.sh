@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Distributed evaluation: bash tools/dist_test.sh CONFIG CHECKPOINT NGPUS [test.py args]
 # Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT. CPU processes use gloo.
+# PYTHON picks the interpreter (default: python on PATH).
 set -euo pipefail
 CONFIG=$1
 CHECKPOINT=$2
@@ -12,7 +13,7 @@ MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 DIR=$(cd "$(dirname "$0")" && pwd)
 
 PYTHONPATH="$DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
-python -m torch.distributed.run \
+"${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

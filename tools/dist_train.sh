@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Distributed training: bash tools/dist_train.sh CONFIG NGPUS [train.py args]
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT as in mmpretrain.
+# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT as in mmpretrain;
+# PYTHON picks the interpreter (default: python on PATH).
 # Without CUDA it runs NGPUS CPU processes with the gloo backend.
 set -euo pipefail
 CONFIG=$1
@@ -12,7 +13,7 @@ MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 DIR=$(cd "$(dirname "$0")" && pwd)
 
 PYTHONPATH="$DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
-python -m torch.distributed.run \
+"${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

@@ -34,16 +34,17 @@ def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,
     Example:
         >>> plot_confusion_matrix([[3, 1], [0, 4]], ['a', 'b'], 'cm.png')
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    # The object API (no pyplot): no global backend switch, no figure
+    # registry, so HistoryHook can draw from a background thread.
+    from matplotlib.figure import Figure
     counts = np.asarray(matrix, dtype=np.int64)
     totals = counts.sum(axis=1, keepdims=True)
     norm = np.divide(counts, totals, out=np.zeros(counts.shape, float),
                      where=totals > 0)
     n = len(class_names)
     size = max(5.0, 0.55 * n + 2.5)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    fig = Figure(figsize=(2 * size + 1, size))
+    axes = fig.subplots(1, 2)
     for ax, data, sub, fmt in ((axes[0], counts, 'counts', 'd'),
                                (axes[1], norm, 'row-normalised', '.2f')):
         im = ax.imshow(data, cmap='Blues', vmin=0,
@@ -66,5 +67,4 @@ def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     atomic_save_figure(fig, out_file, dpi=100)
-    plt.close(fig)
     return out_file

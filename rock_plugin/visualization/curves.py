@@ -56,9 +56,9 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
     Example:
         >>> plot_curves(read_history('work_dirs/rock_b4'), 'curves.png')
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    # The object API (no pyplot): no global backend switch, no figure
+    # registry, so HistoryHook can draw from a background thread.
+    from matplotlib.figure import Figure
     if not isinstance(histories, dict):
         histories = {'': histories}
     panels = [(col, name) for col, name in PANELS
@@ -67,8 +67,8 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
         panels = list(PANELS[:1])
     ncols = min(3, len(panels))
     nrows = (len(panels) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.6 * nrows),
-                             squeeze=False)
+    fig = Figure(figsize=(5 * ncols, 3.6 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, (col, name) in zip(axes.flat, panels):
         for run, rows in histories.items():
             xs, ys = _series(rows, col)
@@ -88,5 +88,4 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
         fig.suptitle(title)
     fig.tight_layout()
     atomic_save_figure(fig, out_file, dpi=100)
-    plt.close(fig)
     return out_file

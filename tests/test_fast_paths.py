@@ -1,0 +1,280 @@
+"""The speed paths give the plain path's numbers: fused frozen backbone,
+cached validation features, reduced-size/cached decoding, feature-cache mode."""
+import copy
+import csv
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TINY_CONFIG, make_class_folders, run_tool
+from rock_plugin.apis.train import build_config, build_parser
+from rock_plugin.datasets.transforms.load_rock_image import (LoadRockImage,
+                                                             read_rgb)
+from rock_plugin.models.frozen_fastpath import build_fast_frozen_copy
+
+FEATCACHE_CONFIG = osp.join(osp.dirname(TINY_CONFIG), 'tiny_featcache.py')
+
+
+def _b0_classifier(fast_frozen=True, channels_last=True):
+    from mmpretrain.registry import MODELS
+    import rock_plugin  # noqa: F401  (registers RockImageClassifier)
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type='RockImageClassifier', freeze_backbone=True,
+        fast_frozen=fast_frozen, channels_last=channels_last,
+        backbone=dict(type='EfficientNet', arch='b0'),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=1280)))
+    # random BN statistics, so that folding them is really exercised
+    for m in model.backbone.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+# -- the fused frozen backbone ------------------------------------------------
+def test_fused_copy_equals_the_backbone_and_leaves_it_untouched():
+    model = _b0_classifier()
+    backbone = model.backbone
+    before = copy.deepcopy(backbone.state_dict())
+    fast, folded = build_fast_frozen_copy(backbone)
+    assert folded > 40  # every conv+BN(+act) of B0
+    x = torch.randn(3, 3, 64, 72)  # odd sizes exercise dynamic padding
+    with torch.no_grad():
+        ref = backbone(x)[-1]
+        out = fast(x.contiguous(memory_format=torch.channels_last))[-1]
+    assert out.shape == ref.shape
+    scale = ref.abs().max().item()
+    assert (out - ref).abs().max().item() <= 1e-4 * scale
+    after = backbone.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # the copy is not a submodule: checkpoints keep the stock keys
+    assert not any('fast' in k for k in model.state_dict())
+
+
+def test_classifier_fast_and_plain_paths_agree_and_follow_new_weights():
+    fast = _b0_classifier(fast_frozen=True)
+    plain = _b0_classifier(fast_frozen=False)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(4, 3, 48, 48)
+    with torch.no_grad():
+        a, b = fast.extract_feat(x), plain.extract_feat(x)
+        np.testing.assert_allclose(a[-1].numpy(), b[-1].numpy(), atol=1e-4)
+        assert fast._fast_state is not None  # the fused copy really ran
+        # new weights (load_state_dict bumps version counters): rebuilt
+        state = {k: v.clone() for k, v in fast.state_dict().items()}
+        for k in state:
+            if k.endswith('conv.weight') and 'backbone' in k:
+                state[k] = state[k] * 1.5
+        fast.load_state_dict(state)
+        plain.load_state_dict(state)
+        a2, b2 = fast.extract_feat(x), plain.extract_feat(x)
+        assert not torch.allclose(a2[-1], a[-1], atol=1e-3)
+        np.testing.assert_allclose(a2[-1].numpy(), b2[-1].numpy(), atol=1e-4)
+        # writes through .data bypass version counters: reset_fast_path
+        for p in fast.backbone.parameters():
+            p.data.mul_(0.5)
+            plain.state_dict()  # no-op, keeps the loop honest
+        fast.reset_fast_path()
+        plain.load_state_dict(fast.state_dict())
+        np.testing.assert_allclose(fast.extract_feat(x)[-1].numpy(),
+                                   plain.extract_feat(x)[-1].numpy(),
+                                   atol=1e-4)
+
+
+def test_fast_path_stays_out_of_training_mode_and_tracing():
+    model = _b0_classifier()
+    x = torch.randn(1, 3, 32, 32)
+    model.train()  # RockImageClassifier keeps a frozen backbone in eval
+    assert not model.backbone.training
+    assert model.fast_backbone(x) is not None
+    model.backbone.train()  # forced: BN would update, the copy must not run
+    assert model.fast_backbone(x) is None
+    model.eval()
+    traced = torch.jit.trace(lambda t: model.extract_feat(t)[-1], x,
+                             check_trace=False)
+    graph = str(traced.graph)
+    assert 'batch_norm' in graph  # the plain backbone was traced
+
+
+# -- cached validation features ---------------------------------------------
+def _history(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope='module')
+def cached_and_plain_runs(tiny_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp('val_cache')
+    runs = {}
+    for name, opts in [
+            ('cached', []),
+            ('plain', ['val_cfg.type=ValLoop']),
+            ('unfused', ['val_cfg.type=ValLoop', 'model.fast_frozen=False'])]:
+        work = str(root / name)
+        proc = run_tool('tools/train.py', TINY_CONFIG, '--device', 'cpu',
+                        '--seed', '3', '--deterministic', '--data-root',
+                        tiny_data, '--work-dir', work, '--cfg-options',
+                        'train_cfg.max_epochs=3', *opts)
+        runs[name] = (work, proc.stdout + proc.stderr)
+    return runs
+
+
+def test_cached_validation_metrics_equal_the_plain_loop_exactly(
+        cached_and_plain_runs):
+    cached_work, log = cached_and_plain_runs['cached']
+    plain_work, _ = cached_and_plain_runs['plain']
+    assert 'cached at the neck output' in log
+    cached = _history(osp.join(cached_work, 'history.csv'))
+    plain = _history(osp.join(plain_work, 'history.csv'))
+    assert len(cached) == len(plain) == 3
+    for row_c, row_p in zip(cached, plain):
+        row_c.pop('time', None), row_p.pop('time', None)
+        assert row_c == row_p  # every column, as written: exactly equal
+    ckpt_c = torch.load(osp.join(cached_work, 'epoch_3.pth'),
+                        weights_only=True)['state_dict']
+    ckpt_p = torch.load(osp.join(plain_work, 'epoch_3.pth'),
+                        weights_only=True)['state_dict']
+    assert all(torch.equal(ckpt_c[k], ckpt_p[k]) for k in ckpt_c)
+
+
+def test_fused_path_trains_like_the_unfused_one(cached_and_plain_runs):
+    plain = _history(osp.join(cached_and_plain_runs['plain'][0],
+                              'history.csv'))
+    unfused = _history(osp.join(cached_and_plain_runs['unfused'][0],
+                                'history.csv'))
+    for row_f, row_u in zip(plain, unfused):
+        assert row_f['accuracy/top1'] == row_u['accuracy/top1']
+        assert float(row_f['train_loss']) == pytest.approx(
+            float(row_u['train_loss']), abs=1e-4)
+
+
+def _val_runner(tiny_data, work_dir, edit=None):
+    from mmengine.runner import Runner
+    args = build_parser().parse_args([
+        TINY_CONFIG, '--device', 'cpu', '--seed', '0', '--data-root',
+        tiny_data, '--work-dir', work_dir])
+    cfg = build_config(args, seed=0)
+    # no history or checkpoint files: only the loop is under test
+    cfg.custom_hooks = []
+    cfg.default_hooks.checkpoint = None
+    if edit is not None:
+        edit(cfg)
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    return runner
+
+
+def test_cache_is_rebuilt_when_weights_change(tmp_path):
+    # its own copy of the tiny data: an image is edited below
+    tiny_data = make_class_folders(str(tmp_path / 'data'))
+    runner = _val_runner(tiny_data, str(tmp_path / 'w'))
+    plain = _val_runner(tiny_data, str(tmp_path / 'p'),
+                        lambda cfg: cfg.val_cfg.update(type='ValLoop'))
+
+    def plain_metrics():
+        plain.model.load_state_dict(runner.model.state_dict())
+        return plain.val_loop.run()
+
+    loop = runner.val_loop
+    assert type(loop).__name__ == 'CachedFeatureValLoop'
+    first = loop.run()
+    assert loop.run() == first == plain_metrics()
+    assert (loop.feature_passes, loop.cached_passes) == (1, 1)
+    # a head change reuses the cached features
+    with torch.no_grad():
+        runner.model.head.fc.weight.copy_(
+            torch.randn_like(runner.model.head.fc.weight))
+    assert loop.run() == plain_metrics()
+    assert (loop.feature_passes, loop.cached_passes) == (1, 2)
+    # a backbone change written through .data (no version bump) is caught
+    with torch.no_grad():
+        for p in runner.model.backbone.parameters():
+            p.data.mul_(0.9)
+    assert loop.run() == plain_metrics()
+    assert (loop.feature_passes, loop.cached_passes) == (2, 2)
+    # so is an edited validation image (size/mtime in the key)
+    path = runner.val_loop.dataloader.dataset.get_data_info(0)['img_path']
+    Image.open(path).transpose(Image.FLIP_LEFT_RIGHT).resize(
+        (60, 50)).save(path, quality=95)
+    assert loop.run() == plain_metrics()
+    assert (loop.feature_passes, loop.cached_passes) == (3, 2)
+
+
+def test_cache_is_not_used_with_a_random_validation_pipeline(tiny_data,
+                                                             tmp_path):
+    def random_crop(cfg):
+        cfg.val_dataloader.dataset.pipeline = [
+            dict(type='LoadRockImage'),
+            dict(type='RandomResizedCrop', scale=32),
+            dict(type='PackInputs')]
+
+    runner = _val_runner(tiny_data, str(tmp_path / 'r'), random_crop)
+    loop = runner.val_loop
+    loop.run(), loop.run()
+    assert (loop.feature_passes, loop.cached_passes) == (0, 0)
+    assert 'RandomResizedCrop' in loop._logged_reason
+
+
+# -- decoding ------------------------------------------------------------------
+def _photo(path, size=(640, 512)):
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 255, (size[1] // 16, size[0] // 16, 3), np.uint8)
+    img = Image.fromarray(base).resize(size, Image.BICUBIC)
+    img.save(path, quality=92)
+    return path
+
+
+def test_reduced_size_decode_keeps_enough_pixels(tmp_path):
+    path = _photo(str(tmp_path / 'p.jpg'))
+    full = read_rgb(path)
+    assert full.shape == (512, 640, 3)
+    half = read_rgb(path, min_size=200)  # 1/2 keeps 256 >= 200
+    assert half.shape == (256, 320, 3)
+    assert read_rgb(path, min_size=400).shape == full.shape  # 1/2 too small
+    # same picture, just fewer pixels
+    small = np.asarray(Image.fromarray(full).resize((320, 256), Image.BOX),
+                       np.float64)
+    assert np.abs(small - half).mean() < 6
+
+
+def test_pixel_cache_serves_the_same_pixels_and_follows_edits(tmp_path):
+    path = _photo(str(tmp_path / 'p.jpg'))
+    cache = str(tmp_path / 'cache')
+    load = LoadRockImage(cache_dir=cache, pre_resize=128)
+    first = load(dict(img_path=path))['img']
+    assert min(first.shape[:2]) == 128
+    files = [f for _, _, fs in os.walk(cache) for f in fs]
+    assert len(files) == 1 and files[0].endswith('.npy')
+    again = LoadRockImage(cache_dir=cache, pre_resize=128)(
+        dict(img_path=path))['img']
+    assert np.array_equal(first, again)
+    _photo(path, size=(400, 300))  # the file is edited: a new key
+    edited = load(dict(img_path=path))['img']
+    assert edited.shape[:2] == (128, 171)
+    assert len([f for _, _, fs in os.walk(cache) for f in fs]) == 2
+    # no cache_dir: plain decode, read_rgb's pixels in mmcv's BGR order
+    assert np.array_equal(LoadRockImage()(dict(img_path=path))['img'],
+                          read_rgb(path)[..., ::-1])
+
+
+# -- opt-in feature-cache training ----------------------------------------------
+def test_feature_cache_mode_trains_the_head(tiny_data, tmp_path):
+    work = str(tmp_path / 'fc')
+    proc = run_tool('tools/train.py', FEATCACHE_CONFIG, '--device', 'cpu',
+                    '--seed', '0', '--data-root', tiny_data, '--work-dir',
+                    work)
+    rows = _history(osp.join(work, 'history.csv'))
+    assert len(rows) == 4
+    assert float(rows[-1]['train_loss']) < float(rows[0]['train_loss'])
+    assert float(rows[-1]['accuracy/top1']) >= 50  # chance is 33 %
+    log = proc.stdout + proc.stderr
+    assert 'FeatureCacheTrainLoop' in log

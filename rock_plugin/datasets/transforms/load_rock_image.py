@@ -17,14 +17,15 @@ def read_rgb(path: str, min_size: Optional[int] = None) -> np.ndarray:
     """Decode any common image into an ``(H, W, 3)`` uint8 RGB array.
 
     Grayscale, palette, RGBA/LA (alpha dropped), CMYK and 16-bit/float images
-    are converted instead of failing; 16-bit data is scaled to 8 bit.
+    are converted instead of failing; 16-bit data is scaled to 8 bit. The EXIF
+    orientation is applied, as mmcv's ``LoadImageFromFile`` does.
 
     Args:
         path (str): Image file.
         min_size (int, optional): When given, JPEGs are decoded at the
             smallest 1/2, 1/4 or 1/8 scale whose short side stays at least
-            ``min_size`` (libjpeg's DCT scaling via PIL ``draft``), which is
-            several times faster on large photos.
+            ``min_size`` (libjpeg's DCT scaling), which is several times
+            faster on large photos.
 
     Returns:
         np.ndarray: RGB pixels.
@@ -36,26 +37,85 @@ def read_rgb(path: str, min_size: Optional[int] = None) -> np.ndarray:
     Example:
         >>> img = read_rgb('rocks/Chert/1.jpg', min_size=412)
     """
+    return np.ascontiguousarray(read_bgr(path, min_size)[..., ::-1])
+
+
+def read_bgr(path: str, min_size: Optional[int] = None) -> np.ndarray:
+    """:func:`read_rgb` in mmcv's BGR channel order (what pipelines use)."""
     if not osp.isfile(path):
         raise DataError('image not found', path)
-    return _decode(path, path, min_size)
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as exc:
+        raise DataError(f'cannot read image ({exc})', path) from None
+    return decode_bgr(data, path, min_size)
 
 
-def _decode(source, path: str, min_size: Optional[int]) -> np.ndarray:
-    """Decode ``source`` (a path or a file object) into RGB pixels."""
+def _jpeg_scale(size, min_size: Optional[int]) -> int:
+    """The largest libjpeg scale-down (1, 2, 4, 8) keeping ``min_size``."""
+    scale = 1
+    if min_size:
+        while scale < 8 and min(size) // (scale * 2) >= min_size:
+            scale *= 2
+    return scale
+
+
+_CV2_REDUCED = {1: 'IMREAD_COLOR', 2: 'IMREAD_REDUCED_COLOR_2',
+                4: 'IMREAD_REDUCED_COLOR_4', 8: 'IMREAD_REDUCED_COLOR_8'}
+
+
+def decode_bgr(data: bytes, path: str,
+               min_size: Optional[int] = None) -> np.ndarray:
+    """Decode image bytes into ``(H, W, 3)`` uint8 BGR pixels.
+
+    Plain 8-bit colour or grayscale JPEGs (nearly every photo) are decoded by
+    OpenCV exactly as mmcv's ``LoadImageFromFile`` does (same library, same
+    pixels, EXIF orientation applied), which is about 1.7x faster than PIL;
+    everything else goes through PIL, which reads more formats and modes.
+
+    Args:
+        data (bytes): The file's content.
+        path (str): Its name, for error messages.
+        min_size (int, optional): See :func:`read_rgb`.
+
+    Returns:
+        np.ndarray: BGR pixels.
+    """
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(source) as img:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            fmt, mode, size = img.format, img.mode, img.size
+    except UnidentifiedImageError:
+        raise DataError('not an image (unrecognised file format)',
+                        path) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f'cannot decode image ({exc})', path) from None
+    # A truncated JPEG (no end-of-image marker) decodes "successfully" in
+    # OpenCV with grey rows; PIL's decoder reports it, so it takes PIL.
+    if fmt == 'JPEG' and mode in ('RGB', 'L') and \
+            data.rstrip(b'\0')[-2:] == b'\xff\xd9':
+        import cv2
+        flag = getattr(cv2, _CV2_REDUCED[_jpeg_scale(size, min_size)])
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        if bgr is not None and bgr.ndim == 3 and bgr.shape[2] == 3:
+            return bgr
+    return np.ascontiguousarray(_decode_pil(data, path, min_size)[..., ::-1])
+
+
+def _decode_pil(data: bytes, path: str, min_size: Optional[int]) -> np.ndarray:
+    """Decode with PIL into RGB pixels (any mode PIL reads)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    try:
+        with Image.open(io.BytesIO(data)) as img:
             if min_size and img.format == 'JPEG':
-                w, h = img.size
-                scale = 1
-                while scale < 8 and min(w, h) // (scale * 2) >= min_size:
-                    scale *= 2
+                scale = _jpeg_scale(img.size, min_size)
                 if scale > 1:
-                    img.draft('RGB', (w // scale, h // scale))
+                    w, h = img.size
+                    img.draft(img.mode, (w // scale, h // scale))
             img.load()  # full decode: truncated data fails here, not later
-            img = _to_rgb(img)
-            return np.asarray(img)
+            img = ImageOps.exif_transpose(img)
+            return np.asarray(_to_rgb(img))
     except UnidentifiedImageError:
         raise DataError('not an image (unrecognised file format)',
                         path) from None
@@ -147,10 +207,10 @@ class LoadRockImage(BaseTransform):
 
     def _read(self, path: str) -> np.ndarray:
         if self.cache_dir is None:
-            rgb = read_rgb(path, self.min_size)
+            bgr = read_bgr(path, self.min_size)
             if self.pre_resize:
-                rgb = shrink_short_side(rgb, self.pre_resize)
-            return rgb
+                bgr = shrink_short_side(bgr, self.pre_resize)
+            return bgr
         if not osp.isfile(path):
             raise DataError('image not found', path)
         try:
@@ -160,7 +220,7 @@ class LoadRockImage(BaseTransform):
             raise DataError(f'cannot read image ({exc})', path) from None
         digest = hashlib.blake2b(data, digest_size=20)
         digest.update(f'|min_size={self.min_size}|pre_resize='
-                      f'{self.pre_resize}|v1'.encode())
+                      f'{self.pre_resize}|bgr|v2'.encode())
         key = digest.hexdigest()
         cached = osp.join(self.cache_dir, key[:2], key + '.npy')
         if osp.isfile(cached):
@@ -168,11 +228,11 @@ class LoadRockImage(BaseTransform):
                 return np.load(cached, allow_pickle=False)
             except (OSError, ValueError, EOFError):
                 pass  # damaged cache entry: decode again and replace it
-        rgb = _decode(io.BytesIO(data), path, self.min_size)
+        bgr = decode_bgr(data, path, self.min_size)
         if self.pre_resize:
-            rgb = shrink_short_side(rgb, self.pre_resize)
-        self._store(cached, rgb)
-        return rgb
+            bgr = shrink_short_side(bgr, self.pre_resize)
+        self._store(cached, bgr)
+        return bgr
 
     @staticmethod
     def _store(cached: str, rgb: np.ndarray) -> None:
@@ -194,13 +254,12 @@ class LoadRockImage(BaseTransform):
     def transform(self, results: dict) -> dict:
         path = results['img_path']
         try:
-            rgb = self._read(path)
+            img = self._read(path)
         except DataError as exc:
             if results.get('ann_line') and results.get('ann_file'):
                 raise DataError(f'{exc} (listed at {results["ann_file"]}:'
                                 f'{results["ann_line"]})') from None
             raise
-        img = np.ascontiguousarray(rgb[..., ::-1])
         results['img'] = img
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]

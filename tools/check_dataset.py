@@ -19,6 +19,7 @@ from rock_plugin.apis.cli import run_cli  # noqa: E402
 
 
 def parse_args(argv):
+    from rock_plugin.datasets.checks import add_check_arguments
     parser = argparse.ArgumentParser(
         description='Check the images of a dataset: annotation files, or a '
         'folder per class when no --ann-file is given.')
@@ -33,16 +34,8 @@ def parse_args(argv):
     parser.add_argument('--data-prefix', default='',
                         help='sub-folder of DATA_ROOT the image paths are '
                         'relative to (default: none)')
-    parser.add_argument('--strict', action='store_true',
-                        help='exit with an error when any problem is found')
-    parser.add_argument('--min-size', type=int, default=32,
-                        help='report images whose shorter side is smaller '
-                        '(default: 32)')
-    parser.add_argument('--min-per-class', type=int, default=2,
-                        help='report classes with fewer usable images '
-                        '(default: 2)')
-    parser.add_argument('--debug', action='store_true',
-                        help='show the full traceback on errors')
+    add_check_arguments(
+        parser, strict_help='exit with an error when any problem is found')
     return parser.parse_args(argv)
 
 

@@ -19,6 +19,7 @@ from rock_plugin.apis.cli import run_cli  # noqa: E402
 
 
 def parse_args(argv):
+    from rock_plugin.datasets.checks import add_check_arguments
     parser = argparse.ArgumentParser(
         description='Check a folder-per-class image dataset and write a '
         'stratified train/test split in the original annotation format.')
@@ -40,16 +41,8 @@ def parse_args(argv):
     parser.add_argument('--overwrite', action='store_true',
                         help='copy/symlink: replace OUT/train and OUT/test '
                         'if they already hold files')
-    parser.add_argument('--strict', action='store_true',
-                        help='fail on any problem, before writing anything')
-    parser.add_argument('--min-size', type=int, default=32,
-                        help='report images whose shorter side is smaller '
-                        '(default: 32)')
-    parser.add_argument('--min-per-class', type=int, default=2,
-                        help='report classes with fewer usable images '
-                        '(default: 2)')
-    parser.add_argument('--debug', action='store_true',
-                        help='show the full traceback on errors')
+    add_check_arguments(
+        parser, strict_help='fail on any problem, before writing anything')
     return parser.parse_args(argv)
 
 

@@ -473,3 +473,27 @@ def _at(origin: Optional[str]) -> str:
 
 def _where(path: str, origin: Optional[str]) -> str:
     return path + _at(origin)
+
+
+def add_check_arguments(parser, strict_help: str) -> None:
+    """Add the image-check flags shared by ``tools/check_dataset.py`` and
+    ``tools/prepare_dataset.py``: ``--strict``, ``--min-size``,
+    ``--min-per-class`` and ``--debug``.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+        strict_help (str): What ``--strict`` does in that tool.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_check_arguments(parser, 'fail on any problem')
+    """
+    parser.add_argument('--strict', action='store_true', help=strict_help)
+    parser.add_argument('--min-size', type=int, default=32,
+                        help='report images whose shorter side is smaller '
+                        '(default: 32)')
+    parser.add_argument('--min-per-class', type=int, default=2,
+                        help='report classes with fewer usable images '
+                        '(default: 2)')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the full traceback on errors')

@@ -20,6 +20,10 @@ from rock_plugin.visualization import (plot_confusion_matrix, plot_curves,
 PER_CLASS_KEYS = ('precision', 'recall', 'f1-score')
 
 
+def _as_lists(matrix) -> list:
+    return [[int(v) for v in row] for row in matrix]
+
+
 @HOOKS.register_module()
 class HistoryHook(Hook):
     """Append a row per epoch to ``history.csv`` and redraw ``curves.png``.
@@ -29,7 +33,8 @@ class HistoryHook(Hook):
     ``precision/<class>``, ``recall/<class>``, ``f1-score/<class>`` columns
     when :class:`RockMetric` reports them. The latest
     validation confusion matrix is written as ``confusion_matrix.csv`` and
-    ``confusion_matrix.png``.
+    ``confusion_matrix.png`` (the image is redrawn only when the matrix
+    changes, so its title names the first epoch that gave it).
 
     Every file is rewritten atomically (temp file + rename), so a kill never
     leaves a truncated CSV. On ``--resume`` the existing file is continued:
@@ -68,6 +73,7 @@ class HistoryHook(Hook):
         self.plot_in_background = plot_in_background
         self._executor: Optional[ThreadPoolExecutor] = None
         self._drawing: Optional[Future] = None
+        self._drawn_confusion = None
         self.rows: List[Dict[str, object]] = []
         self._pending: Optional[Dict[str, object]] = None
         self._loss_sum = 0.0
@@ -197,7 +203,11 @@ class HistoryHook(Hook):
         if self.plot:
             jobs.append((plot_curves, (rows, self._path(runner, 'curves.png')),
                          dict(title=osp.basename(runner.work_dir.rstrip('/')))))
+        if confusion is not None and \
+                self._drawn_confusion == (names, _as_lists(confusion)):
+            confusion = None  # unchanged: the image already shows it
         if confusion is not None:
+            self._drawn_confusion = (names, _as_lists(confusion))
             jobs.append((plot_confusion_matrix,
                          (confusion, names,
                           self._path(runner, 'confusion_matrix.png')),

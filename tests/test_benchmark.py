@@ -7,8 +7,9 @@ from conftest import run_tool
 
 def test_tiny_benchmark_prints_every_section_and_writes_json(tmp_path):
     out = str(tmp_path / 'bench.json')
-    proc = run_tool('tools/benchmark.py', '--tiny', '--work-dir',
-                    str(tmp_path / 'work'), '--out', out, timeout=900)
+    proc = run_tool('tools/benchmark.py', '--tiny', '--epochs', '3',
+                    '--work-dir', str(tmp_path / 'work'), '--out', out,
+                    timeout=900)
     report = proc.stdout
     for row in ('train images/s (epochs 2..N)', 'val images/s, epochs 2..N',
                 'epoch wall s, train+val (2..N)', 'peak RSS MiB, main process',

@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         '../shared/data/rock_thin_sections)')
     parser.add_argument('--device', default='cpu',
                         help='cpu (default) or cuda[:N]')
-    parser.add_argument('--epochs', type=int, default=3,
-                        help='training epochs per run (>= 2; default 3)')
+    parser.add_argument('--epochs', type=int, default=5,
+                        help='training epochs per run (>= 2; default 5: '
+                        'epochs 2..5 are averaged, which evens out noise)')
     parser.add_argument('--train-images', type=int, default=24,
                         help='training images per epoch (a reduced, '
                         'class-balanced subset; default 24 = 6 iterations)')

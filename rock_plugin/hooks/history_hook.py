@@ -2,9 +2,9 @@
 import copy
 import csv
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 import os.path as osp
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Dict, List, Optional
 
 import torch
@@ -203,11 +203,10 @@ class HistoryHook(Hook):
         if self.plot:
             jobs.append((plot_curves, (rows, self._path(runner, 'curves.png')),
                          dict(title=osp.basename(runner.work_dir.rstrip('/')))))
-        if confusion is not None and \
-                self._drawn_confusion == (names, _as_lists(confusion)):
-            confusion = None  # unchanged: the image already shows it
-        if confusion is not None:
-            self._drawn_confusion = (names, _as_lists(confusion))
+        drawn = (names, _as_lists(confusion)) if confusion is not None \
+            else None
+        if drawn is not None and drawn != self._drawn_confusion:
+            self._drawn_confusion = drawn  # else unchanged: already drawn
             jobs.append((plot_confusion_matrix,
                          (confusion, names,
                           self._path(runner, 'confusion_matrix.png')),
@@ -228,7 +227,7 @@ class HistoryHook(Hook):
                 max_workers=1, thread_name_prefix='HistoryHook')
         self._drawing = self._executor.submit(draw)
 
-    def wait_for_drawing(self, runner=None) -> None:
+    def wait_for_drawing(self, runner) -> None:
         """Block until the pending background drawing (if any) is written.
         A failed drawing is logged as a warning: it never stops training."""
         drawing, self._drawing = self._drawing, None
@@ -237,11 +236,8 @@ class HistoryHook(Hook):
         try:
             drawing.result()
         except Exception as exc:  # a plot must never kill a long run
-            message = f'HistoryHook: drawing the curves failed: {exc!r}'
-            if runner is not None:
-                runner.logger.warning(message)
-            else:
-                print(message)
+            runner.logger.warning(
+                f'HistoryHook: drawing the curves failed: {exc!r}')
 
     def after_run(self, runner) -> None:
         self.wait_for_drawing(runner)

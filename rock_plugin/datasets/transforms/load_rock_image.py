@@ -1,4 +1,5 @@
 """``LoadRockImage``: robust, optionally reduced-size or cached image decoding."""
+import contextlib
 import hashlib
 import io
 import os
@@ -42,14 +43,19 @@ def read_rgb(path: str, min_size: Optional[int] = None) -> np.ndarray:
 
 def read_bgr(path: str, min_size: Optional[int] = None) -> np.ndarray:
     """:func:`read_rgb` in mmcv's BGR channel order (what pipelines use)."""
+    return decode_bgr(_read_bytes(path), path, min_size)
+
+
+def _read_bytes(path: str) -> bytes:
+    """The file's content; :class:`DataError` naming it if it is missing
+    or unreadable."""
     if not osp.isfile(path):
         raise DataError('image not found', path)
     try:
         with open(path, 'rb') as f:
-            data = f.read()
+            return f.read()
     except OSError as exc:
         raise DataError(f'cannot read image ({exc})', path) from None
-    return decode_bgr(data, path, min_size)
 
 
 def _jpeg_scale(size, min_size: Optional[int]) -> int:
@@ -82,15 +88,10 @@ def decode_bgr(data: bytes, path: str,
     Returns:
         np.ndarray: BGR pixels.
     """
-    from PIL import Image, UnidentifiedImageError
-    try:
+    from PIL import Image
+    with _pil_errors(path):
         with Image.open(io.BytesIO(data)) as img:  # reads the header only
             fmt, mode, size = img.format, img.mode, img.size
-    except UnidentifiedImageError:
-        raise DataError('not an image (unrecognised file format)',
-                        path) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f'cannot decode image ({exc})', path) from None
     # A truncated JPEG (no end-of-image marker) decodes "successfully" in
     # OpenCV with grey rows; PIL's decoder reports it, so it takes PIL.
     if fmt == 'JPEG' and mode in ('RGB', 'L') and \
@@ -105,8 +106,8 @@ def decode_bgr(data: bytes, path: str,
 
 def _decode_pil(data: bytes, path: str, min_size: Optional[int]) -> np.ndarray:
     """Decode with PIL into RGB pixels (any mode PIL reads)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-    try:
+    from PIL import Image, ImageOps
+    with _pil_errors(path):
         with Image.open(io.BytesIO(data)) as img:
             if min_size and img.format == 'JPEG':
                 scale = _jpeg_scale(img.size, min_size)
@@ -116,6 +117,14 @@ def _decode_pil(data: bytes, path: str, min_size: Optional[int]) -> np.ndarray:
             img.load()  # full decode: truncated data fails here, not later
             img = ImageOps.exif_transpose(img)
             return np.asarray(_to_rgb(img))
+
+
+@contextlib.contextmanager
+def _pil_errors(path: str):
+    """Turn PIL's errors for a bad file into one :class:`DataError`."""
+    from PIL import UnidentifiedImageError
+    try:
+        yield
     except UnidentifiedImageError:
         raise DataError('not an image (unrecognised file format)',
                         path) from None
@@ -211,13 +220,7 @@ class LoadRockImage(BaseTransform):
             if self.pre_resize:
                 bgr = shrink_short_side(bgr, self.pre_resize)
             return bgr
-        if not osp.isfile(path):
-            raise DataError('image not found', path)
-        try:
-            with open(path, 'rb') as f:
-                data = f.read()
-        except OSError as exc:
-            raise DataError(f'cannot read image ({exc})', path) from None
+        data = _read_bytes(path)
         digest = hashlib.blake2b(data, digest_size=20)
         digest.update(f'|min_size={self.min_size}|pre_resize='
                       f'{self.pre_resize}|bgr|v2'.encode())

@@ -14,6 +14,9 @@
 _base_ = ['mmpretrain::efficientnet/efficientnet-b4_8xb32_in1k.py']
 
 custom_imports = dict(imports=['rock_plugin'], allow_failed_imports=False)
+# mmengine's Runner, minus the code it would run from checkpoint text, with
+# safe checkpoint loading while it runs (rock_plugin/engine/rock_runner.py).
+runner_type = 'RockRunner'
 
 data_root = 'datas'
 num_classes = 11
@@ -130,7 +133,7 @@ custom_hooks = [
     dict(type='NanGuardHook'),  # stop on NaN/inf loss, keep good checkpoints
     dict(type='SafeCheckpointHook'),  # checkpoints load with weights_only
 ]
-# CPU processes need gloo and no device_ids (see rock_plugin.compat).
+# CPU processes need gloo and no device_ids (rock_plugin/engine/distributed.py).
 model_wrapper_cfg = dict(type='RockDistributedDataParallel')
 # Fixed 380 px input: let cuDNN pick the fastest kernels (GPU only; ignored
 # on CPU, and switched off by --deterministic). On a GPU also add

@@ -19,27 +19,10 @@ from typing import List, Optional, Sequence, Tuple
 
 from mmengine.fileio import get_text
 
+from rock_plugin.utils.errors import DataError  # noqa: F401  (re-exported)
+
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                   '.tiff', '.webp')
-
-
-class DataError(ValueError):
-    """A problem with the user's data, reported as one clear line.
-
-    Args:
-        message (str): What is wrong and what to do.
-        path (str, optional): The file at fault.
-        line (int, optional): The 1-based line number in ``path``.
-    """
-
-    def __init__(self, message: str, path: Optional[str] = None,
-                 line: Optional[int] = None):
-        self.path = path
-        self.line = line
-        where = ''
-        if path is not None:
-            where = f'{path}:{line}: ' if line is not None else f'{path}: '
-        super().__init__(where + message)
 
 
 def _read_lines(path: str) -> List[str]:

@@ -6,9 +6,7 @@ import torch
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
+from rock_plugin.utils.errors import TrainingDivergedError
 
 
 @HOOKS.register_module()

@@ -20,7 +20,6 @@ import hashlib
 import os
 import os.path as osp
 import re
-import tempfile
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
@@ -202,7 +201,8 @@ def convert_lite0_state_dict(src: dict,
 
 
 def load_state_dict_file(path: str) -> dict:
-    """Load a state dict with ``torch.load(weights_only=True)`` on CPU.
+    """Load a state dict safely (see
+    :func:`rock_plugin.utils.checkpoint_io.load_checkpoint_file`) on CPU.
 
     A ``{'state_dict': ...}`` or ``{'model': ...}`` wrapper is unwrapped.
 
@@ -211,15 +211,21 @@ def load_state_dict_file(path: str) -> dict:
 
     Returns:
         dict: The state dict.
+
+    Raises:
+        CheckpointError: Empty, truncated, corrupt or refused file (one
+            clear line naming it).
     """
-    obj = torch.load(path, map_location='cpu', weights_only=True)
+    from rock_plugin.utils.checkpoint_io import load_checkpoint_file
+    from rock_plugin.utils.errors import CheckpointError
+    obj = load_checkpoint_file(path, map_location='cpu')
     for wrapper in ('state_dict', 'model'):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
             break
-    if not isinstance(obj, dict):
-        raise ValueError(f'{path} does not hold a state dict '
-                         f'(got {type(obj).__name__})')
+    if not obj or not all(torch.is_tensor(v) for v in obj.values()):
+        raise CheckpointError(f'{path}: does not hold a state dict of '
+                              'tensors')
     return obj
 
 
@@ -255,22 +261,9 @@ def _cache_dir(cache_dir: Optional[str]) -> str:
 
 
 def _atomic_torch_save(obj, path: str) -> None:
-    folder = osp.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + osp.basename(path) + '.',
-                               suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from rock_plugin.utils.atomic_io import atomic_write
+    with atomic_write(path, 'wb') as f:
+        torch.save(obj, f)
 
 
 def lite0_checkpoint(path: Optional[str] = None,

@@ -6,12 +6,31 @@ import tempfile
 from typing import Iterator, IO
 
 
+def _umask() -> int:
+    # os.umask can only be read by setting it, which races with other
+    # threads (figures are written from a background thread); Linux shows it
+    # in /proc.
+    try:
+        with open('/proc/self/status', encoding='ascii') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = 'w', **open_kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it over ``path`` on success.
 
     The rename is atomic on POSIX and Windows, so readers (and a process
     killed at any moment) see either the old file or the complete new one.
+    The file gets the mode a plain ``open`` would give (``0o666`` less the
+    umask), not the ``0o600`` of :func:`tempfile.mkstemp`, so colleagues on a
+    shared server can read results.
 
     Args:
         path (str): Destination file.
@@ -33,6 +52,7 @@ def atomic_write(path: str, mode: str = 'w', **open_kwargs) -> Iterator[IO]:
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -1,0 +1,25 @@
+"""``CpuAmpOptimWrapper``: ``--amp`` on a CPU."""
+import contextlib
+from typing import Iterator
+
+import torch
+from mmengine.optim import OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS
+
+
+@OPTIM_WRAPPERS.register_module()
+class CpuAmpOptimWrapper(OptimWrapper):
+    """Mixed precision on CPU: bfloat16 autocast, no loss scaling needed.
+
+    ``AmpOptimWrapper`` asserts CUDA; on CPU ``--amp`` selects this instead.
+
+    Example:
+        >>> optim_wrapper = dict(type='CpuAmpOptimWrapper',
+        ...                      optimizer=dict(type='SGD', lr=0.01))
+    """
+
+    @contextlib.contextmanager
+    def optim_context(self, model) -> Iterator:
+        with super().optim_context(model), torch.autocast(
+                'cpu', dtype=torch.bfloat16):
+            yield

@@ -1,0 +1,83 @@
+"""``RockRunner``: mmengine's Runner, minus the code it runs from checkpoints."""
+from typing import Callable, Union
+
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import (_load_checkpoint,
+                                        _load_checkpoint_to_model)
+from mmengine.registry import RUNNERS  # where tools/train.py looks it up
+
+from rock_plugin.utils.checkpoint_io import (read_config_literal,
+                                             safe_checkpoint_loaders,
+                                             strip_config_text)
+
+
+@RUNNERS.register_module()
+class RockRunner(Runner):
+    """The MMEngine ``Runner`` with checkpoint reading that never runs code.
+
+    * ``Runner.resume`` executes ``Config.fromstring(meta['config'])`` to
+      compare GPU counts: text in a checkpoint that runs as Python. Here the
+      text is removed on load (:func:`strip_config_text`) and the one value
+      the check needs, ``gpu_ids``, is read with :mod:`ast`.
+    * While the runner trains, validates or tests, mmengine's checkpoint
+      loaders (pretrained ``init_cfg``, ``load_from``, resume) are the safe
+      ones of :mod:`rock_plugin.utils.checkpoint_io`: ``weights_only=True``,
+      clear errors, an opt-in trust mode that still runs no code. mmengine's
+      own loaders come back when the call returns.
+
+    Named in configs as ``runner_type = 'RockRunner'``; tools build it with
+    ``RUNNERS.build(cfg)``, as mmpretrain's ``tools/train.py`` does.
+
+    Example:
+        >>> from mmengine.registry import RUNNERS
+        >>> runner = RUNNERS.build(Config.fromfile('configs/rock_b4.py'))
+    """
+
+    def train(self):
+        with safe_checkpoint_loaders():
+            return super().train()
+
+    def val(self):
+        with safe_checkpoint_loaders():
+            return super().val()
+
+    def test(self):
+        with safe_checkpoint_loaders():
+            return super().test()
+
+    def load_checkpoint(self, filename: str,
+                        map_location: Union[str, Callable] = 'cpu',
+                        strict: bool = False,
+                        revise_keys: list = [(r'^module.', '')]):
+        """As :meth:`Runner.load_checkpoint`, through the safe loaders, with
+        config text removed before any hook or ``resume`` sees it."""
+        with safe_checkpoint_loaders():
+            checkpoint = _load_checkpoint(filename, map_location=map_location)
+        removed = strip_config_text(checkpoint)  # the loader did; be sure
+        if self._resume:
+            self._check_world_size(removed.get('meta.config'),
+                                   checkpoint.get('meta', {}))
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) \
+            else self.model
+        checkpoint = _load_checkpoint_to_model(
+            model, checkpoint, strict, revise_keys=revise_keys)
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    def _check_world_size(self, config_text, meta: dict) -> None:
+        """mmengine's GPU-count check on resume, reading only ``gpu_ids``."""
+        gpu_ids = meta.get('gpu_ids',
+                           read_config_literal(config_text, 'gpu_ids'))
+        if not isinstance(gpu_ids, (list, tuple)) or not gpu_ids or \
+                len(gpu_ids) == self._world_size:
+            return
+        if not (self.auto_scale_lr or {}).get('enable', False):
+            raise RuntimeError(
+                f'the checkpoint was trained on {len(gpu_ids)} GPUs and this '
+                f'run has {self._world_size} processes: the learning rate '
+                'would not match. Pass --auto-scale-lr to adjust it.')
+        self.logger.info('resume: GPU count differs from the checkpoint; '
+                         'the lr follows auto_scale_lr')

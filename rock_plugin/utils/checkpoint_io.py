@@ -1,0 +1,328 @@
+"""Reading checkpoints without ever running code from them.
+
+Two ways a checkpoint could run code, both closed here:
+
+* **Pickles.** Everything loads with ``torch.load(weights_only=True)``. Our
+  checkpoints hold only plain types (:func:`to_plain`, applied on save by
+  ``SafeCheckpointHook``), so they need no allowlist. Stock mmengine
+  checkpoints pickle ``HistoryBuffer`` objects whose statistics methods are
+  stored as ``getattr(buffer, 'mean')``; allowing the real
+  ``builtins.getattr`` would let a pickle reach any attribute of any object
+  (e.g. the builtins module's ``__dict__``) and so run code. Trust mode maps
+  the pickle's ``getattr`` to :func:`_history_buffer_getattr`, which only
+  returns a ``HistoryBuffer``'s registered statistics methods.
+* **Config text.** mmengine's ``Runner.resume`` and ``BaseInferencer`` run
+  ``Config.fromstring(text, '.py')`` on strings stored in a checkpoint
+  (``meta['config']``, ``meta['cfg']``, the message hub's ``cfg``): plain
+  data that executes as Python. :func:`strip_config_text` removes them after
+  loading and :func:`read_config_literal` reads a value from such text with
+  :mod:`ast` (parsed, never executed).
+"""
+import ast
+import contextlib
+import os
+import os.path as osp
+import pickle
+import zipfile
+from collections import OrderedDict
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+
+from .errors import CheckpointError
+
+TRUST_ENV = 'ROCK_PLUGIN_TRUST_CHECKPOINTS'
+_HB_MARK = '__rock_history_buffer__'
+_ND_MARK = '__rock_ndarray__'
+# Where mmengine and mmpretrain keep config text in a checkpoint.
+CONFIG_TEXT_KEYS = (('meta', 'config'), ('meta', 'cfg'),
+                    ('message_hub', 'runtime_info', 'cfg'))
+
+
+def to_plain(obj: Any) -> Any:
+    """Rewrite ``obj`` into types ``torch.load(weights_only=True)`` accepts.
+
+    ``HistoryBuffer`` and numpy arrays become marked dicts (undone by
+    :func:`from_plain`), numpy scalars become Python numbers; tensors, dicts,
+    lists, tuples, str, numbers, bool and None are kept.
+
+    Args:
+        obj: Any checkpoint value.
+
+    Returns:
+        The same value made of allowlisted types only.
+
+    Example:
+        >>> to_plain({'x': np.float32(1.5)})
+        {'x': 1.5}
+    """
+    if isinstance(obj, HistoryBuffer):
+        return {_HB_MARK: True, 'log': obj._log_history.tolist(),
+                'count': obj._count_history.tolist(),
+                'max_length': obj.max_length}
+    if isinstance(obj, np.ndarray):
+        return {_ND_MARK: True, 'data': obj.tolist(), 'dtype': str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        kind = OrderedDict if isinstance(obj, OrderedDict) else dict
+        return kind((k, to_plain(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        items = [to_plain(v) for v in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    return obj
+
+
+def from_plain(obj: Any) -> Any:
+    """Undo :func:`to_plain` (restores ``HistoryBuffer`` and numpy arrays)."""
+    if isinstance(obj, dict):
+        if obj.get(_HB_MARK) is True:
+            return HistoryBuffer(obj['log'], obj['count'], obj['max_length'])
+        if obj.get(_ND_MARK) is True:
+            return np.array(obj['data'], dtype=obj['dtype'])
+        for k in list(obj):
+            obj[k] = from_plain(obj[k])
+        return obj
+    if isinstance(obj, list):
+        return [from_plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(from_plain(v) for v in obj)
+    return obj
+
+
+def trust_legacy_checkpoints() -> bool:
+    """Whether the user opted in to load stock/legacy mmengine checkpoints."""
+    return os.environ.get(TRUST_ENV, '').lower() in ('1', 'true', 'yes')
+
+
+def _history_buffer_getattr(obj: Any, name: str, *default: Any) -> Any:
+    """What a stock checkpoint's pickled ``getattr`` may do: fetch a
+    ``HistoryBuffer``'s statistics method (``min``, ``max``, ``mean``, ...),
+    nothing else."""
+    # mmengine pickles the class-level table of statistics functions as
+    # getattr(HistoryBuffer, 'mean') and so on.
+    is_buffer = obj is HistoryBuffer or isinstance(obj, HistoryBuffer)
+    if is_buffer and isinstance(name, str) and \
+            name in HistoryBuffer._statistics_methods:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'GLOBAL builtins.getattr used on {type(obj).__name__}.{name!s:.40}: '
+        'only HistoryBuffer statistics methods are allowed')
+
+
+def _legacy_globals() -> List[Any]:
+    # What stock mmengine 0.10.7 checkpoints pickle besides tensors. getattr
+    # is the restricted stand-in above, never builtins.getattr.
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct, scalar
+    allowed = [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
+               OrderedDict, np.ndarray, np.dtype, _reconstruct, scalar]
+    allowed += [type(np.dtype(t)) for t in
+                ('float64', 'float32', 'float16', 'int64', 'int32', 'int8',
+                 'uint8', 'bool')]
+    return allowed
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def load_checkpoint_file(filename: str, map_location=None,
+                         trust: Optional[bool] = None) -> Dict[str, Any]:
+    """Load a checkpoint file with ``weights_only=True``, safely.
+
+    Config text stored in the file is removed (see :func:`strip_config_text`)
+    so that no later step can execute it.
+
+    Args:
+        filename (str): The ``.pth`` file.
+        map_location: As :func:`torch.load`.
+        trust (bool, optional): Allow stock mmengine checkpoints
+            (``HistoryBuffer``, numpy types and a ``getattr`` restricted to
+            ``HistoryBuffer`` statistics). Defaults to the
+            ``ROCK_PLUGIN_TRUST_CHECKPOINTS`` variable.
+
+    Returns:
+        dict: The checkpoint.
+
+    Raises:
+        FileNotFoundError: No such file.
+        CheckpointError: Empty, truncated or corrupt file, or a pickle that
+            refers to anything outside the allowlist (never executed).
+
+    Example:
+        >>> ckpt = load_checkpoint_file('work_dirs/rock_b4/last.pth')
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(
+            f'{filename}: checkpoint not found (check the path; pretrained '
+            'weights are set with --cfg-options '
+            'model.backbone.init_cfg.checkpoint=/path/to/file.pth)')
+    if osp.getsize(filename) == 0:
+        raise CheckpointError(f'{filename}: the checkpoint file is empty '
+                              '(0 bytes): an interrupted copy or download?')
+    trust = trust_legacy_checkpoints() if trust is None else trust
+    ctx = torch.serialization.safe_globals(_legacy_globals()) if trust \
+        else contextlib.nullcontext()
+    try:
+        with ctx:
+            checkpoint = torch.load(filename, map_location=map_location,
+                                    weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        culprit = next((ln for ln in detail if 'Unsupported global' in ln
+                        or 'GLOBAL' in ln), detail[0] if detail else '')
+        hint = ('' if trust else
+                ' If it is a stock mmengine/mmpretrain checkpoint you trust '
+                '(it was refused for HistoryBuffer, numpy or getattr types), '
+                f'set {TRUST_ENV}=1 or pass --trust-checkpoint: that allows '
+                'those types only, never arbitrary code.')
+        raise CheckpointError(
+            f'{filename}: refused to load: the file refers to code or types '
+            f'outside the safe allowlist ({culprit}). Nothing from it was '
+            'run. Checkpoints written by rock_plugin never need this.'
+            + hint) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError,
+            ValueError, IndexError) as exc:
+        raise CheckpointError(
+            f'{filename}: the checkpoint is truncated or corrupt '
+            f'({type(exc).__name__}: {_first_line(exc)}). Use another '
+            'checkpoint (a run keeps the previous one beside the latest).') \
+            from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'{filename}: not a checkpoint (a '
+                              f'{type(checkpoint).__name__}, not a dict)')
+    removed = strip_config_text(checkpoint)
+    # The one value mmengine's resume reads from the config text, as data.
+    gpu_ids = read_config_literal(removed.get('meta.config'), 'gpu_ids')
+    if gpu_ids is not None and isinstance(checkpoint.get('meta'), dict):
+        checkpoint['meta'].setdefault('gpu_ids', gpu_ids)
+    return checkpoint
+
+
+def strip_config_text(checkpoint: dict) -> Dict[str, str]:
+    """Remove config text that mmengine would execute; return what was removed.
+
+    Args:
+        checkpoint (dict): A loaded checkpoint, changed in place.
+
+    Returns:
+        dict: ``{'meta.config': text, ...}`` for each string removed.
+
+    Example:
+        >>> strip_config_text({'meta': {'config': 'x = 1'}})
+        {'meta.config': 'x = 1'}
+    """
+    removed = {}
+    for path in CONFIG_TEXT_KEYS:
+        parent = checkpoint
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and path[-1] in parent:
+            removed['.'.join(path)] = parent.pop(path[-1])
+    return removed
+
+
+def read_config_literal(text: Any, name: str, default: Any = None) -> Any:
+    """Read ``name = <literal>`` from Python config text without running it.
+
+    Args:
+        text: Config text (anything else gives ``default``).
+        name (str): A top-level variable.
+        default: Returned when the text has no literal assignment to it.
+
+    Returns:
+        The value, from :func:`ast.literal_eval`.
+
+    Example:
+        >>> read_config_literal("gpu_ids = [0, 1]", 'gpu_ids')
+        [0, 1]
+    """
+    try:
+        tree = ast.parse(text) if isinstance(text, str) else None
+    except (SyntaxError, ValueError):
+        tree = None
+    for node in (tree.body if tree else []):
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == name
+                for t in node.targets):
+            with contextlib.suppress(ValueError, TypeError, SyntaxError):
+                return ast.literal_eval(node.value)
+    return default
+
+
+def load_url_checkpoint(url: str, map_location=None,
+                        model_dir: Optional[str] = None,
+                        progress: bool = False) -> Dict[str, Any]:
+    """Download a checkpoint once (torch hub cache), then load it safely.
+
+    mmengine's http(s) loader calls ``torch.load`` itself and fails offline
+    with a bare ``URLError``. In distributed runs local rank 0 downloads.
+
+    Args:
+        url (str): ``http(s)://`` address of the ``.pth`` file.
+        map_location: As :func:`torch.load`.
+        model_dir (str, optional): Cache folder; defaults to
+            ``$TORCH_HOME/hub/checkpoints``.
+        progress (bool): Show a progress bar.
+
+    Returns:
+        dict: The checkpoint.
+
+    Example:
+        >>> load_url_checkpoint('https://download.openmmlab.com/x.pth')
+    """
+    from urllib.parse import urlparse
+
+    import torch.distributed as dist
+    from torch.hub import download_url_to_file, get_dir
+    model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
+    cached = osp.join(model_dir, osp.basename(urlparse(url).path))
+    if not osp.isfile(cached) and int(os.environ.get('LOCAL_RANK', 0)) == 0:
+        os.makedirs(model_dir, exist_ok=True)
+        try:
+            download_url_to_file(url, cached, progress=progress)
+        except OSError as exc:  # URLError, timeouts, DNS failures
+            reason = getattr(exc, 'reason', exc)
+            raise CheckpointError(
+                f'{url}: could not download the pretrained weights '
+                f'({reason}). Without network, fetch the file elsewhere, copy '
+                f'it to {cached} or anywhere, and point the config at it, '
+                'e.g. --cfg-options '
+                'model.backbone.init_cfg.checkpoint=/path/to/file.pth') \
+                from None
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+    return load_checkpoint_file(cached, map_location)
+
+
+@contextlib.contextmanager
+def safe_checkpoint_loaders() -> Iterator[None]:
+    """Route mmengine's checkpoint loading through the loaders above while
+    the block runs, and restore mmengine's own afterwards.
+
+    ``CheckpointLoader`` is mmengine's registry of loaders by path prefix;
+    pretrained ``init_cfg`` and ``load_checkpoint`` go through it. Scoping the
+    registration keeps importing ``rock_plugin`` free of global changes.
+
+    Example:
+        >>> with safe_checkpoint_loaders():
+        ...     runner.train()
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+    saved = dict(CheckpointLoader._schemes)
+    CheckpointLoader.register_scheme(prefixes='', loader=load_checkpoint_file,
+                                     force=True)
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'),
+                                     loader=load_url_checkpoint, force=True)
+    try:
+        yield
+    finally:
+        CheckpointLoader._schemes.clear()
+        CheckpointLoader._schemes.update(saved)

@@ -58,7 +58,7 @@ def write_attack(kind: str, base: str, path: str, marker: str) -> str:
         return path
     ckpt = torch.load(base, weights_only=True)
     if kind == 'config_text':
-        text = f"import os\nos.system({command!r})\ngpu_ids = [0]\n"
+        text = f"x = __import__('os').system({command!r})\ngpu_ids = [0]\n"
         ckpt.setdefault('meta', {}).update(config=text, cfg=text)
         ckpt.setdefault('message_hub', {}).setdefault(
             'runtime_info', {})['cfg'] = text
@@ -131,6 +131,8 @@ def test_no_entry_point_runs_code_from_a_checkpoint(attack, trained, tiny_data,
             assert proc.returncode == 2, f'{name}:\n{out[-3000:]}'
             assert 'Traceback' not in out, f'{name}:\n{out[-3000:]}'
             assert ckpt in out, f'{name}: error does not name the file'
+            if attack == 'reduce':  # trust mode would not help: not offered
+                assert '--trust-checkpoint' not in out, out[-2000:]
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -262,3 +264,38 @@ def test_runner_restores_mmengine_loaders_after_use(trained):
     with safe_checkpoint_loaders():
         assert CheckpointLoader._schemes[''] is load_checkpoint_file
     assert CheckpointLoader._schemes == before
+
+
+@pytest.mark.parametrize('attack', ('empty', 'truncated', 'reduce'))
+def test_backbone_weights_option_goes_through_the_safe_loader(attack,
+                                                              trained,
+                                                              tmp_path):
+    """``--cfg-options model.backbone.weights=FILE`` (EfficientNet-Lite) is
+    loaded like every other checkpoint: one clear error, nothing run."""
+    marker = str(tmp_path / 'PWNED')
+    path = str(tmp_path / f'{attack}.pth')
+    if attack == 'truncated':
+        data = open(trained[1], 'rb').read()
+        open(path, 'wb').write(data[:len(data) // 3])
+    else:
+        write_attack(attack, trained[1], path, marker)
+    proc = run_tool('tools/train.py', 'configs/rock_quickstart.py',
+                    '--work-dir', str(tmp_path / 'run'), '--cfg-options',
+                    f'model.backbone.weights={path}', check=False,
+                    timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and 'Traceback' not in out, out[-3000:]
+    assert path in out and not osp.exists(marker)
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    """Atomic writes used to create every result with mode 0600."""
+    code = (
+        'import os\n'
+        'os.umask(0o022)\n'
+        'from rock_plugin.utils.atomic_io import atomic_write\n'
+        f'path = {str(tmp_path / "r.csv")!r}\n'
+        'with atomic_write(path) as f:\n'
+        '    f.write("x")\n'
+        'print(oct(os.stat(path).st_mode & 0o777))\n')
+    assert _python(code).stdout.strip() == '0o644'

@@ -178,11 +178,14 @@ def load_checkpoint_file(filename: str, map_location=None,
         detail = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         culprit = next((ln for ln in detail if 'Unsupported global' in ln
                         or 'GLOBAL' in ln), detail[0] if detail else '')
-        hint = ('' if trust else
-                ' If it is a stock mmengine/mmpretrain checkpoint you trust '
-                '(it was refused for HistoryBuffer, numpy or getattr types), '
-                f'set {TRUST_ENV}=1 or pass --trust-checkpoint: that allows '
-                'those types only, never arbitrary code.')
+        # Offer trust mode only for what it allows: a stock checkpoint.
+        legacy = any(name in culprit for name in (
+            'HistoryBuffer', 'numpy', 'getattr', '_codecs'))
+        hint = ('' if trust or not legacy else
+                ' It looks like a stock mmengine/mmpretrain checkpoint: if '
+                f'you trust it, set {TRUST_ENV}=1 or pass --trust-checkpoint, '
+                "which allows mmengine's HistoryBuffer and numpy types only, "
+                'never arbitrary code.')
         raise CheckpointError(
             f'{filename}: refused to load: the file refers to code or types '
             f'outside the safe allowlist ({culprit}). Nothing from it was '

@@ -77,7 +77,11 @@ train_dataloader = dict(
         ann_file='train.txt',
         classes='annotations.txt',
         pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True))
+    # Each sample's crop and flip come from (seed, epoch, index), not from
+    # per-worker random streams: --resume repeats an uninterrupted run
+    # exactly, with any num_workers (rock_plugin/datasets/
+    # epoch_seeded_sampler.py).
+    sampler=dict(type='EpochSeededSampler', shuffle=True))
 # Validation: CachedFeatureValLoop (below) reads the images once and then
 # reuses the frozen backbone's features, so the loader's workers need not
 # persist (they would sit idle holding memory) and two of them suffice.
@@ -96,6 +100,23 @@ val_dataloader = dict(
         pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = val_dataloader
+
+# Test-time augmentation (--tta in tools/test.py, predict.py and
+# cross_validate.py, the mmpretrain way): the scores of the 8 flips and
+# 90-degree rotations of the square test crop are averaged (thin sections
+# have no up or down; on a square crop these are exact pixel permutations).
+# A config that changes test_pipeline must define tta_pipeline again.
+tta_model = dict(type='AverageClsScoreTTA')
+tta_pipeline = [
+    *test_pipeline[:-1],
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Rotate', angle=float(a), prob=1.0,
+              random_negative_prob=0.0) for a in (0, 90, 180, 270)],
+        [dict(type='RandomFlip', prob=p, direction='horizontal')
+         for p in (0.0, 1.0)],
+        [dict(type='PackInputs')],
+    ]),
+]
 
 # The frozen backbone's validation features are computed once and reused
 # every later epoch; the metrics equal the plain ValLoop's exactly, and the
@@ -124,14 +145,28 @@ auto_scale_lr = dict(base_batch_size=batch_size)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    # latest checkpoints (two, so a corrupt one has a predecessor) and best.
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
+    # latest checkpoints (two, so a corrupt one has a predecessor) and best;
+    # written atomically, ties go to the later epoch, plus stable best.pth
+    # and last.pth (rock_plugin/hooks/rock_checkpoint_hook.py).
+    checkpoint=dict(type='RockCheckpointHook', interval=1, max_keep_ckpts=2,
                     save_best='accuracy/top1', rule='greater'))
 custom_hooks = [
-    dict(type='HistoryHook'),  # history.csv, curves.png, confusion matrix
+    # history.csv (train/val loss, accuracy, P/R/F1 per epoch), its figures
+    # (curves.png, confusion_matrix.png/.csv), and on --resume the resumed
+    # epoch's validation, which its checkpoint was saved before.
+    dict(type='HistoryHook'),
+    dict(type='HistoryFigureHook'),
+    dict(type='ResumeValidationHook'),
     dict(type='RngStateHook'),  # exact --resume
     dict(type='NanGuardHook'),  # stop on NaN/inf loss, keep good checkpoints
     dict(type='SafeCheckpointHook'),  # checkpoints load with weights_only
+    # class_weight='auto' in a loss -> inverse-frequency weights of the
+    # training split (--class-weight auto); does nothing otherwise.
+    dict(type='AutoClassWeightHook'),
+    # train_batch0.jpg and val_predictions.jpg (enabled=False: none).
+    dict(type='TrainingPreviewHook'),
+    # Early stopping (--patience N) adds mmengine's
+    # dict(type='EarlyStoppingHook', monitor='accuracy/top1', patience=N).
 ]
 # CPU processes need gloo and no device_ids (rock_plugin/engine/distributed.py).
 model_wrapper_cfg = dict(type='RockDistributedDataParallel')

@@ -56,6 +56,17 @@ val_dataloader = dict(
     num_workers=2,
     dataset=dict(split='val', pipeline=test_pipeline, **_split))
 test_dataloader = val_dataloader
+# rock_b4's test-time augmentation, on this config's test crop.
+tta_pipeline = [
+    *test_pipeline[:-1],
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Rotate', angle=float(a), prob=1.0,
+              random_negative_prob=0.0) for a in (0, 90, 180, 270)],
+        [dict(type='RandomFlip', prob=p, direction='horizontal')
+         for p in (0.0, 1.0)],
+        [dict(type='PackInputs')],
+    ]),
+]
 
 optim_wrapper = dict(
     optimizer=dict(lr=0.1 * batch_size / 256 * 10, momentum=0.9,

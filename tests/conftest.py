@@ -30,6 +30,24 @@ def make_class_folders(root, classes=TINY_CLASSES, per_class=8, size=(48, 56),
     return root
 
 
+def make_image(path, seed=0, size=(48, 40), mode='RGB', fmt=None):
+    """Write a noise image (distinct bytes for each seed); return its path.
+
+    ``mode`` may be any PIL mode (``'I;16'``: 16-bit gray); ``fmt`` forces a
+    format whatever the extension."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    w, h = size
+    if mode == 'I;16':
+        img = Image.fromarray((rng.random((h, w)) * 65535).astype(np.uint16))
+    else:
+        img = Image.fromarray(
+            (rng.random((h, w, 3)) * 255).astype(np.uint8)).convert(mode)
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    img.save(path, fmt)
+    return path
+
+
 @pytest.fixture(scope='session')
 def tiny_data(tmp_path_factory):
     """A folder-per-class dataset: 3 classes x 8 images of 48x56."""
@@ -55,3 +73,62 @@ def run_tool(*args, cwd=REPO, env=None, timeout=600, check=True):
             f'{args} exited {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}'
             f'\nSTDERR:\n{proc.stderr[-4000:]}')
     return proc
+
+
+def free_port():
+    """A TCP port free right now (for torch.distributed.run's PORT)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def load_tool(name):
+    """Import ``tools/<name>.py`` as a module (for its ``parse_args``,
+    ``merge_args``...); ``tools/`` goes on ``sys.path`` as when it runs."""
+    import importlib.util
+    tools = osp.join(REPO, 'tools')
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    module_name = f'rock_tools_{name}'
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            module_name, osp.join(tools, f'{name}.py'))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[module_name] = module
+    return sys.modules[module_name]
+
+
+QUICKSTART = osp.join(REPO, 'configs', 'rock_quickstart.py')
+DEMO_DATA = osp.join(REPO, 'demo', 'rock_thin_sections')
+
+
+@pytest.fixture(scope='session')
+def quickstart_model(tmp_path_factory):
+    """``configs/rock_quickstart.py`` as shipped (bundled data, its loader
+    settings), trained for 2 epochs with ``tools/train.py``: once per test
+    run, shared by every file and every xdist worker (a file lock).
+
+    Returns:
+        dict: ``work_dir``, ``config`` (the config the run saved there),
+        ``checkpoint`` (its last checkpoint) and the training ``log``.
+    """
+    from filelock import FileLock  # a torch dependency
+    if not osp.isdir(DEMO_DATA):
+        pytest.skip('bundled demo data missing')
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        base = base.parent  # shared by the workers of this run
+    work = base / 'rock_quickstart_model'
+    done = base / 'rock_quickstart_model.log'
+    with FileLock(str(base / 'rock_quickstart_model.lock')):
+        if not done.is_file():
+            proc = run_tool('tools/train.py', QUICKSTART, '--work-dir',
+                            str(work), '--device', 'cpu', '--cfg-options',
+                            'train_cfg.max_epochs=2')
+            done.write_text(proc.stdout + proc.stderr)
+    last = next(p for p in (work / 'last.pth', work / 'epoch_2.pth')
+                if p.is_file())
+    return dict(work_dir=str(work), config=str(work / 'rock_quickstart.py'),
+                checkpoint=str(last), log=done.read_text())

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import make_image
 from rock_plugin.datasets import RockDataset
 from rock_plugin.datasets.annotations import DataError
 from rock_plugin.datasets.checks import (PROBLEM_KINDS, check_class_tree,
@@ -17,20 +18,6 @@ from rock_plugin.datasets.checks import (PROBLEM_KINDS, check_class_tree,
 from rock_plugin.datasets.prepare import check_annotation_files
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def make_image(path, seed=0, size=(48, 40), mode='RGB', fmt=None):
-    """Write a noise image (distinct bytes for each seed); return its path."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    if mode == 'I;16':
-        img = Image.fromarray((rng.random((h, w)) * 65535).astype(np.uint16))
-    else:
-        img = Image.fromarray(
-            (rng.random((h, w, 3)) * 255).astype(np.uint8)).convert(mode)
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    img.save(path, fmt)
-    return path
 
 
 def jpeg_bytes(seed=0, size=(48, 40)):

@@ -6,15 +6,15 @@ import torch
 from mmengine.registry import init_default_scope
 
 import rock_plugin  # noqa: F401
-from rock_plugin.apis.train import build_config, build_parser
-from conftest import REPO
+from conftest import REPO, load_tool
 
 B4 = osp.join(REPO, 'configs', 'rock_b4.py')
 
 
 def _cfg(*extra):
-    args = build_parser().parse_args([B4, '--seed', '0', *extra])
-    return build_config(args)
+    train_tool = load_tool('train')
+    return train_tool.build_config(
+        train_tool.parse_args([B4, '--seed', '0', *extra]))
 
 
 def test_rock_b4_values_match_spec():

@@ -1,17 +1,33 @@
-"""SIGKILL at several points, then --resume: same weights, same history."""
+"""SIGKILL at several points, then --resume: the same weights and the same
+history.csv as an uninterrupted run, on the shipped loader settings
+(data-loader workers on and persistent)."""
 import glob
-import os
 import os.path as osp
 import signal
 
-import pytest
 import torch
+from mmengine.config import Config
 
-from conftest import TINY_CONFIG, run_tool
+from conftest import REPO, TINY_CONFIG, run_tool
 
 KILL_HOOK = osp.join(osp.dirname(__file__), 'data', 'kill_hook.py')
-ARGS = ('tools/train.py', TINY_CONFIG, '--device', 'cpu', '--seed', '5',
-        '--deterministic', '--cfg-options', 'train_cfg.max_epochs=3')
+QUICKSTART = osp.join(REPO, 'configs', 'rock_quickstart.py')
+# The shipped quick start on the 3-class test images, 3 epochs; its loader
+# settings (2 persistent training workers, batch 16) are left as shipped.
+QS_OPTIONS = ('--cfg-options', 'train_cfg.max_epochs=3',
+              'model.head.num_classes=3', 'data_preprocessor.num_classes=3')
+# rock_b4's shipped loader settings (4 persistent training workers, batch 4,
+# 2 validation workers) on the quick start's small pretrained backbone.
+B4_LOADERS = ('train_dataloader.batch_size=4', 'val_dataloader.batch_size=4',
+              'train_dataloader.num_workers=4',
+              'train_dataloader.persistent_workers=True',
+              'val_dataloader.num_workers=2')
+NO_WORKERS = ('train_dataloader.batch_size=4', 'val_dataloader.batch_size=4',
+              'train_dataloader.num_workers=0',
+              'train_dataloader.persistent_workers=False',
+              'val_dataloader.num_workers=0')
+PLAIN_VAL = ('val_cfg.type=ValLoop', )
+TINY_OPTIONS = ('--seed', '5', '--cfg-options', 'train_cfg.max_epochs=2')
 
 
 def _read(path):
@@ -19,55 +35,93 @@ def _read(path):
         return f.read()
 
 
-@pytest.fixture(scope='module')
-def reference(tiny_data, tmp_path_factory):
-    work = str(tmp_path_factory.mktemp('ref'))
-    run_tool(*ARGS[:-2], '--data-root', tiny_data, '--work-dir', work,
-             *ARGS[-2:])
-    return work
+def _kill_config(tmp_path, base, points):
+    """``base`` with its own hooks plus ``KillAtHook(points=...)``."""
+    hooks = [dict(h) for h in Config.fromfile(base).custom_hooks]
+    hooks.append(dict(type='KillAtHook', points=points))
+    path = tmp_path / 'kill_config.py'
+    path.write_text(f'_base_ = [{base!r}]\n'
+                    "custom_imports = dict(imports=['rock_plugin', "
+                    "'kill_hook'], allow_failed_imports=False)\n"
+                    f'custom_hooks = {hooks!r}\n')
+    return str(path)
 
 
-@pytest.mark.parametrize('point,epoch,it', [
-    ('train_iter', 2, 3),   # mid-epoch
-    ('val_iter', 2, 1),     # during validation (epoch 2 checkpoint exists)
-    ('ckpt_write', 2, 1),   # while epoch_2.pth is being written
-    ('train_iter', 1, 2),   # before any checkpoint: resume finds none
-])
-def test_kill_then_resume_equals_uninterrupted(reference, tiny_data, tmp_path,
-                                               point, epoch, it):
-    work = str(tmp_path / 'run')
-    config = tmp_path / 'kill_config.py'
-    config.write_text(
-        f"_base_ = [{TINY_CONFIG!r}]\n"
-        "custom_imports = dict(imports=['rock_plugin', 'kill_hook'])\n"
-        "custom_hooks = [dict(type='HistoryHook'), dict(type='RngStateHook'),"
-        " dict(type='NanGuardHook'), dict(type='SafeCheckpointHook'),"
-        f" dict(type='KillAtHook', point={point!r}, epoch={epoch}, "
-        f"iter={it})]\n")
-    killed = run_tool('tools/train.py', str(config), *ARGS[2:-2],
-                      '--data-root', tiny_data, '--work-dir', work,
-                      *ARGS[-2:], env=dict(PYTHONPATH=osp.dirname(KILL_HOOK)),
-                      check=False)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    # nothing truncated is left under a real name
-    for path in glob.glob(osp.join(work, '*.pth')):
-        torch.load(path, weights_only=True)
-    if point == 'ckpt_write':  # killed with the bytes in a temp file
-        assert glob.glob(osp.join(work, '.epoch_2.pth.*.tmp'))
-        assert not osp.exists(osp.join(work, 'epoch_2.pth'))
-        assert _read(osp.join(work, 'last_checkpoint')).endswith('epoch_1.pth')
-    if point == 'train_iter' and epoch == 1:
-        proc = run_tool(*ARGS[:-2], '--data-root', tiny_data, '--work-dir',
-                        work, '--resume', *ARGS[-2:], check=False)
-        assert proc.returncode == 2
-        assert 'found no checkpoint to continue' in proc.stderr
-        return
-    run_tool(*ARGS[:-2], '--data-root', tiny_data, '--work-dir', work,
-             '--resume', *ARGS[-2:])
-    a = torch.load(osp.join(work, 'epoch_3.pth'), weights_only=True)
-    b = torch.load(osp.join(reference, 'epoch_3.pth'), weights_only=True)
-    diff = max((a['state_dict'][k].float() - b['state_dict'][k].float())
-               .abs().max().item() for k in b['state_dict'])
+def _train(config, data, work, *options, resume=False, killed=False):
+    proc = run_tool('tools/train.py', config, '--device', 'cpu',
+                    '--data-root', data, '--work-dir', work,
+                    *(['--resume'] if resume else []), *options,
+                    env=dict(PYTHONPATH=osp.dirname(KILL_HOOK)),
+                    check=not killed)
+    if killed:
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+        for path in glob.glob(osp.join(work, '*.pth')):
+            torch.load(path, weights_only=True)  # nothing truncated
+    return proc
+
+
+def _assert_same_run(work, reference, epochs=3):
+    name = f'epoch_{epochs}.pth'
+    a = torch.load(osp.join(work, name), weights_only=True)['state_dict']
+    b = torch.load(osp.join(reference, name), weights_only=True)['state_dict']
+    diff = max((a[k].float() - b[k].float()).abs().max().item() for k in b)
     assert diff <= 1e-6
     assert _read(osp.join(work, 'history.csv')) == \
         _read(osp.join(reference, 'history.csv'))
+
+
+def test_quickstart_killed_three_times_resumes_exactly(tiny_data, tmp_path):
+    """Kills during epoch 1's validation (epoch_1.pth exists, and epoch 1 is
+    always a new best: issue 14's unresumable run), mid-epoch 2 with the
+    persistent workers busy, and while epoch_3.pth is being written."""
+    reference = str(tmp_path / 'reference')
+    _train(QUICKSTART, tiny_data, reference, *QS_OPTIONS)
+    config = _kill_config(tmp_path, QUICKSTART, [
+        ('val_iter', 1, 1), ('train_iter', 2, 1), ('ckpt_write', 3)])
+    work = str(tmp_path / 'run')
+    _train(config, tiny_data, work, *QS_OPTIONS, killed=True)
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    assert not osp.exists(osp.join(work, 'history.csv'))  # row 1 was lost
+    log = _train(config, tiny_data, work, *QS_OPTIONS, resume=True,
+                 killed=True).stdout
+    assert 'validating the resumed epoch 1' in log
+    assert 'best checkpoint with' in log  # saved while resuming: no crash
+    _train(config, tiny_data, work, *QS_OPTIONS, resume=True, killed=True)
+    assert glob.glob(osp.join(work, '.epoch_3.pth.*.tmp'))
+    assert not osp.exists(osp.join(work, 'epoch_3.pth'))
+    assert _read(osp.join(work, 'last_checkpoint')).endswith('epoch_2.pth')
+    _train(config, tiny_data, work, *QS_OPTIONS, resume=True)
+    _assert_same_run(work, reference)
+    columns = _read(osp.join(work, 'history.csv')).splitlines()[0]
+    for name in ('train_accuracy/top1', 'train_precision', 'train_recall',
+                 'train_f1-score', 'val_loss'):
+        assert name in columns.split(',')
+
+
+def test_b4_loader_settings_resume_exactly_and_match_no_workers(tiny_data,
+                                                                 tmp_path):
+    """One run with rock_b4's loaders and cached validation, as shipped;
+    the same seed with no workers and the plain ValLoop, killed mid-epoch 2
+    and resumed with 4 persistent workers: the same weights and history,
+    val_loss included (the cache changes no number; the worker count and the
+    kill change no augmentation)."""
+    reference = str(tmp_path / 'reference')
+    _train(QUICKSTART, tiny_data, reference, *QS_OPTIONS, *B4_LOADERS)
+    config = _kill_config(tmp_path, QUICKSTART, [('train_iter', 2, 2)])
+    work = str(tmp_path / 'run')
+    _train(config, tiny_data, work, *QS_OPTIONS, *NO_WORKERS, *PLAIN_VAL,
+           killed=True)
+    _train(config, tiny_data, work, *QS_OPTIONS, *B4_LOADERS, *PLAIN_VAL,
+           resume=True)
+    _assert_same_run(work, reference)
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tiny_data, tmp_path):
+    config = _kill_config(tmp_path, TINY_CONFIG, [('train_iter', 1, 1)])
+    work = str(tmp_path / 'run')
+    _train(config, tiny_data, work, *TINY_OPTIONS, killed=True)
+    proc = run_tool('tools/train.py', TINY_CONFIG, '--device', 'cpu',
+                    '--data-root', tiny_data, '--work-dir', work, '--resume',
+                    *TINY_OPTIONS, check=False)
+    assert proc.returncode == 2
+    assert 'found no checkpoint to continue' in proc.stderr

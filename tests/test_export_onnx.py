@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import TINY_CLASSES, TINY_CONFIG, run_tool
+from conftest import TINY_CLASSES, TINY_CONFIG, load_tool, run_tool
 from test_inferencer import tiny_model
 
 
@@ -125,7 +125,8 @@ def test_parity_failure_is_reported(exported, model, tiny_data):
 
 def test_torchscript_exporter_generated_images_and_errors(model, tmp_path):
     from rock_plugin.apis.cli import run_cli
-    from rock_plugin.apis.onnx_export import export_onnx, main
+    from rock_plugin.apis.onnx_export import export_onnx
+    main = load_tool('export_onnx').main
     out = tmp_path / 'ts.onnx'
     report = export_onnx(TINY_CONFIG, model['calibrated'], str(out),
                          exporter='torchscript')
@@ -144,3 +145,33 @@ def test_torchscript_exporter_generated_images_and_errors(model, tmp_path):
             code = run_cli(main, [TINY_CONFIG, model['calibrated'], *args])
         assert code == 2 and expect in err.getvalue()
         assert 'Traceback' not in err.getvalue()
+
+
+def test_bad_check_image_fails_before_the_export(model, tmp_path,
+                                                 monkeypatch):
+    """--check-images are read first: an unreadable one fails in seconds,
+    not after the export (tens of seconds for B4), and writes nothing."""
+    import contextlib
+    import io
+
+    from rock_plugin.apis import onnx_export
+    from rock_plugin.apis.cli import run_cli
+    exports = []
+    monkeypatch.setattr(onnx_export, '_export_graph',
+                        lambda *a, **k: exports.append(a))
+    folder = tmp_path / 'check'
+    folder.mkdir()
+    bad = folder / 'broken.jpg'
+    bad.write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
+    out = tmp_path / 'out' / 'm.onnx'
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), \
+            contextlib.redirect_stdout(io.StringIO()):
+        code = run_cli(load_tool('export_onnx').main,
+                       [TINY_CONFIG, model['calibrated'], '--out', str(out),
+                        '--check-images', str(folder)])
+    assert code == 2
+    assert f'error: {bad}: ' in err.getvalue()
+    assert 'Traceback' not in err.getvalue()
+    assert exports == []  # never started
+    assert not out.parent.exists() or os.listdir(out.parent) == []

@@ -11,10 +11,12 @@ import torch
 from PIL import Image
 
 from conftest import TINY_CONFIG, make_class_folders, run_tool
-from rock_plugin.apis.train import build_config, build_parser
+from rock_plugin.apis.train import build_runner, set_data_options, set_seed
 from rock_plugin.datasets.transforms.load_rock_image import (LoadRockImage,
                                                              read_rgb)
-from rock_plugin.models.frozen_fastpath import build_fast_frozen_copy
+from rock_plugin.models.frozen_fastpath import (FrozenEngine,
+                                                build_fast_frozen_copy,
+                                                default_engine)
 
 FEATCACHE_CONFIG = osp.join(osp.dirname(TINY_CONFIG), 'tiny_featcache.py')
 
@@ -58,6 +60,45 @@ def test_fused_copy_equals_the_backbone_and_leaves_it_untouched():
     assert all(torch.equal(before[k], after[k]) for k in before)
     # the copy is not a submodule: checkpoints keep the stock keys
     assert not any('fast' in k for k in model.state_dict())
+
+
+# Exact engines agree with the plain backbone to float32 rounding; bf16 to
+# its stated tolerance (docs/benchmark.md). 'compile' (not the default) takes
+# minutes to compile on 2 cores: `tools/benchmark.py --engines` checks it.
+@pytest.mark.parametrize('engine,tolerance', [
+    ('eager', 1e-4), ('onnxruntime', 1e-4), ('bf16', 3e-2)])
+def test_engines_give_the_plain_backbones_features(engine, tolerance):
+    backbone = _b0_classifier().backbone
+    x = torch.randn(5, 3, 64, 72)
+    runner = FrozenEngine(backbone, engine, micro_batch=2)  # 2 + 2 + 1
+    with torch.no_grad():
+        ref = backbone(x)[-1]
+        out = runner(x)[-1]
+        again = runner(x[:3])[-1]  # one engine call, fewer images
+    assert runner.engine == engine and out.dtype == torch.float32
+    scale = ref.abs().max().item()
+    assert (out - ref).abs().max().item() <= tolerance * scale
+    assert (again - ref[:3]).abs().max().item() <= tolerance * scale
+    if engine == 'onnxruntime':
+        assert list(runner._sessions) == [(3, 64, 72)]  # really ran ORT
+    # autograd on (Grad-CAM): the eager copy runs and gradients flow
+    x.requires_grad_()
+    runner(x)[-1].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_default_engine_is_the_fastest_exact_one_and_predicts_the_same():
+    assert default_engine('cpu') == 'onnxruntime'  # measured, docs/benchmark.md
+    assert default_engine('cuda') == 'eager'
+    fast = _b0_classifier(fast_frozen=True)
+    plain = _b0_classifier(fast_frozen=False)
+    x = torch.randn(6, 3, 48, 48)
+    with torch.no_grad():
+        a = fast(x, mode='tensor').softmax(1)
+        b = plain(x, mode='tensor').softmax(1)
+    assert fast._fast_state[1].engine == 'onnxruntime'
+    assert torch.equal(a.argmax(1), b.argmax(1))
+    assert (a - b).abs().max().item() < 1e-4
 
 
 def test_classifier_fast_and_plain_paths_agree_and_follow_new_weights():
@@ -135,6 +176,7 @@ def test_cached_validation_metrics_equal_the_plain_loop_exactly(
     cached = _history(osp.join(cached_work, 'history.csv'))
     plain = _history(osp.join(plain_work, 'history.csv'))
     assert len(cached) == len(plain) == 3
+    assert all(row['val_loss'] for row in cached)  # val_loss compared too
     for row_c, row_p in zip(cached, plain):
         row_c.pop('time', None), row_p.pop('time', None)
         assert row_c == row_p  # every column, as written: exactly equal
@@ -157,17 +199,17 @@ def test_fused_path_trains_like_the_unfused_one(cached_and_plain_runs):
 
 
 def _val_runner(tiny_data, work_dir, edit=None):
-    from mmengine.runner import Runner
-    args = build_parser().parse_args([
-        TINY_CONFIG, '--device', 'cpu', '--seed', '0', '--data-root',
-        tiny_data, '--work-dir', work_dir])
-    cfg = build_config(args, seed=0)
+    from mmengine.config import Config
+    cfg = Config.fromfile(TINY_CONFIG)
+    cfg.work_dir = work_dir
+    set_data_options(cfg, tiny_data)
+    set_seed(cfg, 0)
     # no history or checkpoint files: only the loop is under test
     cfg.custom_hooks = []
     cfg.default_hooks.checkpoint = None
     if edit is not None:
         edit(cfg)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.load_or_resume()
     return runner
 

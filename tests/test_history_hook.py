@@ -1,63 +1,123 @@
-"""HistoryHook's figures: drawn in the background, all written before the run
-ends, the confusion image only redrawn when the matrix changes."""
+"""HistoryHook, HistoryFigureHook, ResumeValidationHook on a stand-in runner:
+figures drawn in the background and only when their data changed, a
+damaged history kept aside, the resumed epoch validated once."""
+import csv
 import logging
 import os.path as osp
 import threading
 from types import SimpleNamespace
 
-import numpy as np
+import pytest
 
-from rock_plugin.hooks.history_hook import HistoryHook
+import rock_plugin.hooks.history_figure_hook as figure_mod
+from rock_plugin.evaluation.rock_metric import RockMetric
+from rock_plugin.hooks import (HistoryFigureHook, HistoryHook,
+                               ResumeValidationHook)
+
+ROWS = [dict(epoch=1, lr=0.1, train_loss=1.0, val_loss=1.2,
+             **{'accuracy/top1': 50.0, 'train_accuracy/top1': 60.0})]
 
 
-def _runner(work_dir):
-    return SimpleNamespace(work_dir=str(work_dir),
-                           logger=logging.getLogger('history_hook_test'))
+def _write_history(work_dir, rows=ROWS):
+    with open(osp.join(work_dir, 'history.csv'), 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
-ROWS = [dict(epoch=1, lr=0.1, train_loss=1.0, **{'accuracy/top1': 50.0})]
+def _runner(work_dir, confusion=((2, 0), (1, 1)), epoch=1, **kwargs):
+    metric = RockMetric()
+    metric.last_details = dict(confusion=[list(r) for r in confusion],
+                               classes=['a', 'b'])
+    val_loop = SimpleNamespace(evaluator=SimpleNamespace(metrics=[metric]),
+                               run=kwargs.pop('run', None))
+    return SimpleNamespace(
+        work_dir=str(work_dir), epoch=epoch, _train_loop=object(),
+        val_loop=val_loop, logger=logging.getLogger('history_hook_test'),
+        **kwargs)
 
 
 def test_draws_in_background_and_finishes_before_the_run_ends(tmp_path,
                                                              monkeypatch):
-    hook, runner = HistoryHook(), _runner(tmp_path)
     threads = []
-    import rock_plugin.hooks.history_hook as mod
-    real = mod.plot_curves
+    real = figure_mod.plot_curves
 
     def spy(*args, **kwargs):
         threads.append(threading.current_thread().name)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mod, 'plot_curves', spy)
-    hook._draw(runner, ROWS, [[2, 0], [1, 1]], ['a', 'b'], 1)
+    monkeypatch.setattr(figure_mod, 'plot_curves', spy)
+    _write_history(tmp_path)
+    hook, runner = HistoryFigureHook(), _runner(tmp_path)
+    hook.after_val_epoch(runner)
     hook.after_run(runner)  # waits for the drawing
-    assert threads and threads[0].startswith('HistoryHook')
-    assert osp.getsize(tmp_path / 'curves.png') > 1000
-    assert osp.getsize(tmp_path / 'confusion_matrix.png') > 1000
+    assert threads == ['HistoryFigureHook_0']
+    for name in ('curves.png', 'confusion_matrix.png'):
+        assert osp.getsize(tmp_path / name) > 1000
+    assert (tmp_path / 'confusion_matrix.csv').read_text().splitlines() == \
+        ['true \\ predicted,a,b', 'a,2,0', 'b,1,1']
 
 
-def test_confusion_image_redrawn_only_when_the_matrix_changes(tmp_path):
-    hook, runner = HistoryHook(plot_in_background=False), _runner(tmp_path)
-    png = tmp_path / 'confusion_matrix.png'
-    hook._draw(runner, ROWS, np.array([[2, 0], [1, 1]]), ['a', 'b'], 1)
-    first = png.stat().st_mtime_ns
-    hook._draw(runner, ROWS, [[2, 0], [1, 1]], ['a', 'b'], 2)
+def test_figures_redrawn_only_when_their_data_changes(tmp_path):
+    _write_history(tmp_path)
+    hook = HistoryFigureHook(background=False)
+    png, curves = tmp_path / 'confusion_matrix.png', tmp_path / 'curves.png'
+    hook.after_val_epoch(_runner(tmp_path))
+    first, first_curves = png.stat().st_mtime_ns, curves.stat().st_mtime_ns
+    hook.after_val_epoch(_runner(tmp_path, epoch=2))
+    hook.after_train_epoch(_runner(tmp_path, epoch=2))
     assert png.stat().st_mtime_ns == first  # same matrix: kept
-    hook._draw(runner, ROWS, [[1, 1], [1, 1]], ['a', 'b'], 3)
+    assert curves.stat().st_mtime_ns == first_curves  # same history: kept
+    _write_history(tmp_path, ROWS + [dict(ROWS[0], epoch=2)])
+    hook.after_val_epoch(_runner(tmp_path, confusion=((1, 1), (1, 1))))
     assert png.stat().st_mtime_ns != first
+    assert curves.stat().st_mtime_ns != first_curves
+
+
+def test_a_stand_alone_validation_draws_nothing(tmp_path):
+    _write_history(tmp_path)
+    runner = _runner(tmp_path)
+    runner._train_loop = dict(type='EpochBasedTrainLoop')  # tools/test.py
+    HistoryFigureHook(background=False).after_val_epoch(runner)
+    assert not list(tmp_path.glob('*.png'))
 
 
 def test_a_failed_drawing_only_warns(tmp_path, monkeypatch, caplog):
-    import rock_plugin.hooks.history_hook as mod
-
     def broken(*args, **kwargs):
         raise RuntimeError('no fonts')
 
-    monkeypatch.setattr(mod, 'plot_curves', broken)
-    hook, runner = HistoryHook(), _runner(tmp_path)
-    hook._draw(runner, ROWS, None, [], 1)
+    monkeypatch.setattr(figure_mod, 'plot_curves', broken)
+    _write_history(tmp_path)
+    hook, runner = HistoryFigureHook(), _runner(tmp_path)
+    hook.after_train_epoch(runner)
     with caplog.at_level(logging.WARNING, logger='history_hook_test'):
         hook.after_run(runner)
-    assert 'drawing the curves failed' in caplog.text
-    assert 'no fonts' in caplog.text
+    assert 'drawing failed' in caplog.text and 'no fonts' in caplog.text
+
+
+def test_damaged_history_is_kept_aside_on_resume(tmp_path, caplog):
+    (tmp_path / 'history.csv').write_text('epoch,lr\n1,0.1\nxx,\x00\n')
+    runner = _runner(tmp_path, epoch=2, model=SimpleNamespace())
+    with caplog.at_level(logging.WARNING, logger='history_hook_test'):
+        HistoryHook().before_train(runner)
+    assert 'is damaged' in caplog.text
+    assert not (tmp_path / 'history.csv').exists()
+    kept = list(tmp_path.glob('history.*.csv'))
+    assert len(kept) == 1 and '\x00' in kept[0].read_text()
+
+
+@pytest.mark.parametrize('epoch,max_epochs,interval,validates', [
+    (0, 3, 1, False),  # fresh run
+    (2, 3, 1, True),
+    (3, 3, 1, True),  # the last epoch: no epoch left to run after it
+    (1, 4, 2, False),  # not an epoch the loop validates after
+])
+def test_resume_validation_runs_only_when_the_loop_would_have(
+        epoch, max_epochs, interval, validates):
+    runs = []
+    runner = _runner('.', epoch=epoch, run=lambda: runs.append(1),
+                     train_loop=SimpleNamespace(val_begin=1,
+                                                val_interval=interval,
+                                                max_epochs=max_epochs))
+    ResumeValidationHook().before_train(runner)
+    assert runs == ([1] if validates else [])

@@ -1,11 +1,10 @@
 """tools/plot_history.py: curves of one or several runs from history.csv."""
 import csv
 import os.path as osp
-import runpy
 
 import pytest
 
-from conftest import REPO, TINY_CONFIG, run_tool
+from conftest import TINY_CONFIG, load_tool, run_tool
 
 ENV = dict(OMP_NUM_THREADS='1')
 PNG = b'\x89PNG\r\n\x1a\n'
@@ -36,7 +35,7 @@ def two_runs(tiny_data, tmp_path_factory):
 
 def _main():
     """The tool's function, loaded in-process for the quick error checks."""
-    return runpy.run_path(osp.join(REPO, 'tools', 'plot_history.py'))
+    return vars(load_tool('plot_history'))
 
 
 def test_two_work_dirs_on_one_figure(two_runs, tmp_path):
@@ -91,3 +90,35 @@ def test_bad_arguments_are_clear_errors(two_runs, tmp_path, capsys):
     other.write_text('a,b\n1,2\n')
     assert run_cli(plot_history, [str(other)]) == 2
     assert 'no epoch column' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('damage,where', [
+    ('text', ':3: the history is damaged: train_loss is'),
+    ('extra', ':2: the history is damaged: more values than columns'),
+    ('nul', ': the history is damaged, not CSV text'),
+])
+def test_damaged_history_names_the_file(damage, where, tmp_path, capsys):
+    """A hand-edited or half-copied history.csv: one error line naming the
+    file (and line), no float() traceback."""
+    path = tmp_path / 'history.csv'
+    rows = ['epoch,lr,train_loss,accuracy/top1', '1,0.05,1.2,40.0',
+            '2,0.05,1.1,50.0']
+    if damage == 'text':
+        rows[2] = '2,0.05,oops,50.0'
+    elif damage == 'extra':
+        rows[1] = '1,0.05,1.2,40.0,7'
+    path.write_text('\n'.join(rows) + '\n')
+    if damage == 'nul':
+        path.write_bytes(path.read_bytes()[:40] + b'\0\0\0\n')
+    if damage == 'text':  # as a user runs it
+        proc = run_tool('tools/plot_history.py', str(path), check=False)
+        code, err = proc.returncode, proc.stderr
+    else:  # the same code in-process, to keep the suite fast
+        from rock_plugin.apis.cli import run_cli
+        code = run_cli(_main()['plot_history'], [str(path)])
+        err = capsys.readouterr().err
+    assert code == 2
+    line = next(ln for ln in err.splitlines() if ln.startswith('error: '))
+    assert line.startswith(f'error: {path}{where}'), line
+    assert 'Traceback' not in err
+    assert not (tmp_path / 'curves.png').exists()

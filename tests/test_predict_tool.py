@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import TINY_CLASSES, TINY_CONFIG, run_tool
+from conftest import TINY_CLASSES, TINY_CONFIG, load_tool, run_tool
 from test_inferencer import tiny_model
 
 
@@ -125,7 +125,7 @@ def test_wrong_input_is_one_clear_error(model, tmp_path, tiny_data, case):
     """Checked in-process through run_cli (as the tool does), to keep the
     suite fast; test_missing_input_subprocess covers the real process."""
     from rock_plugin.apis.cli import run_cli
-    from rock_plugin.apis.inferencer import predict_main
+    predict_main = load_tool('predict').main
     args = [TINY_CONFIG, model['calibrated']]
     if case == 'missing':
         target, expect = str(tmp_path / 'nope.jpg'), 'no such image'
@@ -165,7 +165,7 @@ def test_missing_input_subprocess(model, tmp_path):
 
 def test_folder_of_only_bad_files_fails(model, tmp_path):
     from rock_plugin.apis.cli import run_cli
-    from rock_plugin.apis.inferencer import predict_main
+    predict_main = load_tool('predict').main
     folder = tmp_path / 'bad'
     folder.mkdir()
     (folder / 'a.jpg').write_text('x')

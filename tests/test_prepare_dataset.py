@@ -1,5 +1,4 @@
 """prepare_dataset and the dataset tools, as a user would run them."""
-import importlib.util
 import os
 import os.path as osp
 import shutil
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import make_image
 from rock_plugin.apis.cli import run_cli
 from rock_plugin.datasets import RockDataset
 from rock_plugin.datasets.annotations import (DataError, load_annotations,
@@ -19,14 +19,6 @@ from rock_plugin.datasets.prepare import prepare_dataset
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REAL_DATA = osp.join(REPO, '..', 'shared', 'data', 'rock_thin_sections')
-
-
-def make_image(path, seed=0, size=(48, 40)):
-    rng = np.random.default_rng(seed)
-    arr = (rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    Image.fromarray(arr).save(path)
-    return path
 
 
 def make_tree(root, per_class=(10, 10, 5), names=('Bauxite', 'Chert',
@@ -75,10 +67,8 @@ def run_tool(*args):
 
 def call_tool(script, argv, capsys):
     """Run a tool's main in-process (no 5 s start-up): (code, out, err)."""
-    spec = importlib.util.spec_from_file_location(
-        'tool_' + osp.basename(script)[:-3], osp.join(REPO, script))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from conftest import load_tool
+    module = load_tool(osp.basename(script)[:-3])
     code = run_cli(module.main, list(argv))
     out, err = capsys.readouterr()
     return code, out, err
@@ -286,6 +276,31 @@ def test_prepare_dataset_tool(tmp_path, capsys):
     assert err.startswith('error: --strict: 3 problem(s) found; nothing was '
                           'written')
     assert not (tmp_path / 'strict').exists()
+
+
+def test_rerun_keeps_the_previous_split_files(tmp_path, capsys):
+    """annotate mode over an earlier (here hand-edited) split: the files
+    that change are kept as <name>.<time>.bak; unchanged ones get none."""
+    src = make_tree(str(tmp_path / 'src'), per_class=(4, 4, 4))
+    out = tmp_path / 'out'
+    argv = [src, str(out), '--mode', 'annotate']
+    assert call_tool('tools/prepare_dataset.py', argv, capsys)[0] == 0
+    first = snapshot(str(out))
+    edited = first['train.txt'] + b'# my hand-added note\n'
+    (out / 'train.txt').write_bytes(edited)
+    code, stdout, _ = call_tool('tools/prepare_dataset.py',
+                                argv + ['--seed', '5'], capsys)
+    assert code == 0
+    backups = {name: data for name, data in snapshot(str(out)).items()
+               if name.endswith('.bak')}
+    # train.txt (edited, then re-split) and test.txt (re-split) changed
+    assert sorted(name.split('.')[0] for name in backups) == ['test', 'train']
+    assert backups[next(n for n in backups if n.startswith('train'))] == \
+        edited
+    assert 'the previous train.txt is kept as' in stdout
+    # an identical rerun leaves no backup behind
+    call_tool('tools/prepare_dataset.py', argv + ['--seed', '5'], capsys)
+    assert len([n for n in os.listdir(out) if n.endswith('.bak')]) == 2
 
 
 def test_check_dataset_tool(tmp_path, capsys):

@@ -5,15 +5,16 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import REPO, run_tool
-from rock_plugin.apis.train import build_config, build_parser
+from conftest import REPO, load_tool, run_tool
 
 QUICK = osp.join(REPO, 'configs', 'rock_quickstart.py')
 DEMO = osp.join(REPO, 'demo', 'rock_thin_sections')
 
 
 def test_quickstart_is_the_rock_b4_recipe_on_lite0():
-    cfg = build_config(build_parser().parse_args([QUICK, '--seed', '0']))
+    train_tool = load_tool('train')
+    cfg = train_tool.build_config(train_tool.parse_args([QUICK, '--seed',
+                                                         '0']))
     m = cfg.model
     assert m.type == 'RockImageClassifier' and m.freeze_backbone
     assert m.backbone.type == 'EfficientNetLite'

@@ -104,3 +104,147 @@ def test_folds_cover_every_sample_once():
 def test_bad_fold():
     with pytest.raises(ValueError, match='fold must be in'):
         stratified_fold_split([0, 1], 0.2, fold=5)
+
+
+# -- issue 14: duplicates, one class, unvalidated classes, huge images --------
+def _listed_twice_with_copies(root):
+    """train.txt listing every image twice, plus a byte copy per class."""
+    import shutil
+
+    from conftest import make_class_folders
+    make_class_folders(str(root / 'imgs'), per_class=4)
+    lines = []
+    for k, name in enumerate(('alpha', 'beta', 'gamma')):
+        shutil.copy(root / 'imgs' / name / f'{name}_0.jpg',
+                    root / 'imgs' / name / 'copy of 0.jpg')
+        lines += [f'imgs/{name}/{name}_{i}.jpg {k}' for i in range(4)] * 2
+        lines.append(f'imgs/{name}/copy of 0.jpg {k}')
+    _write(root / 'train.txt', lines)
+    _write(root / 'annotations.txt', ['alpha 0', 'beta 1', 'gamma 2'])
+    return root
+
+
+def _content(path):
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def test_duplicate_lines_read_once_and_copies_never_straddle(tmp_path):
+    root = _listed_twice_with_copies(tmp_path)
+    kwargs = dict(data_root=str(root), ann_file='train.txt',
+                  classes='annotations.txt', val_ratio=0.25,
+                  serialize_data=False)  # (its gc.collect() takes ~1 s)
+    assert len(RockDataset(**kwargs)) == 15  # 12 images + 3 copies, once each
+    for seed in range(10):
+        train = RockDataset(split='train', split_seed=seed, **kwargs)
+        val = RockDataset(split='val', split_seed=seed, **kwargs)
+        paths_t = [d['img_path'] for d in train.load_data_list()]
+        paths_v = [d['img_path'] for d in val.load_data_list()]
+        assert len(set(paths_t)) == len(paths_t) and \
+            len(set(paths_v)) == len(paths_v)
+        assert not set(paths_t) & set(paths_v)
+        assert not {_content(p) for p in paths_t} & \
+            {_content(p) for p in paths_v}
+        assert len(paths_t) + len(paths_v) == 15
+
+
+def test_one_path_with_two_labels_is_an_error(tmp_path):
+    from conftest import make_class_folders
+    make_class_folders(str(tmp_path / 'imgs'), per_class=2)
+    _write(tmp_path / 'train.txt', ['imgs/alpha/alpha_0.jpg 0',
+                                    'imgs/beta/beta_0.jpg 1',
+                                    'imgs/alpha/alpha_0.jpg 1'])
+    with pytest.raises(DataError, match=r'train\.txt:3: .*alpha_0\.jpg is '
+                       'listed again with label 1, but line 1 gives it '
+                       'label 0'):
+        RockDataset(data_root=str(tmp_path), ann_file='train.txt',
+                    classes=['alpha', 'beta'])
+
+
+def test_split_without_copies_is_unchanged():
+    """Distinct group keys give exactly the ungrouped split."""
+    labels = [0] * 9 + [1] * 7 + [2] * 5
+    keys = [f'f{i}' for i in range(len(labels))]
+    for fold in range(5):
+        assert stratified_fold_split(labels, 0.2, fold, 3, groups=keys) == \
+            stratified_fold_split(labels, 0.2, fold, 3)
+
+
+def _bomb_png(path, width=14000, height=13000):
+    """A valid grayscale PNG over PIL's decompression-bomb limit (2 x
+    Image.MAX_IMAGE_PIXELS): 182 M black pixels in 0.2 MB."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        body = kind + data
+        return (struct.pack('>I', len(data)) + body +
+                struct.pack('>I', zlib.crc32(body) & 0xffffffff))
+
+    z = zlib.compressobj()
+    rows = b'\0' * ((width + 1) * 100)  # filter byte + pixels, 100 rows
+    idat = b''.join(z.compress(rows) for _ in range(height // 100))
+    with open(path, 'wb') as f:
+        f.write(b'\x89PNG\r\n\x1a\n' +
+                chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0,
+                                           0, 0, 0)) +
+                chunk(b'IDAT', idat + z.flush()) + chunk(b'IEND', b''))
+
+
+def _train(*args, check=True):
+    from conftest import TINY_CONFIG, run_tool
+    return run_tool('tools/train.py', TINY_CONFIG, '--device', 'cpu',
+                    '--seed', '0', *args, check=check)
+
+
+def _one_error_line(proc):
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith('error:')]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    return lines[0]
+
+
+def test_train_tool_on_messy_data_warns_and_skips(tmp_path):
+    """As a user meets it: `--split-validation` on a train.txt with repeated
+    lines and copies, a class of one image, and a decompression bomb, which
+    stops training with one error naming it unless --skip-bad-images."""
+    root = _listed_twice_with_copies(tmp_path / 'datas')
+    bomb = root / 'imgs' / 'gamma' / 'huge.png'
+    _bomb_png(bomb)
+    with open(root / 'train.txt', 'a') as f:
+        f.write('imgs/gamma/huge.png 2\nimgs/delta.jpg 3\n')
+    import shutil
+    shutil.copy(root / 'imgs' / 'beta' / 'beta_1.jpg', root / 'imgs' /
+                'delta.jpg')  # (a copy too, of a beta image)
+    _write(root / 'annotations.txt', ['alpha 0', 'beta 1', 'gamma 2',
+                                      'delta 3'])
+    args = ('--data-root', str(root), '--split-validation', '--ratio', '0.25',
+            '--cfg-options', 'train_cfg.max_epochs=1',
+            'train_dataloader.dataset.ann_file=train.txt',
+            'train_dataloader.dataset.classes=annotations.txt',
+            'model.head.num_classes=4', 'data_preprocessor.num_classes=4')
+    error = _one_error_line(_train('--work-dir', str(tmp_path / 'w1'), *args,
+                                   check=False))
+    assert str(bomb) in error and 'too large to decode safely' in error
+
+    proc = _train('--work-dir', str(tmp_path / 'w2'), '--skip-bad-images',
+                  *args)
+    log = proc.stdout + proc.stderr
+    assert f'skipping unreadable image: {bomb}' in log
+    assert 'train.txt:5: imgs/alpha/alpha_0.jpg is already listed on line 1' \
+        in log
+    assert '2 files are copies of one image, kept on one side of the split' \
+        in log
+    assert "class 'delta' has no image in validation fold" in log
+    assert 'never validated and counts as 0 in the macro-averaged' in log
+
+
+def test_one_class_is_an_error(tmp_path):
+    from conftest import make_class_folders
+    root = make_class_folders(str(tmp_path / 'd'), classes=('alpha', ))
+    error = _one_error_line(_train(
+        '--data-root', root, '--work-dir', str(tmp_path / 'w'),
+        '--cfg-options', 'model.head.num_classes=1',
+        'data_preprocessor.num_classes=1', check=False))
+    assert "only one class ('alpha')" in error and root in error

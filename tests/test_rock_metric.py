@@ -1,13 +1,15 @@
-"""RockMetric equals sklearn; top-k capped; per-class table with names."""
+"""RockMetric equals sklearn; top-k capped; per-class table with names; the
+same macro values from confusion counts (the training columns)."""
 import numpy as np
 import pytest
 import torch
-from mmengine.logging import MessageHub
+from mmengine.evaluator import Evaluator
 from sklearn.metrics import (confusion_matrix, f1_score, precision_score,
                              recall_score)
 
 from rock_plugin.evaluation import RockMetric, compute_rock_metrics
-from rock_plugin.evaluation.rock_metric import format_per_class_table
+from rock_plugin.evaluation.rock_metric import (format_per_class_table,
+                                                macro_metrics_from_confusion)
 
 
 def _random_predictions(n=200, c=11, seed=0):
@@ -59,9 +61,23 @@ def test_metric_class_logs_table_and_keeps_details():
     out = metric.evaluate(40)
     assert set(out) == {'accuracy/top1', 'accuracy/top4', 'precision',
                         'recall', 'f1-score'}
-    details = MessageHub.get_current_instance().get_info(RockMetric.DETAILS_KEY)
+    details = metric.last_details
+    assert RockMetric.details_of(Evaluator([metric])) is details
+    assert RockMetric.details_of(Evaluator([])) is None
     assert details['classes'] == ['Chert', 'Bauxite', 'Oolite', 'Other']
     assert np.array(details['confusion']).sum() == 40
     table = format_per_class_table(details, details['classes'])
     for name in ('Chert', 'Bauxite', 'macro avg', 'Precision', 'Support'):
         assert name in table
+
+
+def test_macro_metrics_from_confusion_equal_the_metric():
+    scores, labels = _random_predictions(150, 5, seed=3)
+    labels[labels == 4] = 0  # a class without samples counts as 0
+    full = compute_rock_metrics(scores, labels, 5, (1, ))
+    counts = macro_metrics_from_confusion(confusion_matrix(
+        labels, scores.argmax(1), labels=range(5)))
+    for key in ('accuracy/top1', 'precision', 'recall', 'f1-score'):
+        assert counts[key] == pytest.approx(full[key], abs=1e-12)
+    assert np.isnan(macro_metrics_from_confusion(np.zeros((3, 3)))[
+        'accuracy/top1'])

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from conftest import (REPO, TINY_CLASSES, TINY_CONFIG, make_class_folders,
-                      run_tool)
+from conftest import (REPO, TINY_CLASSES, TINY_CONFIG, free_port,
+                      load_tool, make_class_folders, run_tool)
 
 # One thread per process: the CPUs are shared, and OpenMP threads spinning
 # on busy cores make a 6-image test take seconds instead of milliseconds.
@@ -73,6 +73,17 @@ def tested(trained, tiny_data, tmp_path_factory):
                     '--data-root', tiny_data, '--work-dir', work, '--out', out,
                     '--show-dir', show, env=ENV)
     return osp.join(work, 'test_results'), out, show, proc
+
+
+def test_keeps_the_training_runs_saved_config(trained, tested):
+    """tools/test.py into the training work dir (the default) leaves the
+    config the training run saved there alone; it saves its own beside it."""
+    work, _ = trained
+    with open(osp.join(work, 'tiny_config.py'), encoding='utf-8') as f:
+        saved = f.read()
+    assert 'PredictionCollector' not in saved and 'max_epochs=1' in saved
+    with open(osp.join(work, 'tiny_config_test.py'), encoding='utf-8') as f:
+        assert 'PredictionCollector' in f.read()
 
 
 def test_writes_every_result_file_and_prints_the_table(tested):
@@ -205,7 +216,7 @@ def test_dist_test_two_cpu_processes_give_the_same_results(trained, tested,
     work, ckpt = trained
     single = tested[0]
     res = str(tmp_path / 'dist')
-    env = dict(os.environ, PORT='29541', PYTHONUNBUFFERED='1',
+    env = dict(os.environ, PORT=str(free_port()), PYTHONUNBUFFERED='1',
                PYTHON=sys.executable)
     proc = subprocess.run(
         ['bash', 'tools/dist_test.sh', TINY_CONFIG, ckpt, '2', '--device',
@@ -257,9 +268,8 @@ def test_other_classes_than_the_checkpoint_is_a_clear_error(trained,
 
 def test_out_must_be_json(trained, tmp_path):
     from rock_plugin.apis.cli import run_cli
-    from rock_plugin.apis.evaluate import evaluate
     _, ckpt = trained
-    code = run_cli(evaluate, [TINY_CONFIG, ckpt, '--out',
+    code = run_cli(load_tool('test').main, [TINY_CONFIG, ckpt, '--out',
                               str(tmp_path / 'r.pkl')])
     assert code == 2
 

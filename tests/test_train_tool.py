@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY_CONFIG, run_tool
+from conftest import REPO, TINY_CONFIG, free_port, run_tool
 
 BASE = ('tools/train.py', TINY_CONFIG, '--device', 'cpu', '--seed', '1',
         '--deterministic')
@@ -127,7 +127,7 @@ def test_resume_from_alias_and_split_validation(trained, tiny_data, tmp_path):
 
 def test_dist_train_two_cpu_processes(tiny_data, tmp_path):
     work = str(tmp_path / 'dist')
-    env = dict(os.environ, PORT='29531', PYTHONUNBUFFERED='1',
+    env = dict(os.environ, PORT=str(free_port()), PYTHONUNBUFFERED='1',
                PYTHON=sys.executable)
     proc = subprocess.run(
         ['bash', 'tools/dist_train.sh', TINY_CONFIG, '2', '--data-root',

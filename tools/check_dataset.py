@@ -11,15 +11,11 @@ something was found.
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from rock_plugin.apis.cli import run_cli  # noqa: E402
+from _common import add_check_args, run
 
 
 def parse_args(argv):
-    from rock_plugin.datasets.checks import add_check_arguments
     parser = argparse.ArgumentParser(
         description='Check the images of a dataset: annotation files, or a '
         'folder per class when no --ann-file is given.')
@@ -34,7 +30,7 @@ def parse_args(argv):
     parser.add_argument('--data-prefix', default='',
                         help='sub-folder of DATA_ROOT the image paths are '
                         'relative to (default: none)')
-    add_check_arguments(
+    add_check_args(
         parser, strict_help='exit with an error when any problem is found')
     return parser.parse_args(argv)
 
@@ -73,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(run_cli(main))
+    run(main)

@@ -1,21 +1,18 @@
-"""Make a small downscaled subset of a folder-per-class image dataset.
+"""Make a small downscaled copy of a folder-per-class image dataset.
 
-``python tools/make_demo_subset.py SRC demo/rock_thin_sections --per-class 10
---size 224 --quality 70`` (how the bundled demo was made).
+``python tools/make_demo_subset.py ../shared/data/rock_thin_sections
+demo/rock_thin_sections --size 256 --quality 85`` (how the bundled demo was
+made).
 
-Picks ``--per-class`` images per class (the same ones for the same
-``--seed``), resizes their shorter side to ``--size`` (aspect ratio kept, never
+Keeps every usable, distinct image, or ``--per-class`` of them per class (the
+same ones for the same ``--seed``), resizes their shorter side to ``--size`` (aspect ratio kept, never
 enlarged), re-encodes them as JPEG ``--quality`` and writes them in the same
 folder-per-class layout; fails, writing nothing, when the total would exceed
 ``--max-mb`` MiB. See :func:`rock_plugin.datasets.demo_subset.make_subset`.
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from rock_plugin.apis.cli import run_cli  # noqa: E402
+from _common import run
 
 
 def parse_args(argv):
@@ -24,17 +21,17 @@ def parse_args(argv):
         'folder-per-class dataset (e.g. a bundled demo).')
     parser.add_argument('src', help='folder with one sub-folder per class')
     parser.add_argument('out', help='output folder')
-    parser.add_argument('--per-class', type=int, default=10,
-                        help='images per class (default: 10)')
-    parser.add_argument('--size', type=int, default=224,
-                        help='shorter side in pixels (default: 224)')
+    parser.add_argument('--per-class', type=int, default=None,
+                        help='images per class (default: all)')
+    parser.add_argument('--size', type=int, default=256,
+                        help='shorter side in pixels (default: 256)')
     parser.add_argument('--quality', type=int, default=85,
                         help='JPEG quality 1-95 (default: 85)')
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the choice of images (default: 0)')
-    parser.add_argument('--max-mb', type=float, default=2.0,
+    parser.add_argument('--max-mb', type=float, default=7.5,
                         help='fail if the images would take more MiB '
-                        '(default: 2)')
+                        '(default: 7.5)')
     parser.add_argument('--overwrite', action='store_true',
                         help='allow a non-empty OUT; its old images are '
                         'replaced')
@@ -66,4 +63,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(run_cli(main))
+    run(main)

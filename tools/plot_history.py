@@ -11,12 +11,9 @@ loss, top-1 accuracy, macro precision, recall, F1 and learning rate.
 """
 import argparse
 import os.path as osp
-import sys
 from typing import List, Optional
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from rock_plugin.apis.cli import run_cli  # noqa: E402
+from _common import run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,4 +89,4 @@ def plot_history(argv: Optional[List[str]] = None) -> str:
 
 
 if __name__ == '__main__':
-    sys.exit(run_cli(plot_history))
+    run(plot_history)

@@ -3,16 +3,157 @@
 INPUT is an image, a folder (recursive) or a video (every ``--every-n``-th
 frame); prints a table and writes ``--out preds.csv|.json``. ``--backend
 onnxruntime --onnx model.onnx`` runs an export of ``tools/export_onnx.py``.
-A thin CLI over :func:`rock_plugin.apis.inferencer.predict_main`; ``--help``
-lists flags.
+:func:`parse_args` -> :class:`rock_plugin.apis.inferencer.RockInferencer`;
+``--help`` lists the flags.
 """
+import argparse
+import functools
 import os.path as osp
 import sys
+import time
+from typing import Any, Callable, Dict, List, Tuple
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from _common import add_common_args, check_files, run, setup_env
 
-from rock_plugin.apis.cli import run_cli  # noqa: E402
-from rock_plugin.apis.inferencer import predict_main  # noqa: E402
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The flags of ``tools/predict.py``."""
+    parser = argparse.ArgumentParser(
+        description='Predict rock classes of an image, a folder of images '
+        '(recursive) or a video (every N-th frame).')
+    parser.add_argument('config', help='the training config')
+    parser.add_argument('checkpoint', help='the trained .pth checkpoint')
+    parser.add_argument('input', help='an image, a folder of images or a '
+                        'video file')
+    parser.add_argument('--topk', type=int, default=5,
+                        help='classes listed per image (default 5)')
+    parser.add_argument('--batch-size', type=int, default=8,
+                        help='images per forward pass (default 8)')
+    parser.add_argument('--out', help='write all predictions to a .csv or '
+                        '.json file')
+    parser.add_argument('--every-n', type=int, default=10,
+                        help='for a video: predict every N-th frame '
+                        '(default 10)')
+    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'],
+                        default='pytorch', help='run the checkpoint with '
+                        'PyTorch (default) or an exported model (--onnx) '
+                        'with ONNX Runtime')
+    parser.add_argument('--onnx', help='the exported .onnx file (tools/'
+                        'export_onnx.py) for --backend onnxruntime')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation: average the scores of '
+                        "the config's tta_pipeline views (flips and 90-degree "
+                        'rotations)')
+    add_common_args(parser, device='cpu', distributed=False,
+                    cfg_options=False)
+    args = parser.parse_args(argv)
+    if args.out and osp.splitext(args.out)[1].lower() not in ('.csv',
+                                                              '.json'):
+        raise ValueError(f'{args.out}: --out must end in .csv or .json')
+    if args.topk < 1 or args.batch_size < 1 or args.every_n < 1:
+        raise ValueError('--topk, --batch-size and --every-n must be at '
+                         'least 1')
+    if args.backend == 'onnxruntime' and not args.onnx:
+        raise ValueError('--backend onnxruntime needs --onnx model.onnx '
+                         '(made by tools/export_onnx.py)')
+    check_files((args.config, 'config'), (args.checkpoint, 'checkpoint'),
+                (args.onnx, 'ONNX model'))
+    if not osp.exists(args.input):
+        raise FileNotFoundError(
+            f'{args.input}: no such image, folder or video')
+    return args
+
+
+def _short(name: str, width: int) -> str:
+    return name if len(name) <= width else '...' + name[-(width - 3):]
+
+
+def open_input(args: argparse.Namespace, errors: List[Tuple[str, str]]):
+    """The inputs of ``args.input``: ``(items, width, kind, shown,
+    on_error)`` for the table and the error list."""
+    from rock_plugin.apis.inferencer import (IMAGE_EXTENSIONS,
+                                             VIDEO_EXTENSIONS, list_images,
+                                             video_frames)
+    source = args.input
+    on_error = None
+    shown: Callable[[str], str] = str
+    if osp.isdir(source):
+        items = list_images(source)
+        if not items:
+            raise FileNotFoundError(
+                f'{source}: no images in this folder (looked for '
+                f'{", ".join(IMAGE_EXTENSIONS)})')
+        # The table shows paths under the folder; --out keeps full paths.
+        shown = functools.partial(osp.relpath, start=source)
+        width = max(len(shown(p)) for p in items)
+        kind = f'{len(items)} images in {source}'
+
+        def on_error(name, exc):
+            message = str(exc)
+            if message.startswith(name + ': '):
+                message = message[len(name) + 2:]
+            errors.append((name, message))
+            print(f'skipped {name}: {message}', file=sys.stderr, flush=True)
+    elif source.lower().endswith(VIDEO_EXTENSIONS):
+        count, items = video_frames(source, args.every_n)
+        width = len(source) + len(f'#frame={max(count, 1) - 1}')
+        kind = (f'video {source}: {count or "unknown number of"} frames, '
+                f'every {args.every_n}th' if args.every_n > 1 else
+                f'video {source}: {count} frames, all')
+    else:
+        items, width, kind = [source], len(source), f'image {source}'
+    return items, width, kind, shown, on_error
+
+
+def main(argv=None) -> List[Dict[str, Any]]:
+    """Predict, print a table, optionally save.
+
+    A single image or video that cannot be read is an error; in a folder,
+    each bad file is reported on stderr and skipped, and the run fails only
+    when nothing could be predicted.
+
+    Returns:
+        list[dict]: The predictions.
+    """
+    args = parse_args(argv)
+    setup_env(args)
+    from rock_plugin.apis.inferencer import RockInferencer, write_predictions
+    errors: List[Tuple[str, str]] = []
+    items, width, kind, shown, on_error = open_input(args, errors)
+    inferencer = RockInferencer(args.config, args.checkpoint, args.device,
+                                args.batch_size, args.topk, args.backend,
+                                args.onnx, tta=args.tta)
+    print(f'predicting {kind} ({args.backend}, batch {args.batch_size}'
+          + (', TTA' if args.tta else '') + ')',
+          flush=True)
+    width = min(max(width, 4), 70)
+    print(f'{"file":<{width}}  {"top-1 class":<24} {"score":>6}  '
+          f'top-{args.topk}')
+    results = []
+    start = time.perf_counter()
+    for r in inferencer.iter_predict(items, on_error=on_error):
+        topk = ', '.join(f'{c} {s:.3f}' for c, s in r['topk'])
+        print(f'{_short(shown(r["file"]), width):<{width}}  '
+              f'{r["pred_class"]:<24} '
+              f'{r["pred_score"]:>6.3f}  {topk}', flush=True)
+        results.append(r)
+    seconds = time.perf_counter() - start
+    rate = f', {len(results) / seconds:.1f} images/s' if seconds > 0 else ''
+    print(f'{len(results)} predicted, {len(errors)} failed '
+          f'({seconds:.2f} s{rate})')
+    if args.out and results:
+        write_predictions(
+            args.out, results, inferencer.classes, errors,
+            info=dict(config=args.config, checkpoint=args.checkpoint,
+                      onnx=args.onnx, backend=args.backend, input=args.input,
+                      every_n=args.every_n if 'video' in kind else None,
+                      topk=args.topk))
+        print(f'wrote {args.out}')
+    if not results:
+        raise ValueError(f'{args.input}: nothing could be predicted '
+                         f'({len(errors)} unreadable files, listed above)')
+    return results
+
 
 if __name__ == '__main__':
-    sys.exit(run_cli(predict_main))
+    run(main)

@@ -6,20 +6,23 @@
 once; corrupt, truncated and non-image files and extra copies of duplicates
 are left out and reported, then ``train.txt``, ``test.txt``,
 ``annotations.txt`` and ``classes.txt`` are written in ``data/rocks`` (see
-:func:`rock_plugin.datasets.prepare.prepare_dataset`). ``--strict`` stops on
-any problem before writing anything (exit code 2).
+:func:`rock_plugin.datasets.prepare.prepare_dataset`). Existing ones that
+change are kept as ``<name>.<time>.bak``. ``--strict`` stops on any problem
+before writing anything (exit code 2).
 """
 import argparse
+import filecmp
+import os
 import os.path as osp
-import sys
+import shutil
+import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from _common import add_check_args, run
 
-from rock_plugin.apis.cli import run_cli  # noqa: E402
+SPLIT_FILES = ('train.txt', 'test.txt', 'annotations.txt', 'classes.txt')
 
 
 def parse_args(argv):
-    from rock_plugin.datasets.checks import add_check_arguments
     parser = argparse.ArgumentParser(
         description='Check a folder-per-class image dataset and write a '
         'stratified train/test split in the original annotation format.')
@@ -41,15 +44,48 @@ def parse_args(argv):
     parser.add_argument('--overwrite', action='store_true',
                         help='copy/symlink: replace OUT/train and OUT/test '
                         'if they already hold files')
-    add_check_arguments(
+    add_check_args(
         parser, strict_help='fail on any problem, before writing anything')
     return parser.parse_args(argv)
+
+
+def backup_split_files(out: str) -> dict:
+    """Copy the split files already in ``out`` to ``<name>.<time>.bak``.
+
+    Returns:
+        dict: ``{file: backup}``.
+    """
+    stamp = time.strftime('%Y%m%d_%H%M%S')
+    backups = {}
+    for name in SPLIT_FILES:
+        path = osp.join(out, name)
+        if osp.isfile(path):
+            backup, n = f'{path}.{stamp}.bak', 1
+            while osp.exists(backup):  # a rerun within the same second
+                n += 1
+                backup = f'{path}.{stamp}_{n}.bak'
+            shutil.copy2(path, backup)
+            backups[path] = backup
+    return backups
+
+
+def drop_unneeded_backups(backups: dict) -> dict:
+    """Remove the backups of files left unchanged; return those kept."""
+    kept = {}
+    for path, backup in backups.items():
+        if osp.isfile(path) and filecmp.cmp(path, backup, shallow=False):
+            os.unlink(backup)
+        else:
+            kept[path] = backup
+    return kept
 
 
 def main(argv=None):
     args = parse_args(argv)
     from rock_plugin.datasets.annotations import DataError
     from rock_plugin.datasets.prepare import prepare_dataset
+    # Hand-edited or earlier split files must survive a rerun.
+    backups = backup_split_files(args.out) if osp.isdir(args.out) else {}
     try:
         report, written = prepare_dataset(
             args.src, args.out, test_ratio=args.test_ratio, seed=args.seed,
@@ -57,6 +93,7 @@ def main(argv=None):
             min_per_class=args.min_per_class, fold=args.fold,
             overwrite=args.overwrite)
     except DataError as exc:
+        drop_unneeded_backups(backups)
         report = getattr(exc, 'report', None)
         if report is None or args.debug:
             raise
@@ -75,6 +112,8 @@ def main(argv=None):
     print('Wrote:')
     for path in texts:
         print(f'  {path}')
+    for path, backup in drop_unneeded_backups(backups).items():
+        print(f'  (the previous {osp.basename(path)} is kept as {backup})')
     if images:
         verb = 'copied' if args.mode == 'copy' else 'linked'
         train, test = (osp.join(args.out, part) for part in ('train', 'test'))
@@ -84,4 +123,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(run_cli(main))
+    run(main)

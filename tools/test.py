@@ -2,17 +2,144 @@
 
 Prints the per-class table and writes ``per_class.csv``,
 ``confusion_matrix.csv/.png``, ``prediction_results.csv`` and
-``summary.json`` to ``<work dir>/test_results`` (``--results-dir``). A thin
-CLI over :func:`rock_plugin.apis.evaluate.evaluate`; ``--help`` lists flags.
-Several processes: ``bash tools/dist_test.sh CONFIG CHECKPOINT N``.
+``summary.json`` to ``<work dir>/test_results`` (``--results-dir``).
+mmpretrain's shape: :func:`parse_args` -> :func:`merge_args` ->
+:func:`rock_plugin.apis.evaluate.evaluate`; ``--help`` lists the flags.
+Several processes: ``bash tools/dist_test.sh CONFIG CHECKPOINT N``, on Slurm
+``tools/slurm_test.sh``.
 """
+import argparse
+import copy
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from _common import (add_common_args, add_split_args, cfg_options_guard,
+                     check_files, check_split_args, default_work_dir,
+                     load_config, run, setup_env)
 
-from rock_plugin.apis.cli import run_cli  # noqa: E402
-from rock_plugin.apis.evaluate import evaluate  # noqa: E402
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The flags: mmpretrain's ``tools/test.py`` plus ours."""
+    parser = argparse.ArgumentParser(
+        description='Evaluate a rock classifier checkpoint on the test set: '
+        'per-class table, confusion matrix and per-image predictions.')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file (.pth)')
+    parser.add_argument('--work-dir', help='where the run log goes (default: '
+                        'work_dirs/<config name>)')
+    parser.add_argument('--results-dir', help='where the result files go '
+                        '(default: <work dir>/test_results)')
+    parser.add_argument('--out', help='also dump per-image predictions (or '
+                        'metrics with --out-item metrics) to this .json file')
+    parser.add_argument('--out-item', choices=['pred', 'metrics'],
+                        default='pred', help='what --out holds')
+    parser.add_argument('--show-dir', help='save test images annotated with '
+                        'predicted and true class names here')
+    parser.add_argument('--interval', type=int, default=1,
+                        help='with --show-dir: save every N-th image')
+    parser.add_argument('--show-wrong-only', action='store_true',
+                        help='with --show-dir: only misclassified images')
+    parser.add_argument('--data-root', help='set data_root of the datasets')
+    add_split_args(parser, 'evaluate on the validation fold carved out of '
+                   'the training annotations (as in training)')
+    parser.add_argument('--seed', type=int, default=None,
+                        help='seed of the split (default: the seed stored in '
+                        'the checkpoint, i.e. the training run\'s)')
+    parser.add_argument('--skip-bad-images', action='store_true',
+                        help='leave out unreadable images (with a warning '
+                        'each and a count) instead of stopping')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation: average the scores of '
+                        "the config's tta_pipeline views (flips and 90-degree "
+                        'rotations)')
+    parser.add_argument('--mistakes', type=int, default=16,
+                        help='most confident mistakes on mistakes.jpg '
+                        '(default 16; 0: no sheet)')
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    check_split_args(args)
+    check_files((args.config, 'config file'))
+    if not osp.isfile(osp.expanduser(args.checkpoint)):
+        raise FileNotFoundError(
+            f'{args.checkpoint}: checkpoint not found (give a .pth file, e.g. '
+            'work_dirs/rock_b4/best_accuracy_top1_epoch_N.pth)')
+    if args.out and not args.out.lower().endswith('.json'):
+        raise ValueError(f'--out {args.out}: use a .json file (pickle files '
+                         'can run code when loaded, so none are written)')
+    if args.interval < 1:
+        raise ValueError(f'--interval must be at least 1, got {args.interval}')
+    return args
+
+
+def merge_args(cfg, args: argparse.Namespace, meta: dict):
+    """Apply the flags to the config (``--cfg-options`` already merged).
+
+    ``--split-validation --ratio --fold --seed`` carve exactly the fold a
+    training run validated on; the split seed defaults to the one stored in
+    the checkpoint (``meta``).
+
+    Args:
+        cfg (Config): From :func:`_common.load_config`.
+        args (argparse.Namespace): From :func:`parse_args`.
+        meta (dict): The checkpoint's ``meta``.
+
+    Returns:
+        Config: Ready for :func:`rock_plugin.apis.evaluate.evaluate`.
+    """
+    from rock_plugin.apis import train as api
+    seed = args.seed if args.seed is not None else meta.get('seed')
+    if seed is None:
+        seed = cfg.get('randomness', {}).get('seed')
+        test_ds = cfg.get('test_dataloader', {}).get('dataset', {})
+        if seed is None and (args.split_validation or
+                             test_ds.get('split') is not None):
+            # A random seed would pick a random fold: mostly training images.
+            raise ValueError(
+                'the test set is a fold of the training data, but the '
+                'checkpoint stores no seed: pass --seed (and --fold/--ratio) '
+                'as used in training')
+    if cfg.get('test_dataloader') is None:
+        raise ValueError(f'{args.config}: the config has no test_dataloader')
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or \
+        default_work_dir(args.config)
+    api.set_data_options(cfg, args.data_root, args.skip_bad_images)
+    seed = api.set_seed(cfg, seed)
+    if args.split_validation:
+        api.set_split_validation(cfg, args.ratio, args.fold, seed)
+        test_ds = copy.deepcopy(cfg.val_dataloader.dataset)
+        test_ds.pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
+        cfg.test_dataloader.dataset = test_ds
+    if args.tta:
+        from rock_plugin.models.tta import tta_config
+        tta_config(cfg)
+    return cfg
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    setup_env(args)
+    import rock_plugin  # noqa: F401  (registries)
+    import torch.distributed as dist
+
+    from rock_plugin.apis import train as api
+    from rock_plugin.apis.evaluate import evaluate, read_checkpoint_meta
+    cfg = load_config(args.config, args.cfg_options)
+    own_group = dist.is_available() and not dist.is_initialized()
+    backend = api.setup_distributed(
+        args.launcher, args.device, cfg.get('env_cfg', {}).get('dist_cfg'))
+    try:
+        meta = read_checkpoint_meta(args.checkpoint)
+        cfg = merge_args(cfg, args, meta)
+        api.set_dist_backend(cfg, backend)
+        with cfg_options_guard(args.cfg_options):
+            return evaluate(cfg, args.checkpoint, args.results_dir, args.out,
+                            args.out_item, args.show_dir, args.interval,
+                            args.show_wrong_only, meta=meta,
+                            mistakes=args.mistakes)
+    finally:
+        if own_group and dist.is_initialized():
+            dist.destroy_process_group()
+
 
 if __name__ == '__main__':
-    sys.exit(run_cli(evaluate))
+    run(main)

@@ -1,14 +1,132 @@
 """Train a rock classifier: ``python tools/train.py configs/rock_b4.py``.
 
-A thin CLI over :func:`rock_plugin.apis.train.train`; ``--help`` lists flags.
+mmpretrain's shape: :func:`parse_args` -> :func:`merge_args` (flags into the
+config) -> :func:`rock_plugin.apis.train.train` (lock the work dir, build the
+runner, train). ``--help`` lists the flags; several processes:
+``bash tools/dist_train.sh CONFIG N``, on Slurm ``tools/slurm_train.sh``.
 """
-import os.path as osp
-import sys
+import argparse
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from _common import (add_common_args, add_split_args, cfg_options_guard,
+                     check_split_args, default_work_dir, load_config, run,
+                     setup_env)
 
-from rock_plugin.apis.cli import run_cli  # noqa: E402
-from rock_plugin.apis.train import train  # noqa: E402
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The flags: mmpretrain's ``tools/train.py`` plus the original's."""
+    parser = argparse.ArgumentParser(
+        description='Train a rock classifier (MMEngine/MMPretrain plugin).')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='where logs, history, curves and '
+                        'checkpoints go (default: work_dirs/<config name>)')
+    parser.add_argument(
+        '--resume', '--resume-from', dest='resume', nargs='?', type=str,
+        const='auto',
+        help='continue a run: with a path, from that checkpoint; without, '
+        'from the latest checkpoint in the work dir (--resume-from is the '
+        "original's name)")
+    parser.add_argument('--fresh', action='store_true',
+                        help='start over in a work dir that holds an earlier '
+                        "run: its files move to <work dir>/previous_runs/")
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision (float16 on CUDA, bfloat16 '
+                        'autocast on CPU)')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='do not validate during training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr by the real batch size')
+    parser.add_argument('--data-root', help='set data_root of every dataset')
+    parser.add_argument('--seed', type=int, default=None,
+                        help='random seed (default: the config\'s, else '
+                        'random, broadcast from rank 0; logged and stored in '
+                        'checkpoints)')
+    parser.add_argument('--deterministic', action='store_true',
+                        help='deterministic algorithms (cuDNN, torch)')
+    add_split_args(parser, 'validate on a stratified fold of the training '
+                   'annotations instead of the test set')
+    parser.add_argument('--skip-bad-images', action='store_true',
+                        help='leave out unreadable images (with a warning '
+                        'each and a count) instead of stopping')
+    parser.add_argument('--patience', type=int, default=None,
+                        help='stop when the selection metric (accuracy/top1) '
+                        'has not improved for N validations')
+    parser.add_argument('--class-weight', choices=['auto'], default=None,
+                        help='auto: weight the loss by inverse class '
+                        'frequency of the training split (logged)')
+    parser.add_argument('--balanced-sampler', action='store_true',
+                        help='draw every class about equally often')
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    check_split_args(args)
+    if args.fresh and args.resume:
+        raise ValueError('--fresh starts over and --resume continues: give '
+                         'one of them')
+    return args
+
+
+def merge_args(cfg, args: argparse.Namespace):
+    """Apply the flags to the config (``--cfg-options`` already merged).
+
+    Args:
+        cfg (Config): From :func:`_common.load_config`.
+        args (argparse.Namespace): From :func:`parse_args`.
+
+    Returns:
+        Config: Ready for :func:`rock_plugin.apis.train.train`.
+    """
+    from rock_plugin.apis import small_data
+    from rock_plugin.apis import train as api
+    cfg.launcher = args.launcher
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(args.config)
+    api.set_data_options(cfg, args.data_root, args.skip_bad_images)
+    seed = api.set_seed(cfg, args.seed, args.deterministic)
+    if args.split_validation:
+        api.set_split_validation(cfg, args.ratio, args.fold, seed)
+    if args.no_validate:
+        cfg.val_cfg = None
+        cfg.val_dataloader = None
+        cfg.val_evaluator = None
+    if args.amp:
+        api.set_amp(cfg, args.device)
+    if args.auto_scale_lr:
+        cfg.setdefault('auto_scale_lr', dict(base_batch_size=256))
+        cfg.auto_scale_lr.enable = True
+    if args.patience is not None:
+        small_data.set_early_stopping(cfg, args.patience)
+    small_data.set_class_weight(cfg, args.class_weight)
+    if args.balanced_sampler:
+        small_data.set_balanced_sampler(cfg)
+    api.fill_schedule_end(cfg)
+    api.set_resume(cfg, args.resume)
+    return cfg
+
+
+def build_config(args: argparse.Namespace):
+    """The config of a run: the file, ``--cfg-options``, then the flags."""
+    return merge_args(load_config(args.config, args.cfg_options), args)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_env(args)
+    import rock_plugin  # noqa: F401  (registries)
+    from mmengine.dist import sync_random_seed
+
+    from rock_plugin.apis import train as api
+    cfg = load_config(args.config, args.cfg_options)
+    backend = api.setup_distributed(
+        args.launcher, args.device, cfg.get('env_cfg', {}).get('dist_cfg'))
+    if args.seed is None and backend and \
+            cfg.get('randomness', {}).get('seed') is None:
+        args.seed = sync_random_seed()  # rank 0 draws, every rank uses it
+    cfg = merge_args(cfg, args)
+    api.set_dist_backend(cfg, backend)
+    with cfg_options_guard(args.cfg_options):
+        return api.train(cfg, fresh=args.fresh)
+
 
 if __name__ == '__main__':
-    sys.exit(run_cli(train))
+    run(main)

@@ -20,11 +20,12 @@ def run_cli(main: Callable[[Optional[List[str]]], object],
     """
     argv = sys.argv[1:] if argv is None else argv
     debug = '--debug' in argv
-    from rock_plugin.compat import CheckpointError
-    from rock_plugin.hooks import TrainingDivergedError
+    from rock_plugin.utils.errors import (CheckpointError,
+                                          TrainingDivergedError, WorkDirError)
     try:
         main(argv)
-    except (CheckpointError, TrainingDivergedError, *USER_ERRORS) as exc:
+    except (CheckpointError, TrainingDivergedError, WorkDirError,
+            *USER_ERRORS) as exc:
         if debug:
             raise
         message = str(exc) if not isinstance(exc, KeyError) else \

@@ -1,13 +1,21 @@
-"""Evaluation entry point behind ``tools/test.py``: a checkpoint on a test set.
+"""Evaluation as a Python API: a checkpoint on a test set (``tools/test.py``).
 
-Runs mmpretrain's test the usual way (``cfg.load_from = checkpoint``,
-``Runner.from_cfg(cfg).test()``), collects every image's prediction with
+Runs mmpretrain's test the usual way (``cfg.load_from = checkpoint``, the
+runner's ``test()``) after checking that the checkpoint fits the model
+(strictly: a 3-class checkpoint is refused by an 11-class config, as predict
+and export do), collects every image's prediction with
 :class:`~rock_plugin.evaluation.prediction_collector.PredictionCollector` and
 writes, on rank 0 only and atomically, the files of the original project's
 evaluation: ``per_class.csv``, ``confusion_matrix.csv/.png``,
 ``prediction_results.csv`` and ``summary.json``.
+
+Example:
+    >>> from mmengine.config import Config
+    >>> cfg = Config.fromfile('configs/rock_b4.py')
+    >>> cfg.work_dir = 'work_dirs/rock_b4'
+    >>> res = evaluate(cfg, 'work_dirs/rock_b4/epoch_100.pth')
+    >>> res['metrics']['accuracy/top1']
 """
-import argparse
 import copy
 import csv
 import json
@@ -17,84 +25,14 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 
-from rock_plugin.apis.train import build_config, setup_device
-from rock_plugin.apis.train import build_parser as build_train_parser
 from rock_plugin.utils.atomic_io import atomic_write
 
 # The original evaluation's prediction_results.csv columns, then the classes.
 PREDICTION_COLUMNS = ('File', 'Pre_label', 'True_label', 'Success')
 PER_CLASS_COLUMNS = ('class', 'precision', 'recall', 'f1-score', 'support')
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line flags: mmpretrain's ``tools/test.py`` plus ours."""
-    parser = argparse.ArgumentParser(
-        description='Evaluate a rock classifier checkpoint on the test set: '
-        'per-class table, confusion matrix and per-image predictions.')
-    parser.add_argument('config', help='config file path')
-    parser.add_argument('checkpoint', help='checkpoint file (.pth)')
-    parser.add_argument('--work-dir', help='where the run log goes (default: '
-                        'work_dirs/<config name>)')
-    parser.add_argument('--results-dir', help='where the result files go '
-                        '(default: <work dir>/test_results)')
-    parser.add_argument('--out', help='also dump per-image predictions (or '
-                        'metrics with --out-item metrics) to this .json file')
-    parser.add_argument('--out-item', choices=['pred', 'metrics'],
-                        default='pred', help='what --out holds')
-    parser.add_argument('--show-dir', help='save test images annotated with '
-                        'predicted and true class names here')
-    parser.add_argument('--interval', type=int, default=1,
-                        help='with --show-dir: save every N-th image')
-    parser.add_argument('--show-wrong-only', action='store_true',
-                        help='with --show-dir: only misclassified images')
-    parser.add_argument('--data-root', help='set data_root of the datasets')
-    parser.add_argument('--split-validation', action='store_true',
-                        help='evaluate on the validation fold carved out of '
-                        'the training annotations (as in training)')
-    parser.add_argument('--ratio', type=float, default=0.2,
-                        help='validation fraction with --split-validation')
-    parser.add_argument('--fold', type=int, default=None,
-                        help='validation fold with --split-validation '
-                        '(default: derived from the seed)')
-    parser.add_argument('--seed', type=int, default=None,
-                        help='seed of the split (default: the seed stored in '
-                        'the checkpoint, i.e. the training run\'s)')
-    parser.add_argument('--skip-bad-images', action='store_true',
-                        help='leave out unreadable images (with a warning '
-                        'each and a count) instead of stopping')
-    parser.add_argument('--device', default=None,
-                        help='cpu forces CPU; cuda (default when available)')
-    parser.add_argument('--gpu-id', type=int, default=None,
-                        help='which GPU for a single-GPU run')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='allow loading stock mmengine checkpoints you '
-                        'trust')
-    parser.add_argument('--debug', action='store_true',
-                        help='show full tracebacks')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, xxx=yyy')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm',
-                                               'mpi'], default='none')
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
-    return parser
-
-
-def _check_args(args: argparse.Namespace) -> None:
-    """Fail on the user's mistakes before anything slow starts."""
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'{args.config}: config file not found')
-    if not osp.isfile(osp.expanduser(args.checkpoint)):
-        raise FileNotFoundError(
-            f'{args.checkpoint}: checkpoint not found (give a .pth file, e.g. '
-            'work_dirs/rock_b4/best_accuracy_top1_epoch_N.pth)')
-    if args.out and not args.out.lower().endswith('.json'):
-        raise ValueError(f'--out {args.out}: use a .json file (pickle files '
-                         'can run code when loaded, so none are written)')
-    if args.interval < 1:
-        raise ValueError(f'--interval must be at least 1, got {args.interval}')
 
 
 def read_checkpoint_meta(checkpoint: str) -> dict:
@@ -106,7 +44,7 @@ def read_checkpoint_meta(checkpoint: str) -> dict:
     Returns:
         dict: ``meta`` (empty for a bare state dict).
     """
-    from rock_plugin.compat import load_checkpoint_file
+    from rock_plugin.utils.checkpoint_io import load_checkpoint_file
     ckpt = load_checkpoint_file(osp.expanduser(checkpoint), map_location='cpu')
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
     return dict(meta) if isinstance(meta, dict) else {}
@@ -126,70 +64,6 @@ def _rock_metric_topk(cfg: Config) -> Sequence[int]:
         if metric.get('type') in ('RockMetric', 'mmpretrain.RockMetric'):
             return tuple(metric.get('topk', (1, 5)))
     return (1, 5)
-
-
-def build_test_config(args: argparse.Namespace,
-                      meta: Optional[dict] = None) -> Config:
-    """Turn the flags of :func:`build_parser` into the test runner config.
-
-    The training flags' logic is reused through
-    :func:`rock_plugin.apis.train.build_config`, so ``--split-validation
-    --ratio --fold --seed`` carve exactly the fold a training run validated
-    on. The split seed defaults to the one stored in the checkpoint.
-
-    Args:
-        args (argparse.Namespace): From :func:`build_parser`.
-        meta (dict, optional): The checkpoint's ``meta``
-            (:func:`read_checkpoint_meta`).
-
-    Returns:
-        Config: Ready for ``Runner.from_cfg``; its test evaluator ends with a
-        ``PredictionCollector``.
-
-    Example:
-        >>> args = build_parser().parse_args(['configs/rock_b4.py', 'b.pth'])
-        >>> cfg = build_test_config(args)
-    """
-    meta = meta or {}
-    seed = args.seed if args.seed is not None else meta.get('seed')
-    if seed is None:
-        peek = Config.fromfile(args.config)
-        if args.cfg_options:
-            peek.merge_from_dict(args.cfg_options)
-        seed = peek.get('randomness', {}).get('seed')
-        test_ds = peek.get('test_dataloader', {}).get('dataset', {})
-        if seed is None and (args.split_validation or
-                             test_ds.get('split') is not None):
-            # A random seed would pick a random fold: mostly training images.
-            raise ValueError(
-                'the test set is a fold of the training data, but the '
-                'checkpoint stores no seed: pass --seed (and --fold/--ratio) '
-                'as used in training')
-    # The training parser's defaults, so flags it gains later keep working;
-    # then every flag both tools share, from ours.
-    train_args = build_train_parser().parse_args([args.config])
-    for key, value in vars(args).items():
-        if hasattr(train_args, key):
-            setattr(train_args, key, value)
-    train_args.seed = seed
-    cfg = build_config(train_args)
-    if cfg.get('test_dataloader') is None:
-        raise ValueError(f'{args.config}: the config has no test_dataloader')
-    if args.split_validation:
-        test_ds = copy.deepcopy(cfg.val_dataloader.dataset)
-        test_ds.pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
-        cfg.test_dataloader.dataset = test_ds
-    cfg.load_from = osp.expanduser(args.checkpoint)
-    cfg.resume = False
-
-    metrics = [copy.deepcopy(m) for m in
-               _evaluator_list(cfg.get('test_evaluator'))]
-    for metric in metrics:
-        if metric.get('type') in ('RockMetric', 'mmpretrain.RockMetric'):
-            metric['log_table'] = False  # evaluate() prints it, once
-    metrics.append(dict(type='PredictionCollector'))
-    cfg.test_evaluator = metrics
-    return cfg
 
 
 def _fmt(value: float) -> str:
@@ -266,8 +140,14 @@ def _dump_json(obj, out_file: str) -> str:
 
 def save_test_results(results_dir: str, predictions: Sequence[dict],
                       details: Dict[str, object], class_names: Sequence[str],
-                      summary: dict, title: str = 'Test') -> Dict[str, str]:
+                      summary: dict, title: str = 'Test',
+                      mistakes: int = 16) -> Dict[str, str]:
     """Write every result file of a test run (atomically).
+
+    Besides the tables: one-vs-rest ROC and precision-recall curves
+    (``roc_curves.png/.csv``, ``pr_curves.png/.csv``, AUC and AP per class
+    and macro/micro in ``roc_pr_summary.csv`` and ``summary.json``) and a
+    contact sheet of the most confident mistakes (``mistakes.jpg``).
 
     Args:
         results_dir (str): Folder for the files (created).
@@ -277,6 +157,7 @@ def save_test_results(results_dir: str, predictions: Sequence[dict],
         class_names (Sequence[str]): Names in label order.
         summary (dict): Written as ``summary.json``.
         title (str): Confusion-matrix figure title.
+        mistakes (int): Mistakes on the contact sheet (0: none).
 
     Returns:
         dict: ``{kind: path}`` of the files written.
@@ -287,8 +168,16 @@ def save_test_results(results_dir: str, predictions: Sequence[dict],
     """
     from rock_plugin.visualization import (plot_confusion_matrix,
                                            save_confusion_csv)
+    from rock_plugin.visualization.mistakes import draw_mistakes_sheet
+    from rock_plugin.visualization.roc_pr import save_roc_pr
     join = lambda name: osp.join(results_dir, name)  # noqa: E731
     os.makedirs(results_dir, exist_ok=True)
+    curve_files, areas = save_roc_pr(results_dir, predictions, class_names,
+                                     title) if predictions else ({}, {})
+    sheet = draw_mistakes_sheet(predictions, class_names,
+                                join('mistakes.jpg'), n=mistakes) \
+        if mistakes > 0 else None
+    summary.update(areas)  # the caller prints them too
     return dict(
         per_class=write_per_class_csv(details, class_names,
                                       join('per_class.csv')),
@@ -299,7 +188,8 @@ def save_test_results(results_dir: str, predictions: Sequence[dict],
                                             title=title),
         predictions=write_prediction_csv(predictions, class_names,
                                          join('prediction_results.csv')),
-        summary=_dump_json(summary, join('summary.json')))
+        summary=_dump_json(summary, join('summary.json')),
+        **curve_files, **(dict(mistakes=sheet) if sheet else {}))
 
 
 def _font(size: int):
@@ -405,46 +295,81 @@ def _details(runner, predictions: Sequence[dict], num_classes: int,
     return compute_rock_metrics(scores, labels, num_classes, topk)
 
 
-def evaluate(argv: Optional[List[str]] = None) -> dict:
-    """Test a checkpoint and write the result files (``tools/test.py``).
+def add_prediction_collector(cfg: Config) -> Config:
+    """End the test evaluator with a ``PredictionCollector`` (per-image
+    results) and keep ``RockMetric`` from printing its table twice."""
+    # registers PredictionCollector (not imported by the package yet)
+    import rock_plugin.evaluation.prediction_collector  # noqa: F401
+    metrics = [copy.deepcopy(m) for m in
+               _evaluator_list(cfg.get('test_evaluator'))]
+    for metric in metrics:
+        if metric.get('type') in ('RockMetric', 'mmpretrain.RockMetric'):
+            metric['log_table'] = False  # _report prints it, once
+    metrics.append(dict(type='PredictionCollector'))
+    cfg.test_evaluator = metrics
+    return cfg
+
+
+def _own_config_name(cfg: Config) -> Config:
+    """The runner saves its config in the work dir under the config's file
+    name, where the training run's copy lives (predict and export of a
+    custom class count read it); a test run saves its own as
+    ``<name>_test.py`` instead of overwriting it."""
+    stem = osp.splitext(osp.basename(cfg.filename or 'config.py'))[0]
+    return Config(cfg.to_dict(), cfg_text=cfg.text,
+                  filename=f'{stem}_test.py')
+
+
+def evaluate(cfg: Config, checkpoint: str,
+             results_dir: Optional[str] = None,
+             out: Optional[str] = None, out_item: str = 'pred',
+             show_dir: Optional[str] = None, interval: int = 1,
+             show_wrong_only: bool = False,
+             meta: Optional[dict] = None, mistakes: int = 16) -> dict:
+    """Test a checkpoint and write the result files.
 
     Args:
-        argv (list[str], optional): Flags of :func:`build_parser` (default
-            ``sys.argv[1:]``).
+        cfg (Config): A complete config (``work_dir`` and the test data
+            set). Not changed.
+        checkpoint (str): The ``.pth`` file; must fit the model strictly.
+        results_dir (str, optional): Where the result files go (default
+            ``<work_dir>/test_results``).
+        out (str, optional): Also dump per-image predictions (or metrics)
+            to this ``.json`` file.
+        out_item (str): ``'pred'`` or ``'metrics'``: what ``out`` holds.
+        show_dir (str, optional): Save test images annotated with predicted
+            and true class here.
+        interval (int): With ``show_dir``: every N-th image.
+        show_wrong_only (bool): With ``show_dir``: misclassified only.
+        meta (dict, optional): The checkpoint's ``meta``
+            (:func:`read_checkpoint_meta`), to check its classes.
+        mistakes (int): Most confident mistakes on ``mistakes.jpg`` (0:
+            no sheet).
 
     Returns:
         dict: ``metrics`` (scalars, every rank); on rank 0 also ``details``
         (per-class lists, support, confusion), ``predictions`` (per image),
         ``classes``, ``results_dir`` and ``files`` (``{kind: path}``).
-
-    Example:
-        >>> res = evaluate(['configs/rock_b4.py',
-        ...                 'work_dirs/rock_b4/epoch_100.pth',
-        ...                 '--data-root', 'datas'])
-        >>> res['metrics']['accuracy/top1']
     """
-    args = build_parser().parse_args(argv)
-    _check_args(args)
-    setup_device(args)
-    import rock_plugin  # noqa: F401  (registries, safe checkpoint loading)
-    # registers PredictionCollector (not imported by the package yet)
-    import rock_plugin.evaluation.prediction_collector  # noqa: F401
     import torch.distributed as dist
     from mmengine.dist import is_main_process
-    from mmengine.runner import Runner
 
-    from rock_plugin.compat import init_distributed
+    from rock_plugin.apis.train import build_runner, check_checkpoint_fits
+    if out and not out.lower().endswith('.json'):
+        raise ValueError(f'--out {out}: use a .json file (pickle files '
+                         'can run code when loaded, so none are written)')
+    if interval < 1:
+        raise ValueError(f'--interval must be at least 1, got {interval}')
+    if cfg.get('test_dataloader') is None:
+        raise ValueError(f'{cfg.filename}: the config has no test_dataloader')
+    config_file = cfg.filename
+    cfg = add_prediction_collector(_own_config_name(cfg))
+    cfg.load_from = osp.expanduser(checkpoint)
+    cfg.resume = False
+    runner = build_runner(cfg)
+    check_checkpoint_fits(runner.model, cfg.load_from, strict=True)
 
-    own_group = dist.is_available() and not dist.is_initialized()
-    backend = init_distributed(args.launcher, args.device)
-    meta = read_checkpoint_meta(args.checkpoint)
-    cfg = build_test_config(args, meta)
-    if backend:
-        cfg.env_cfg = dict(cfg.get('env_cfg', {}))
-        cfg.env_cfg['dist_cfg'] = dict(cfg.env_cfg.get('dist_cfg', {}),
-                                       backend=backend)
-    runner = Runner.from_cfg(cfg)
-
+    meta = meta or {}
     dataset = runner.test_loop.dataloader.dataset
     classes = [str(c) for c in dataset.metainfo.get('classes', ())]
     trained = (meta.get('dataset_meta') or {}).get('classes')
@@ -459,18 +384,24 @@ def evaluate(argv: Optional[List[str]] = None) -> dict:
     result = dict(metrics=metrics)
     try:
         if is_main_process():
-            result.update(_report(args, cfg, runner, meta, metrics, classes))
+            result.update(_report(
+                cfg, runner, meta, metrics, classes, checkpoint=checkpoint,
+                config_file=config_file, results_dir=results_dir, out=out,
+                out_item=out_item, show_dir=show_dir, interval=interval,
+                show_wrong_only=show_wrong_only, mistakes=mistakes))
     finally:
         # Ranks leave together: a rank exiting while rank 0 still writes
         # aborts gloo ("terminate called without an active exception").
-        if own_group and dist.is_initialized():
+        if dist.is_available() and dist.is_initialized():
             dist.barrier()
-            dist.destroy_process_group()
     return result
 
 
-def _report(args: argparse.Namespace, cfg: Config, runner, meta: dict,
-            metrics: dict, classes: List[str]) -> dict:
+def _report(cfg: Config, runner, meta: dict, metrics: dict,
+            classes: List[str], checkpoint: str, config_file: Optional[str],
+            results_dir: Optional[str], out: Optional[str], out_item: str,
+            show_dir: Optional[str], interval: int,
+            show_wrong_only: bool, mistakes: int = 16) -> dict:
     """Rank 0: write the result files, print the table and the file list."""
     from mmengine.dist import get_world_size
 
@@ -486,13 +417,13 @@ def _report(args: argparse.Namespace, cfg: Config, runner, meta: dict,
         classes = [str(i) for i in range(num_classes)]
     details = _details(runner, predictions, num_classes,
                        _rock_metric_topk(cfg))
-    results_dir = args.results_dir or osp.join(cfg.work_dir, 'test_results')
+    results_dir = results_dir or osp.join(cfg.work_dir, 'test_results')
     test_ds = cfg.test_dataloader.dataset
     summary = dict(
         metrics={k: float(v) for k, v in metrics.items()
                  if isinstance(v, (int, float))},
-        checkpoint=osp.abspath(osp.expanduser(args.checkpoint)),
-        config=osp.abspath(args.config),
+        checkpoint=osp.abspath(osp.expanduser(checkpoint)),
+        config=osp.abspath(config_file) if config_file else None,
         num_images=len(predictions),
         classes=classes,
         data_root=test_ds.get('data_root'),
@@ -502,29 +433,37 @@ def _report(args: argparse.Namespace, cfg: Config, runner, meta: dict,
             seed=test_ds.get('split_seed')),
         checkpoint_epoch=meta.get('epoch'),
         world_size=get_world_size(),
+        tta=cfg.model.get('module') is not None,  # tta_config wrapped it
         time=time.strftime('%Y-%m-%d %H:%M:%S'))
     files = save_test_results(
         results_dir, predictions, details, classes, summary,
-        title=f'Test, {osp.basename(args.checkpoint)}')
-    if args.out:
-        dump = summary['metrics'] if args.out_item == 'metrics' else [
+        title=f'Test, {osp.basename(checkpoint)}', mistakes=mistakes)
+    if out:
+        dump = summary['metrics'] if out_item == 'metrics' else [
             dict(p, gt_class=classes[p['gt_label']],
                  pred_class=classes[p['pred_label']]) for p in predictions]
-        files['out'] = _dump_json(dump, args.out)
+        files['out'] = _dump_json(dump, out)
     shown = []
-    if args.show_dir:
-        shown = save_prediction_images(predictions, classes, args.show_dir,
-                                       args.interval, args.show_wrong_only)
+    if show_dir:
+        shown = save_prediction_images(predictions, classes, show_dir,
+                                       interval, show_wrong_only)
 
     scalars = '  '.join(f'{k}: {v:.2f}' for k, v in
                         summary['metrics'].items())
-    lines = ['\n' + format_per_class_table(details, classes), scalars,
-             f'{len(predictions)} test images; results in {results_dir}:']
+    lines = ['\n' + format_per_class_table(details, classes), scalars]
+    if 'roc_auc' in summary:
+        lines.append('one-vs-rest ROC AUC macro {:.4f} micro {:.4f}, AP '
+                     'macro {:.4f} micro {:.4f}'.format(
+                         *(summary[k][a] for k in ('roc_auc',
+                                                   'average_precision')
+                           for a in ('macro', 'micro'))))
+    lines.append(f'{len(predictions)} test images; results in '
+                 f'{results_dir}:')
     lines += [f'  {osp.basename(p)}' for k, p in files.items() if k != 'out']
-    if args.out:
-        lines.append(f'--out ({args.out_item}): {args.out}')
-    if args.show_dir:
-        lines.append(f'{len(shown)} annotated images in {args.show_dir}')
+    if out:
+        lines.append(f'--out ({out_item}): {out}')
+    if show_dir:
+        lines.append(f'{len(shown)} annotated images in {show_dir}')
     print_log('\n'.join(lines), logger='current')
     return dict(details=details, predictions=predictions, classes=classes,
                 results_dir=results_dir, files=files)

@@ -16,9 +16,9 @@ from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
 
 import numpy as np
 
-# mmpretrain's list plus the formats cv2 reads that microscopes write.
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
-                    '.webp', '.ppm', '.pgm', '.pbm', '.jp2')
+from rock_plugin.utils.image_files import (  # noqa: F401  (re-exported)
+    IMG_EXTENSIONS as IMAGE_EXTENSIONS, list_images)
+
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.m4v', '.mpg', '.mpeg',
                     '.wmv', '.webm', '.flv')
 
@@ -52,42 +52,13 @@ class ImageReadError(ValueError):
         self.path = path
 
 
-def list_images(folder: str) -> List[str]:
-    """Image files under ``folder`` (recursive), by extension, sorted.
-
-    Sorted by the path relative to ``folder`` (``/``-separated) so the order
-    is the same on every platform; hidden files and folders are skipped.
-
-    Args:
-        folder (str): The folder to scan.
-
-    Returns:
-        list[str]: ``folder``-joined paths.
-
-    Example:
-        >>> list_images('data/rocks/Chert')[:1]
-        ['data/rocks/Chert/Chert1_01.jpg']
-    """
-    if not osp.isdir(folder):
-        raise NotADirectoryError(f'{folder}: not a folder')
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith('.')]
-        for name in files:
-            if not name.startswith('.') and \
-                    name.lower().endswith(IMAGE_EXTENSIONS):
-                rel = osp.relpath(osp.join(root, name), folder)
-                found.append(rel.replace(os.sep, '/'))
-    return [osp.join(folder, rel) for rel in sorted(found)]
-
-
 class RockInferencer:
     """Predict rock classes of images, video frames or arrays, in batches.
 
     The model and its test-time preprocessing come from the config
     (``test_dataloader.dataset.pipeline``, then the model's data
     preprocessor), the weights from the checkpoint, which is loaded with
-    ``weights_only=True`` through :func:`rock_plugin.compat.
+    ``weights_only=True`` through :func:`rock_plugin.utils.checkpoint_io.
     load_checkpoint_file`. Class names come from the checkpoint's
     ``meta.dataset_meta.classes`` (else the ONNX metadata, the config's
     dataset, or ``class_<i>``).
@@ -108,6 +79,8 @@ class RockInferencer:
         backend (str): ``'pytorch'`` or ``'onnxruntime'``.
         onnx_model (str, optional): The ``.onnx`` file for
             ``backend='onnxruntime'``.
+        tta (bool): Test-time augmentation: average the scores over the
+            config's ``tta_pipeline`` views (``tta_model``).
 
     Example:
         >>> inferencer = RockInferencer('configs/rock_b4.py',
@@ -124,7 +97,8 @@ class RockInferencer:
                  batch_size: int = 8,
                  topk: int = 5,
                  backend: str = 'pytorch',
-                 onnx_model: Optional[str] = None):
+                 onnx_model: Optional[str] = None,
+                 tta: bool = False):
         import rock_plugin  # noqa: F401  (registries, safe checkpoint loading)
         from mmengine.config import Config
 
@@ -138,6 +112,12 @@ class RockInferencer:
                 raise FileNotFoundError(f'{config}: config not found')
             config = Config.fromfile(str(config))
         self.cfg = copy.deepcopy(config)
+        if tta:
+            if backend != 'pytorch':
+                raise ValueError('--tta runs the PyTorch model; it does not '
+                                 'combine with --backend onnxruntime')
+            from rock_plugin.models.tta import tta_config
+            tta_config(self.cfg)  # the config's tta_model and tta_pipeline
         self.device = device
         self.batch_size = batch_size
         self.topk = topk
@@ -163,7 +143,7 @@ class RockInferencer:
             if checkpoint is not None:
                 # Only the meta is needed; a mismatch means the ONNX file was
                 # exported from another run than the checkpoint named.
-                from rock_plugin.compat import load_checkpoint_file
+                from rock_plugin.utils.checkpoint_io import load_checkpoint_file
                 ckpt_classes = _classes_from_checkpoint(
                     load_checkpoint_file(checkpoint, map_location='cpu'))
                 if classes and ckpt_classes and classes != ckpt_classes:
@@ -218,11 +198,13 @@ class RockInferencer:
         # Pretrained init_cfg is never run (no download): the checkpoint holds
         # every weight. strict: a checkpoint of another config (class count,
         # arch) must fail here, not predict with random layers.
+        from rock_plugin.utils.checkpoint_io import safe_checkpoint_loaders
         try:
-            ckpt = load_checkpoint(model, checkpoint, map_location='cpu',
-                                   strict=True, logger='silent')
+            with safe_checkpoint_loaders():
+                ckpt = load_checkpoint(model, checkpoint, map_location='cpu',
+                                       strict=True, logger='silent')
         except RuntimeError as exc:
-            from rock_plugin.compat import CheckpointError
+            from rock_plugin.utils.errors import CheckpointError
             if isinstance(exc, CheckpointError):
                 raise
             first = str(exc).strip().splitlines()
@@ -488,9 +470,6 @@ def _classes_from_config(cfg) -> Optional[List[str]]:
     return list(classes) if classes else None
 
 
-# --------------------------------------------------------------------------
-# tools/predict.py
-# --------------------------------------------------------------------------
 def video_frames(path: str, every_n: int = 10
                  ) -> Tuple[int, Iterator[Tuple[str, np.ndarray]]]:
     """Open a video and iterate over every ``every_n``-th frame.
@@ -546,45 +525,6 @@ def video_frames(path: str, every_n: int = 10
     return count, frames()
 
 
-def build_predict_parser():
-    """Command-line flags of ``tools/predict.py``."""
-    import argparse
-    parser = argparse.ArgumentParser(
-        description='Predict rock classes of an image, a folder of images '
-        '(recursive) or a video (every N-th frame).')
-    parser.add_argument('config', help='the training config')
-    parser.add_argument('checkpoint', help='the trained .pth checkpoint')
-    parser.add_argument('input', help='an image, a folder of images or a '
-                        'video file')
-    parser.add_argument('--topk', type=int, default=5,
-                        help='classes listed per image (default 5)')
-    parser.add_argument('--batch-size', type=int, default=8,
-                        help='images per forward pass (default 8)')
-    parser.add_argument('--device', default='cpu',
-                        help='cpu (default) or cuda[:N]')
-    parser.add_argument('--out', help='write all predictions to a .csv or '
-                        '.json file')
-    parser.add_argument('--every-n', type=int, default=10,
-                        help='for a video: predict every N-th frame '
-                        '(default 10)')
-    parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'],
-                        default='pytorch', help='run the checkpoint with '
-                        'PyTorch (default) or an exported model (--onnx) '
-                        'with ONNX Runtime')
-    parser.add_argument('--onnx', help='the exported .onnx file (tools/'
-                        'export_onnx.py) for --backend onnxruntime')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='allow loading stock mmengine checkpoints you '
-                        'trust')
-    parser.add_argument('--debug', action='store_true',
-                        help='show full tracebacks')
-    return parser
-
-
-def _short(name: str, width: int) -> str:
-    return name if len(name) <= width else '...' + name[-(width - 3):]
-
-
 def write_predictions(path: str, results: Sequence[Dict[str, Any]],
                       classes: Sequence[str],
                       errors: Sequence[Tuple[str, str]] = (),
@@ -629,105 +569,3 @@ def write_predictions(path: str, results: Sequence[Dict[str, Any]],
             f.write('\n')
     else:
         raise ValueError(f'{path}: --out must end in .csv or .json')
-
-
-def predict_main(argv: Optional[List[str]] = None) -> List[Dict[str, Any]]:
-    """``tools/predict.py``: predict, print a table, optionally save.
-
-    A single image or video that cannot be read is an error; in a folder,
-    each bad file is reported on stderr and skipped, and the run fails only
-    when nothing could be predicted.
-
-    Returns:
-        list[dict]: The predictions.
-
-    Example:
-        >>> predict_main(['configs/rock_b4.py', 'best.pth', 'data/new',
-        ...               '--out', 'preds.csv'])
-    """
-    import functools
-    import sys
-    import time
-
-    args = build_predict_parser().parse_args(argv)
-    if args.out and osp.splitext(args.out)[1].lower() not in ('.csv',
-                                                              '.json'):
-        raise ValueError(f'{args.out}: --out must end in .csv or .json')
-    if args.topk < 1 or args.batch_size < 1 or args.every_n < 1:
-        raise ValueError('--topk, --batch-size and --every-n must be at '
-                         'least 1')
-    if args.trust_checkpoint:
-        from rock_plugin.compat import TRUST_ENV
-        os.environ[TRUST_ENV] = '1'
-    if args.backend == 'onnxruntime' and not args.onnx:
-        raise ValueError('--backend onnxruntime needs --onnx model.onnx '
-                         '(made by tools/export_onnx.py)')
-    for path, what in ((args.config, 'config'),
-                       (args.checkpoint, 'checkpoint'),
-                       (args.onnx, 'ONNX model')):
-        if path and not osp.isfile(path):
-            raise FileNotFoundError(f'{path}: {what} not found')
-
-    source = args.input
-    if not osp.exists(source):
-        raise FileNotFoundError(f'{source}: no such image, folder or video')
-    on_error = None
-    errors: List[Tuple[str, str]] = []
-    shown: Callable[[str], str] = str
-    if osp.isdir(source):
-        items: Iterable[InputItem] = list_images(source)
-        if not items:
-            raise FileNotFoundError(
-                f'{source}: no images in this folder (looked for '
-                f'{", ".join(IMAGE_EXTENSIONS)})')
-        # The table shows paths under the folder; --out keeps full paths.
-        shown = functools.partial(osp.relpath, start=source)
-        width = max(len(shown(p)) for p in items)
-        kind = f'{len(items)} images in {source}'
-
-        def on_error(name, exc):
-            message = str(exc)
-            if message.startswith(name + ': '):
-                message = message[len(name) + 2:]
-            errors.append((name, message))
-            print(f'skipped {name}: {message}', file=sys.stderr, flush=True)
-    elif source.lower().endswith(VIDEO_EXTENSIONS):
-        count, items = video_frames(source, args.every_n)
-        width = len(source) + len(f'#frame={max(count, 1) - 1}')
-        kind = (f'video {source}: {count or "unknown number of"} frames, '
-                f'every {args.every_n}th' if args.every_n > 1 else
-                f'video {source}: {count} frames, all')
-    else:
-        items, width, kind = [source], len(source), f'image {source}'
-
-    inferencer = RockInferencer(args.config, args.checkpoint, args.device,
-                                args.batch_size, args.topk, args.backend,
-                                args.onnx)
-    print(f'predicting {kind} ({args.backend}, batch {args.batch_size})',
-          flush=True)
-    width = min(max(width, 4), 70)
-    print(f'{"file":<{width}}  {"top-1 class":<24} {"score":>6}  top-{args.topk}')
-    results = []
-    start = time.perf_counter()
-    for r in inferencer.iter_predict(items, on_error=on_error):
-        topk = ', '.join(f'{c} {s:.3f}' for c, s in r['topk'])
-        print(f'{_short(shown(r["file"]), width):<{width}}  '
-              f'{r["pred_class"]:<24} '
-              f'{r["pred_score"]:>6.3f}  {topk}', flush=True)
-        results.append(r)
-    seconds = time.perf_counter() - start
-    rate = f', {len(results) / seconds:.1f} images/s' if seconds > 0 else ''
-    print(f'{len(results)} predicted, {len(errors)} failed '
-          f'({seconds:.2f} s{rate})')
-    if args.out and results:
-        write_predictions(
-            args.out, results, inferencer.classes, errors,
-            info=dict(config=args.config, checkpoint=args.checkpoint,
-                      onnx=args.onnx, backend=args.backend, input=source,
-                      every_n=args.every_n if 'video' in kind else None,
-                      topk=args.topk))
-        print(f'wrote {args.out}')
-    if not results:
-        raise ValueError(f'{source}: nothing could be predicted '
-                         f'({len(errors)} unreadable files, listed above)')
-    return results

@@ -1,5 +1,4 @@
 """Export a trained rock classifier to ONNX and check it against PyTorch."""
-import argparse
 import json
 import os
 import os.path as osp
@@ -177,6 +176,15 @@ def _resize_to(samples: List[dict], shape: Tuple[int, int]) -> List[dict]:
     return out
 
 
+def load_check_images(inferencer: RockInferencer,
+                      images: Sequence[Any]) -> List[dict]:
+    """Run the test pipeline on the parity-check images (packed samples are
+    returned unchanged), so that an unreadable one fails before the export.
+    """
+    return [item if isinstance(item, dict) and 'inputs' in item
+            else inferencer.load(item, i)[1] for i, item in enumerate(images)]
+
+
 def check_parity(inferencer: RockInferencer, onnx_path: str,
                  images: Sequence[Any], shape: Tuple[int, int],
                  tolerance: float = DEFAULT_TOLERANCE) -> Dict[str, Any]:
@@ -191,7 +199,8 @@ def check_parity(inferencer: RockInferencer, onnx_path: str,
     Args:
         inferencer (RockInferencer): A PyTorch-backend inferencer.
         onnx_path (str): The exported model.
-        images: Paths or ``(name, BGR array)`` pairs.
+        images: Paths, ``(name, BGR array)`` pairs, or samples from
+            :func:`load_check_images`.
         shape (tuple[int, int]): The model's input ``(H, W)``.
         tolerance (float): Largest allowed absolute score difference.
 
@@ -204,7 +213,7 @@ def check_parity(inferencer: RockInferencer, onnx_path: str,
             shape, or a batch size the model does not take.
     """
     import onnxruntime as ort
-    samples = [inferencer.load(item, i)[1] for i, item in enumerate(images)]
+    samples = load_check_images(inferencer, images)
     if tuple(samples[0]['inputs'].shape[-2:]) != tuple(shape):
         samples = _resize_to(samples, shape)
     reference = inferencer._forward_pytorch(samples)
@@ -304,6 +313,9 @@ def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
         pipeline_shape = inferencer.input_size()
     except ValueError:
         pass
+    # Read and preprocess the check images now: a bad one must fail before
+    # the export, which takes tens of seconds for B4.
+    images = load_check_images(inferencer, images)
     if pipeline_shape is not None and pipeline_shape != shape:
         warnings.warn(f'--shape {shape} differs from the test pipeline\'s '
                       f'{pipeline_shape}: predict --backend onnxruntime '
@@ -352,70 +364,4 @@ def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
     os.replace(tmp, out)
     report.update(path=out, shape=shape, classes=inferencer.classes,
                   size_bytes=osp.getsize(out), exporter=exporter)
-    return report
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line flags of ``tools/export_onnx.py``."""
-    parser = argparse.ArgumentParser(
-        description='Export a trained rock classifier to ONNX (one file, '
-        'dynamic batch, softmax scores, class names in the metadata) and '
-        'check ONNX Runtime against PyTorch.')
-    parser.add_argument('config', help='the training config')
-    parser.add_argument('checkpoint', help='the trained .pth checkpoint')
-    parser.add_argument('--out', default='model.onnx',
-                        help='output .onnx file (default: model.onnx)')
-    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                        help='input height and width (default: the test '
-                        "pipeline's crop)")
-    parser.add_argument('--opset', type=int, default=None,
-                        help='ONNX opset (default 18; 17 with '
-                        '--exporter torchscript)')
-    parser.add_argument('--exporter', choices=['dynamo', 'torchscript'],
-                        default='dynamo',
-                        help='torch.onnx exporter (default dynamo)')
-    parser.add_argument('--check-images', nargs='+', metavar='DIR_OR_FILE',
-                        help='images or folders for the parity check '
-                        '(default: 3 generated images)')
-    parser.add_argument('--tolerance', type=float, default=DEFAULT_TOLERANCE,
-                        help='largest allowed |ONNX - PyTorch| score '
-                        'difference (default 1e-4)')
-    parser.add_argument('--device', default='cpu',
-                        help='device for PyTorch (default cpu)')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='allow loading stock mmengine checkpoints you '
-                        'trust')
-    parser.add_argument('--debug', action='store_true',
-                        help='show full tracebacks')
-    return parser
-
-
-def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    """``tools/export_onnx.py``: export, check, print the parity figure.
-
-    Example:
-        >>> main(['configs/rock_b4.py', 'best.pth', '--out', 'rock.onnx'])
-    """
-    args = build_parser().parse_args(argv)
-    if args.trust_checkpoint:
-        from rock_plugin.compat import TRUST_ENV
-        os.environ[TRUST_ENV] = '1'
-    for path, what in ((args.config, 'config'),
-                       (args.checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{path}: {what} not found')
-    report = export_onnx(args.config, args.checkpoint, args.out, args.shape,
-                         args.opset, args.device, args.check_images,
-                         args.tolerance, args.exporter)
-    h, w = report['shape']
-    print(f'exported {report["path"]} ({report["size_bytes"] / 2**20:.1f} '
-          f'MiB, one file, {report["exporter"]} exporter): input '
-          f'{ONNX_INPUT_NAME} N x 3 x {h} x {w} RGB float 0-255, output '
-          f'{ONNX_OUTPUT_NAME} N x {len(report["classes"])} softmax scores')
-    print(f'classes: {", ".join(report["classes"])}')
-    print(f'parity ONNX Runtime vs PyTorch: max abs diff of scores '
-          f'{report["max_abs_diff"]:.3g} on {report["images"]} images '
-          f'(tolerance {report["tolerance"]:g}), batch sizes '
-          f'{", ".join(map(str, report["batch_sizes"]))} OK, top-1 agreement '
-          f'{report["top1_agree"] * 100:.0f}%')
     return report

@@ -1,70 +1,42 @@
-"""Training entry point: the original train.py's flags on the MMEngine Runner."""
-import argparse
-import logging
+"""Training as a Python API: config edits the tools share, and :func:`train`.
+
+``tools/train.py`` parses the flags and calls these (``parse_args`` ->
+``merge_args(cfg, args)`` -> :func:`train`); a script can do the same
+without a command line.
+
+Example:
+    >>> from mmengine.config import Config
+    >>> from rock_plugin.apis.train import set_seed, train
+    >>> cfg = Config.fromfile('configs/rock_quickstart.py')
+    >>> cfg.work_dir = 'work_dirs/quick'
+    >>> set_seed(cfg, 0)
+    >>> runner = train(cfg)
+"""
 import copy
-import os
+import inspect
+import logging
 import os.path as osp
 import random
-from typing import List, Optional
+import re
+from typing import Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 
+from rock_plugin.utils.errors import CheckpointError, DataError
+from .work_dir import (WorkDirLock, check_work_dir, find_resume_checkpoint,
+                       prepare_fresh_run)
 
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line flags: mmpretrain's plus every flag of the original."""
-    parser = argparse.ArgumentParser(
-        description='Train a rock classifier (MMEngine/MMPretrain plugin).')
-    parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='where logs, history, curves and '
-                        'checkpoints go (default: work_dirs/<config name>)')
-    parser.add_argument(
-        '--resume', '--resume-from', dest='resume', nargs='?', type=str,
-        const='auto',
-        help='continue a run: with a path, from that checkpoint; without, '
-        'from the latest checkpoint in the work dir (--resume-from is the '
-        "original's name)")
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision (float16 on CUDA, bfloat16 '
-                        'autocast on CPU)')
-    parser.add_argument('--no-validate', action='store_true',
-                        help='do not validate during training')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the lr by the real batch size')
-    parser.add_argument('--data-root', help='set data_root of every dataset')
-    parser.add_argument('--seed', type=int, default=None,
-                        help='random seed (default: random, broadcast from '
-                        'rank 0; logged and stored in checkpoints)')
-    parser.add_argument('--deterministic', action='store_true',
-                        help='deterministic algorithms (cuDNN, torch)')
-    parser.add_argument('--device', default=None,
-                        help='cpu forces CPU; cuda (default when available)')
-    parser.add_argument('--gpu-id', type=int, default=None,
-                        help='which GPU for a single-GPU run')
-    parser.add_argument('--split-validation', action='store_true',
-                        help='validate on a stratified fold of the training '
-                        'annotations instead of the test set')
-    parser.add_argument('--ratio', type=float, default=0.2,
-                        help='validation fraction with --split-validation')
-    parser.add_argument('--fold', type=int, default=None,
-                        help='validation fold index with --split-validation '
-                        '(default: derived from the seed)')
-    parser.add_argument('--skip-bad-images', action='store_true',
-                        help='leave out unreadable images (with a warning '
-                        'each and a count) instead of stopping')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='allow loading stock mmengine checkpoints you '
-                        'trust (see README, Troubleshooting)')
-    parser.add_argument('--debug', action='store_true',
-                        help='show full tracebacks')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, xxx=yyy (e.g. '
-        'model.backbone.init_cfg.checkpoint=/path/b4.pth)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm',
-                                               'mpi'], default='none')
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
-    return parser
+__all__ = ['merge_cfg_options', 'explain_cfg_options_error',
+           'set_data_options', 'set_seed', 'set_split_validation',
+           'set_amp', 'set_resume', 'fill_schedule_end', 'setup_distributed',
+           'set_dist_backend',
+           'build_runner', 'check_num_classes', 'check_checkpoint_fits',
+           'draw_seed', 'train', 'find_resume_checkpoint']
+
+# Top-level keys the runner reads besides those of mmengine's Runner.
+_EXTRA_TOP_KEYS = {'runner_type', 'model_wrapper_cfg', 'tta_model',
+                   'tta_pipeline', 'custom_imports', 'filename'}
 
 
 def _datasets(cfg: Config):
@@ -74,79 +46,163 @@ def _datasets(cfg: Config):
             yield key, loader.dataset
 
 
-def build_config(args: argparse.Namespace, seed: Optional[int] = None
-                 ) -> Config:
-    """Turn parsed flags into the runner config.
+def merge_cfg_options(cfg: Config, options: dict) -> Config:
+    """``cfg.merge_from_dict(options)`` that refuses likely typos.
+
+    A top-level key that neither the config nor mmengine's ``Runner`` knows,
+    or a dotted path through a dict that has no such key (``model.hed.x``),
+    is an error instead of a setting that is silently ignored. A misspelt
+    last key (``train_cfg.max_epoch``) is reported when the component is
+    built (:func:`explain_cfg_options_error`).
 
     Args:
-        args (argparse.Namespace): From :func:`build_parser`.
-        seed (int, optional): The seed to use when ``args.seed`` is None
-            (``train`` draws one and broadcasts it from rank 0).
+        cfg (Config): Changed in place.
+        options (dict): ``{dotted key: value}`` (``--cfg-options``).
 
     Returns:
-        Config: Ready for ``Runner.from_cfg``.
+        Config: ``cfg``.
+
+    Raises:
+        ValueError: ``--cfg-options ...: ...``, one line.
     """
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        try:
-            cfg.merge_from_dict(args.cfg_options)
-        except (TypeError, KeyError, AttributeError) as exc:
-            raise ValueError(f'--cfg-options: {exc}') from None
-    cfg.launcher = args.launcher
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    from mmengine.runner import Runner
+    known = set(cfg.keys()) | _EXTRA_TOP_KEYS | set(
+        inspect.signature(Runner.__init__).parameters)
+    for key, value in options.items():
+        parts = key.split('.')
+        if parts[0] not in known:
+            raise ValueError(
+                f'--cfg-options {key}={value}: the config has no setting '
+                f'{parts[0]!r} (check the spelling; `python -c "from '
+                'mmengine import Config; print(Config.fromfile(CONFIG)'
+                '.pretty_text)"` shows them all)')
+        node = cfg.to_dict()
+        for depth, part in enumerate(parts[:-1]):
+            node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                break  # an empty (None) setting may be filled
+            if isinstance(node, dict) and parts[depth + 1] not in node and \
+                    depth + 1 < len(parts) - 1:
+                where = '.'.join(parts[:depth + 2])
+                raise ValueError(f'--cfg-options {key}={value}: the config '
+                                 f'has no {where!r} (check the spelling)')
+    try:
+        cfg.merge_from_dict(options)
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        raise ValueError(f'--cfg-options: {exc}') from None
+    return cfg
+
+
+def explain_cfg_options_error(exc: BaseException,
+                              options: Optional[dict]) -> Optional[ValueError]:
+    """The ``--cfg-options`` error behind a component's ``TypeError``.
+
+    Args:
+        exc (BaseException): Raised while building or running.
+        options (dict, optional): The ``--cfg-options`` given.
+
+    Returns:
+        ValueError | None: A one-line ``--cfg-options ...`` error when
+        ``exc`` is an "unexpected keyword argument" that one of ``options``
+        caused, else None.
+    """
+    match = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+    if not match or not options:
+        return None
+    for key, value in options.items():
+        if match.group(1) in key.split('.'):
+            owner = re.search(r'(\w+)\.__init__\(\)', str(exc))
+            where = f' of {owner.group(1)}' if owner else ''
+            return ValueError(
+                f'--cfg-options {key}={value}: {match.group(1)!r} is not a '
+                f'setting{where} (check the spelling)')
+    return None
+
+
+def set_data_options(cfg: Config, data_root: Optional[str] = None,
+                     skip_bad_images: bool = False) -> Config:
+    """Set ``data_root`` / ``skip_bad_images`` of every dataset."""
     for _, dataset in _datasets(cfg):
-        if args.data_root:
-            dataset.data_root = args.data_root
-        if args.skip_bad_images:
+        if data_root:
+            dataset.data_root = data_root
+        if skip_bad_images:
             dataset.skip_bad_images = True
+    return cfg
 
-    seed = args.seed if args.seed is not None else \
-        cfg.get('randomness', {}).get('seed', None)
+
+def draw_seed() -> int:
+    """A random seed (``tools/train.py`` draws one when none is given)."""
+    return random.SystemRandom().randint(0, 2**31 - 1)
+
+
+def set_seed(cfg: Config, seed: Optional[int] = None,
+             deterministic: bool = False) -> int:
+    """Set ``cfg.randomness``: ``seed``, else the config's, else a new one.
+
+    A config whose datasets split by themselves (``split='train'``) gets the
+    same seed as its split seed, so the split follows the run's seed.
+
+    Returns:
+        int: The seed used.
+    """
     if seed is None:
-        seed = _draw_seed()
+        seed = cfg.get('randomness', {}).get('seed', None)
+    if seed is None:
+        seed = draw_seed()
     cfg.randomness = dict(cfg.get('randomness', {}), seed=seed)
-    if args.deterministic:
+    if deterministic:
         cfg.randomness['deterministic'] = True
+    for _, dataset in _datasets(cfg):
+        if dataset.get('split') is not None:
+            dataset.split_seed = seed
+    return seed
 
-    if args.split_validation:
-        train_ds = cfg.train_dataloader.dataset
-        train_ds.update(split='train', val_ratio=args.ratio, fold=args.fold,
-                        split_seed=seed)
-        val_ds = copy.deepcopy(train_ds)
-        val_pipeline = cfg.val_dataloader.dataset.pipeline \
-            if cfg.get('val_dataloader') else cfg.test_dataloader.dataset.pipeline
-        val_ds.update(split='val', pipeline=val_pipeline, test_mode=True)
-        cfg.val_dataloader.dataset = val_ds
+
+def set_split_validation(cfg: Config, ratio: float = 0.2,
+                         fold: Optional[int] = None,
+                         seed: Optional[int] = None) -> Config:
+    """Validate on a stratified fold of the training annotations.
+
+    Args:
+        cfg (Config): Changed in place.
+        ratio (float): Validation fraction.
+        fold (int, optional): Fold index (default: derived from ``seed``).
+        seed (int, optional): Split seed (default: ``cfg.randomness.seed``).
+
+    Returns:
+        Config: ``cfg``.
+    """
+    if seed is None:
+        seed = cfg.get('randomness', {}).get('seed')
+    train_ds = cfg.train_dataloader.dataset
+    train_ds.update(split='train', val_ratio=ratio, fold=fold,
+                    split_seed=seed)
+    val_ds = copy.deepcopy(train_ds)
+    val_pipeline = cfg.val_dataloader.dataset.pipeline \
+        if cfg.get('val_dataloader') else cfg.test_dataloader.dataset.pipeline
+    val_ds.update(split='val', pipeline=val_pipeline, test_mode=True)
+    cfg.val_dataloader.dataset = val_ds
+    return cfg
+
+
+def set_amp(cfg: Config, device: Optional[str] = None) -> Config:
+    """Mixed precision: float16 ``AmpOptimWrapper`` on CUDA, bfloat16
+    ``CpuAmpOptimWrapper`` on the CPU."""
+    from rock_plugin.engine.distributed import use_cuda
+    wrapper = cfg.optim_wrapper
+    if use_cuda(device):
+        wrapper.type = 'AmpOptimWrapper'
+        wrapper.setdefault('loss_scale', 'dynamic')
     else:
-        # A config that splits by itself follows the run's seed too.
-        for _, dataset in _datasets(cfg):
-            if dataset.get('split') is not None:
-                dataset.split_seed = seed
+        wrapper.type = 'CpuAmpOptimWrapper'
+        print_log('--amp on CPU: bfloat16 autocast (float16 AMP needs CUDA)',
+                  logger='current')
+    return cfg
 
-    if args.no_validate:
-        cfg.val_cfg = None
-        cfg.val_dataloader = None
-        cfg.val_evaluator = None
 
-    if args.amp:
-        from rock_plugin.compat import use_cuda
-        wrapper = cfg.optim_wrapper
-        if use_cuda(args.device):
-            wrapper.type = 'AmpOptimWrapper'
-            wrapper.setdefault('loss_scale', 'dynamic')
-        else:
-            wrapper.type = 'CpuAmpOptimWrapper'
-            print_log('--amp on CPU: bfloat16 autocast (float16 AMP needs '
-                      'CUDA)', logger='current')
-
-    if args.auto_scale_lr:
-        cfg.setdefault('auto_scale_lr', dict(base_batch_size=256))
-        cfg.auto_scale_lr.enable = True
-
+def fill_schedule_end(cfg: Config) -> Config:
+    """Epoch schedulers without ``end`` end at ``train_cfg.max_epochs``, so a
+    changed ``max_epochs`` moves them too."""
     max_epochs = cfg.train_cfg.get('max_epochs')
     schedulers = cfg.get('param_scheduler') or []
     if isinstance(schedulers, dict):
@@ -155,78 +211,68 @@ def build_config(args: argparse.Namespace, seed: Optional[int] = None
         if sched.get('by_epoch', True) and sched.get('end') is None \
                 and max_epochs is not None:
             sched['end'] = max_epochs
-
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(f'{args.resume}: checkpoint to resume '
-                                    'from not found')
-        cfg.resume = True
-        cfg.load_from = args.resume
     return cfg
 
 
-def _is_complete_checkpoint(path: str) -> bool:
-    # torch checkpoints are zip archives whose directory sits at the end, so a
-    # truncated file fails this cheap check.
-    import zipfile
-    return osp.isfile(path) and zipfile.is_zipfile(path)
+def set_resume(cfg: Config, resume: Optional[str]) -> Config:
+    """``resume='auto'``: the latest checkpoint in the work dir
+    (:func:`find_resume_checkpoint`); a path: that checkpoint; None: a fresh
+    run."""
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise FileNotFoundError(f'{resume}: checkpoint to resume from '
+                                    'not found')
+        cfg.resume = True
+        cfg.load_from = resume
+    return cfg
 
 
-def find_resume_checkpoint(work_dir: str) -> str:
-    """The checkpoint ``--resume`` (no path) continues from.
+def setup_distributed(launcher: str, device: Optional[str] = None,
+                      dist_cfg: Optional[dict] = None) -> str:
+    """Start the process group before the runner (which then skips its
+    own), so that rank 0 alone locks the work dir and draws the seed.
 
-    mmengine trusts the ``last_checkpoint`` pointer blindly; here a pointer to
-    a missing or truncated file falls back to the newest complete
-    ``epoch_*.pth`` (with a warning), and no checkpoint at all is an error
-    instead of a silent fresh start.
-
-    Args:
-        work_dir (str): The run's work dir.
+    ``pytorch`` goes through :func:`rock_plugin.engine.distributed.
+    init_distributed` (gloo on CPU processes); ``slurm`` and ``mpi`` through
+    mmengine's ``init_dist`` with the config's ``env_cfg.dist_cfg``.
 
     Returns:
-        str: Path of the checkpoint to resume from.
+        str: The backend (``''`` when not distributed).
     """
-    import glob
-    import re
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    named = open(pointer).read().strip() if osp.isfile(pointer) else ''
-    if named and _is_complete_checkpoint(named):
-        return named
-    found = sorted(glob.glob(osp.join(work_dir, 'epoch_*.pth')),
-                   key=lambda p: int(re.findall(r'\d+', osp.basename(p))[0]),
-                   reverse=True)
-    for path in found:
-        if _is_complete_checkpoint(path):
-            if named:
-                print_log(f'resume: {named} (from last_checkpoint) is missing '
-                          f'or incomplete; continuing from {path} instead',
-                          logger='current', level=logging.WARNING)
-            return path
-    raise FileNotFoundError(
-        f'{work_dir}: --resume found no checkpoint to continue. Start '
-        'without --resume, or give the checkpoint: --resume '
-        'path/to/epoch_N.pth')
+    import torch.distributed as dist
+
+    from rock_plugin.engine.distributed import init_distributed
+    if launcher in ('slurm', 'mpi') and not dist.is_initialized():
+        from mmengine.dist import init_dist
+        init_dist(launcher, **(dist_cfg or {}))
+        return dist.get_backend()
+    return init_distributed(launcher, device)
 
 
-def check_work_dir(work_dir: str) -> None:
-    """Fail at start, not after an epoch, when the work dir is unusable."""
-    import tempfile
-    try:
-        os.makedirs(work_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=work_dir):
-            pass
-    except OSError as exc:
-        raise OSError(exc.errno, f'work dir {work_dir} is not writable '
-                      f'({exc.strerror or exc}); choose another with '
-                      '--work-dir') from None
+def set_dist_backend(cfg: Config, backend: str) -> Config:
+    """Tell the runner the process group's backend (gloo on CPU)."""
+    if backend:
+        cfg.env_cfg = dict(cfg.get('env_cfg', {}))
+        cfg.env_cfg['dist_cfg'] = dict(cfg.env_cfg.get('dist_cfg', {}),
+                                       backend=backend)
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """``RUNNERS.build(cfg)`` when the config names ``runner_type`` (our
+    ``RockRunner``), else ``Runner.from_cfg(cfg)``, as mmpretrain does."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
 
 
 def check_num_classes(cfg: Config, dataset) -> None:
     """The model's class count must match the classes the data has."""
-    from rock_plugin.datasets import DataError
     head = cfg.model.get('head') or {}
     expected = head.get('num_classes')
     classes = list(dataset.metainfo.get('classes') or [])
@@ -239,54 +285,116 @@ def check_num_classes(cfg: Config, dataset) -> None:
             f'data_preprocessor.num_classes={len(classes)}', source)
 
 
-def _draw_seed() -> int:
-    return random.SystemRandom().randint(0, 2**31 - 1)
+def check_checkpoint_fits(model, checkpoint: str, strict: bool = True,
+                          what: str = 'the config') -> dict:
+    """Refuse a checkpoint whose weights do not fit ``model``.
+
+    mmengine loads non-strictly (a 3-class head into an 11-class model is
+    only a log warning, then wrong results or a crash inside the optimizer
+    on resume); this check makes it one clear error.
+
+    Args:
+        model (nn.Module): The built model (a wrapper is unwrapped).
+        checkpoint (str): The ``.pth`` file (loaded safely).
+        strict (bool): Also refuse missing or unexpected weights, not only
+            shape mismatches.
+        what (str): What the model was built from, for the message.
+
+    Returns:
+        dict: The loaded checkpoint.
+
+    Raises:
+        CheckpointError: Names the file and up to three mismatches.
+    """
+    from mmengine.model import is_model_wrapper
+
+    from rock_plugin.utils.checkpoint_io import load_checkpoint_file
+    ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
+    weights = ckpt.get('state_dict', ckpt)
+    weights = {re.sub(r'^module\.', '', k): v for k, v in weights.items()}
+    from mmengine.model import BaseTTAModel
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module  # DDP and the TTA wrapper hold the weights
+    own = model.state_dict()
+    problems = [f'{k}: checkpoint {tuple(v.shape)}, model '
+                f'{tuple(own[k].shape)}' for k, v in weights.items()
+                if k in own and hasattr(v, 'shape') and
+                tuple(v.shape) != tuple(own[k].shape)]
+    if strict:
+        missing = [k for k in own if k not in weights]
+        extra = [k for k in weights if k not in own]
+        if missing:
+            problems.append(f'{len(missing)} weights missing ({missing[0]}'
+                            + (', ...' if len(missing) > 1 else '') + ')')
+        if extra:
+            problems.append(f'{len(extra)} unexpected weights ({extra[0]}'
+                            + (', ...' if len(extra) > 1 else '') + ')')
+    if problems:
+        raise CheckpointError(
+            f'{checkpoint}: the checkpoint does not fit {what} ('
+            + '; '.join(problems[:3]) + '). Use the config (and '
+            '--cfg-options) the checkpoint was trained with')
+    return ckpt
 
 
-def setup_device(args: argparse.Namespace) -> None:
-    """Apply ``--device cpu`` / ``--gpu-id`` before anything touches CUDA."""
-    if args.device is not None and str(args.device).startswith('cpu'):
-        os.environ['CUDA_VISIBLE_DEVICES'] = ''
-    elif args.gpu_id is not None and args.launcher == 'none':
-        os.environ['CUDA_VISIBLE_DEVICES'] = str(args.gpu_id)
-    if args.trust_checkpoint:
-        from rock_plugin.compat import TRUST_ENV
-        os.environ[TRUST_ENV] = '1'
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+def train(cfg: Config, fresh: bool = False):
+    """Train with ``cfg``; returns the runner.
 
+    The work dir is locked for the run (rank 0; a second run into it is a
+    :class:`~rock_plugin.utils.errors.WorkDirError`), a fresh run refuses a
+    work dir with an earlier run's checkpoints unless ``fresh``, and a resume
+    checkpoint must fit the model.
 
-def train(argv: Optional[List[str]] = None):
-    """Parse flags, build the runner and train; returns the runner.
+    Args:
+        cfg (Config): A complete config (``work_dir`` set).
+        fresh (bool): Move an earlier run's files into
+            ``<work_dir>/previous_runs/<time>/`` instead of refusing.
+
+    Returns:
+        Runner: The trained runner.
 
     Example:
-        >>> train(['configs/rock_quickstart.py', '--work-dir', 'work_dirs/q'])
+        >>> runner = train(Config.fromfile('configs/rock_quickstart.py'))
     """
-    args = build_parser().parse_args(argv)
-    setup_device(args)
-    import rock_plugin  # noqa: F401  (registries, safe checkpoint loading)
-    from mmengine.dist import sync_random_seed
-    from mmengine.runner import Runner
+    from mmengine.dist import broadcast_object_list, is_main_process
 
-    from rock_plugin.compat import init_distributed
-    backend = init_distributed(args.launcher, args.device)
-    seed = args.seed
-    if seed is None and backend:
-        seed = sync_random_seed()  # rank 0 draws, every rank uses it
-    if seed is not None and args.seed is None:
-        args.seed = seed
-    cfg = build_config(args)
-    if backend:
-        cfg.env_cfg = dict(cfg.get('env_cfg', {}))
-        cfg.env_cfg['dist_cfg'] = dict(cfg.env_cfg.get('dist_cfg', {}),
-                                       backend=backend)
-    check_work_dir(cfg.work_dir)
-    runner = Runner.from_cfg(cfg)
+    if cfg.get('work_dir') is None:
+        raise ValueError('cfg.work_dir is not set')
+    if cfg.get('launcher', 'none') != 'none':
+        set_dist_backend(cfg, setup_distributed(
+            cfg.launcher, dist_cfg=cfg.get('env_cfg', {}).get('dist_cfg')))
+    lock = WorkDirLock(cfg.work_dir)
+    error = [None]
+    if is_main_process():
+        try:
+            check_work_dir(cfg.work_dir)
+            lock.acquire()
+            if not cfg.get('resume', False):
+                prepare_fresh_run(cfg.work_dir, fresh)
+        except (OSError, ValueError, RuntimeError) as exc:
+            lock.release()
+            error = [exc]
+    broadcast_object_list(error)  # every rank stops, not only rank 0
+    if error[0] is not None:
+        raise error[0]
+    try:
+        return _train(cfg)
+    finally:
+        lock.release()
+
+
+def _train(cfg: Config):
+    runner = build_runner(cfg)
     check_num_classes(cfg, runner.train_dataloader.dataset)
+    if cfg.get('resume', False) and cfg.get('load_from'):
+        check_checkpoint_fits(runner.model, cfg.load_from, strict=False,
+                              what='the model of this config')
+    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend')
     print_log(f'rock_plugin: seed {cfg.randomness.seed} (repeat this run with '
               f'--seed {cfg.randomness.seed}), work dir {cfg.work_dir}, '
               f'world size {runner.world_size}'
-              + (f' ({backend})' if backend else ''), logger='current')
+              + (f' ({backend})' if runner.world_size > 1 and backend
+                 else ''), logger='current')
     runner.train()
     loaders = [runner.train_dataloader]
     if runner.val_loop is not None:

@@ -1,7 +1,12 @@
 from .annotations import DataError, load_annotations, load_classes
+from .class_balanced_sampler import ClassBalancedSampler
+from .epoch_seeded_sampler import EpochSeededSampler, SeededAugmentMixin
+from .kfold import assign_folds, group_keys
 from .rock_dataset import RockDataset
 from .split import stratified_fold_split
 from .transforms import LoadRockImage, read_rgb
 
 __all__ = ['RockDataset', 'DataError', 'load_annotations', 'load_classes',
-           'stratified_fold_split', 'LoadRockImage', 'read_rgb']
+           'stratified_fold_split', 'LoadRockImage', 'read_rgb',
+           'ClassBalancedSampler', 'EpochSeededSampler',
+           'SeededAugmentMixin', 'assign_folds', 'group_keys']

@@ -13,16 +13,14 @@ mmpretrain's ``CustomDataset`` splits a line on the first space and reads the
 classes file as one name a line, so both break on these files; hence the small
 hand-written parsers here. Every error names the file and the line.
 """
-import os
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple
 
 from mmengine.fileio import get_text
 
 from rock_plugin.utils.errors import DataError  # noqa: F401  (re-exported)
-
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
-                  '.tiff', '.webp')
+from rock_plugin.utils.image_files import (  # noqa: F401  (re-exported)
+    IMG_EXTENSIONS, scan_class_folders)
 
 
 def _read_lines(path: str) -> List[str]:
@@ -174,39 +172,6 @@ def load_annotations(path: str, num_classes: Optional[int] = None
                      ) -> List[Tuple[str, int, int]]:
     """Read an annotation file (see :func:`parse_annotation_text`)."""
     return parse_annotation_text(_read_lines(path), path, num_classes)
-
-
-def scan_class_folders(root: str) -> Tuple[List[str], List[Tuple[str, int]]]:
-    """List a folder-per-class tree: class names are the sub-folder names.
-
-    Args:
-        root (str): Folder holding one sub-folder per class.
-
-    Returns:
-        tuple: ``(class names sorted, [(relative image path, label), ...])``,
-        images found recursively, in sorted order.
-    """
-    if not osp.isdir(root):
-        raise DataError('data folder not found', root)
-    classes = sorted(d for d in os.listdir(root)
-                     if osp.isdir(osp.join(root, d)) and not d.startswith('.'))
-    if not classes:
-        raise DataError('no class sub-folders (expected one folder per class)',
-                        root)
-    samples = []
-    for label, name in enumerate(classes):
-        found = []
-        for dirpath, dirnames, filenames in os.walk(osp.join(root, name)):
-            dirnames.sort()
-            for fname in sorted(filenames):
-                if fname.lower().endswith(IMG_EXTENSIONS):
-                    rel = osp.relpath(osp.join(dirpath, fname), root)
-                    found.append((normalize_path(rel), label))
-        if not found:
-            raise DataError(f'class {name!r} has no images',
-                            osp.join(root, name))
-        samples.extend(found)
-    return classes, samples
 
 
 def format_annotation_line(path: str, label: int) -> str:

@@ -34,7 +34,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
-from .annotations import DataError, IMG_EXTENSIONS, normalize_path
+from rock_plugin.utils.errors import DataError
+from rock_plugin.utils.image_files import scan_class_tree  # noqa: F401
 
 # Kinds whose files cannot be used at all: they are left out of a split.
 UNUSABLE_KINDS = ('missing', 'not_image', 'truncated', 'corrupt')
@@ -220,43 +221,6 @@ class DatasetReport:
             lines.append(f'Ignored {len(self.skipped)} file(s) without an '
                          f'image extension, e.g. {self.skipped[0]}')
         return '\n'.join(lines)
-
-
-def scan_class_tree(root: str
-                    ) -> Tuple[List[str], List[Tuple[str, int]], List[str]]:
-    """List a folder-per-class tree, tolerating empty classes.
-
-    Unlike :func:`~rock_plugin.datasets.annotations.scan_class_folders`, which
-    stops at the first empty class (what a dataset must do), this lists every
-    class so that a check can report all of them at once.
-
-    Args:
-        root (str): Folder holding one sub-folder per class.
-
-    Returns:
-        tuple: ``(sorted class names, [(relative path, label), ...],
-        [relative paths of files skipped for their extension])``; paths use
-        forward slashes.
-    """
-    if not osp.isdir(root):
-        raise DataError('data folder not found', root)
-    classes = sorted(d for d in os.listdir(root)
-                     if osp.isdir(osp.join(root, d)) and not d.startswith('.'))
-    if not classes:
-        raise DataError('no class sub-folders (expected one folder per class)',
-                        root)
-    samples, skipped = [], []
-    for label, name in enumerate(classes):
-        for dirpath, dirnames, filenames in os.walk(osp.join(root, name)):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
-            for fname in sorted(filenames):
-                rel = normalize_path(
-                    osp.relpath(osp.join(dirpath, fname), root))
-                if fname.lower().endswith(IMG_EXTENSIONS):
-                    samples.append((rel, label))
-                elif not fname.startswith('.'):
-                    skipped.append(rel)
-    return classes, samples, skipped
 
 
 def check_class_tree(root: str,
@@ -473,27 +437,3 @@ def _at(origin: Optional[str]) -> str:
 
 def _where(path: str, origin: Optional[str]) -> str:
     return path + _at(origin)
-
-
-def add_check_arguments(parser, strict_help: str) -> None:
-    """Add the image-check flags shared by ``tools/check_dataset.py`` and
-    ``tools/prepare_dataset.py``: ``--strict``, ``--min-size``,
-    ``--min-per-class`` and ``--debug``.
-
-    Args:
-        parser (argparse.ArgumentParser): The tool's parser.
-        strict_help (str): What ``--strict`` does in that tool.
-
-    Example:
-        >>> parser = argparse.ArgumentParser()
-        >>> add_check_arguments(parser, 'fail on any problem')
-    """
-    parser.add_argument('--strict', action='store_true', help=strict_help)
-    parser.add_argument('--min-size', type=int, default=32,
-                        help='report images whose shorter side is smaller '
-                        '(default: 32)')
-    parser.add_argument('--min-per-class', type=int, default=2,
-                        help='report classes with fewer usable images '
-                        '(default: 2)')
-    parser.add_argument('--debug', action='store_true',
-                        help='show the full traceback on errors')

@@ -1,15 +1,15 @@
-"""Make a small, downscaled subset of a folder-per-class dataset.
+"""Make a small, downscaled copy (or subset) of a folder-per-class dataset.
 
-Used to build the bundled demo (``demo/rock_thin_sections``): a few images per
-class, re-encoded small enough to ship inside the repository, in the same
-folder-per-class layout that :class:`~rock_plugin.datasets.RockDataset` reads
-directly.
+Used to build the bundled demo (``demo/rock_thin_sections``): every distinct
+image (or a few per class), re-encoded small enough to ship inside the
+repository, in the same folder-per-class layout that
+:class:`~rock_plugin.datasets.RockDataset` reads directly.
 """
 import io
 import os
 import os.path as osp
 import random
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -21,7 +21,7 @@ from .checks import check_images
 MIB = 1024 * 1024
 
 
-def pick_per_class(paths: List[str], per_class: int, seed: int,
+def pick_per_class(paths: List[str], per_class: Optional[int], seed: int,
                    class_name: str) -> List[str]:
     """Choose ``per_class`` paths of one class, the same ones on every run.
 
@@ -31,7 +31,8 @@ def pick_per_class(paths: List[str], per_class: int, seed: int,
 
     Args:
         paths (list[str]): The class's images.
-        per_class (int): How many to keep (all when there are fewer).
+        per_class (int, optional): How many to keep (all when None or when
+            there are fewer).
         seed (int): Seed of the choice.
         class_name (str): The class.
 
@@ -44,8 +45,10 @@ def pick_per_class(paths: List[str], per_class: int, seed: int,
     """
     # random.Random with a str seed hashes it with SHA-512: stable across
     # runs, platforms and PYTHONHASHSEED.
+    if per_class is None or per_class >= len(paths):
+        return sorted(paths)
     rng = random.Random(f'{seed}/{class_name}')
-    chosen = rng.sample(sorted(paths), min(per_class, len(paths)))
+    chosen = rng.sample(sorted(paths), per_class)
     return sorted(chosen)
 
 
@@ -92,13 +95,13 @@ def downscale_jpeg(path: str, size: int = 224, quality: int = 85) -> bytes:
 
 def make_subset(src: str,
                 out_dir: str,
-                per_class: int = 10,
-                size: int = 224,
+                per_class: Optional[int] = None,
+                size: int = 256,
                 quality: int = 85,
                 seed: int = 0,
-                max_mb: float = 2.0,
+                max_mb: float = 7.5,
                 overwrite: bool = False) -> Dict[str, object]:
-    """Write a small downscaled JPEG subset of a folder-per-class dataset.
+    """Write a downscaled JPEG copy (or subset) of a folder-per-class dataset.
 
     Everything is encoded in memory first: when the total exceeds
     ``max_mb`` nothing is written. Output files keep their class folder and
@@ -107,7 +110,8 @@ def make_subset(src: str,
     Args:
         src (str): Folder with one sub-folder per class.
         out_dir (str): Output folder, with the same class folders.
-        per_class (int): Images per class (fewer if a class has fewer).
+        per_class (int, optional): Images per class (fewer if a class has
+            fewer); None keeps every usable, distinct image.
         size (int): Shorter side of the output images (never enlarged).
         quality (int): JPEG quality, 1-95.
         seed (int): Seed of the choice of images.
@@ -124,11 +128,11 @@ def make_subset(src: str,
 
     Example:
         >>> info = make_subset('data/rock_thin_sections', 'demo/rocks',
-        ...                    per_class=10, size=224, quality=70)
-        >>> info['bytes'] < 2 * 1024 * 1024
+        ...                    size=256, quality=85)
+        >>> info['bytes'] < 7.5 * 1024 * 1024
         True
     """
-    if per_class < 1:
+    if per_class is not None and per_class < 1:
         raise ValueError(f'per_class must be at least 1, got {per_class}')
     if size < 1:
         raise ValueError(f'size must be at least 1, got {size}')
@@ -143,8 +147,8 @@ def make_subset(src: str,
                         '--overwrite replaces the images in it)', out_dir)
 
     classes, samples = scan_class_folders(src)
-    # Pick among usable, distinct images only: a duplicate pair in a subset
-    # this small would likely land on both sides of a train/val split.
+    # Keep usable, distinct images only: both copies of a duplicate could
+    # land on both sides of a train/val split and inflate its accuracy.
     report = check_images(samples, root=src, class_names=classes,
                           min_per_class=1)
     encoded, per_count, sizes = {}, {}, set()

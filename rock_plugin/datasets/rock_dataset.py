@@ -1,19 +1,22 @@
 """``RockDataset``: the original project's data formats as an mmpretrain dataset."""
 import logging
 import os.path as osp
+from collections import Counter
 from typing import List, Optional, Sequence, Union
 
 from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .annotations import (DataError, load_annotations, load_classes,
-                          scan_class_folders)
-from .split import default_fold, stratified_fold_split
+from rock_plugin.utils.errors import DataError
+from rock_plugin.utils.image_files import scan_class_folders
+from .annotations import load_annotations, load_classes
+from .epoch_seeded_sampler import SeededAugmentMixin
+from .split import content_groups, default_fold, stratified_fold_split
 
 
 @DATASETS.register_module()
-class RockDataset(BaseDataset):
+class RockDataset(SeededAugmentMixin, BaseDataset):
     """Rock images from annotation files or a folder per class.
 
     Two layouts are read:
@@ -28,7 +31,12 @@ class RockDataset(BaseDataset):
 
     ``split='train'`` / ``'val'`` carves a stratified validation fold out of
     the samples (the original ``--split-validation``): the same ``split_seed``,
-    ``val_ratio`` and ``fold`` always give the same, non-overlapping parts.
+    ``val_ratio`` and ``fold`` always give the same, non-overlapping parts,
+    and byte-identical copies of one image always land in the same part.
+
+    An image listed twice in ``ann_file`` is read once (with a warning; twice
+    with different labels is an error), at least two classes are required,
+    and a validation set missing a class gets a warning naming it.
 
     Args:
         data_root (str): Root of images, annotation and classes files.
@@ -82,6 +90,11 @@ class RockDataset(BaseDataset):
         self._folder_samples = None
         class_names = self._resolve_classes(data_root, ann_file, data_prefix,
                                             classes)
+        if len(class_names) < 2:
+            raise DataError(
+                f'only one class ({class_names[0]!r}): a classifier needs at '
+                'least two (it would score 100 % while learning nothing)',
+                ann_file or osp.join(data_root, data_prefix))
         metainfo = dict(metainfo or {}, classes=tuple(class_names))
         super().__init__(
             ann_file=ann_file,
@@ -125,17 +138,7 @@ class RockDataset(BaseDataset):
         """
         classes = self.metainfo['classes']
         if self.ann_file:
-            data_list = []
-            for path, label, lineno in load_annotations(
-                    self.ann_file, num_classes=len(classes)):
-                img_path = osp.join(self.img_prefix, path)
-                if self.check_files and not self.skip_bad_images and \
-                        not osp.isfile(img_path):
-                    raise DataError(f'image not found: {img_path}',
-                                    self.ann_file, lineno)
-                data_list.append(
-                    dict(img_path=img_path, gt_label=label, ann_line=lineno,
-                         ann_file=self.ann_file))
+            data_list = self._load_listed(len(classes))
         else:
             samples = self._folder_samples
             if samples is None:
@@ -157,10 +160,11 @@ class RockDataset(BaseDataset):
             data_list = self._drop_unreadable(data_list)
         if not data_list:
             raise DataError('the dataset is empty (no samples)', source)
+        counts = Counter(d['gt_label'] for d in data_list)
         if self.split is not None:
             train_idx, val_idx = stratified_fold_split(
                 [d['gt_label'] for d in data_list], self.val_ratio, self.fold,
-                self.split_seed)
+                self.split_seed, groups=self._copy_groups(data_list))
             keep = train_idx if self.split == 'train' else val_idx
             data_list = [data_list[i] for i in keep]
             print_log(
@@ -170,7 +174,76 @@ class RockDataset(BaseDataset):
                 logger='current')
             if not data_list:
                 raise DataError(f'the {self.split} split is empty', source)
+        if self.split == 'val' or (self.split is None and self.test_mode):
+            self._warn_unvalidated(data_list, counts)
         return data_list
+
+    def _load_listed(self, num_classes: int) -> List[dict]:
+        """The samples of ``ann_file``, each image once."""
+        data_list, first = [], {}
+        for path, label, lineno in load_annotations(self.ann_file,
+                                                    num_classes=num_classes):
+            img_path = osp.join(self.img_prefix, path)
+            key = osp.normpath(img_path)
+            if key in first:
+                earlier = first[key]
+                if earlier['gt_label'] != label:
+                    raise DataError(
+                        f'{path} is listed again with label {label}, but '
+                        f'line {earlier["ann_line"]} gives it label '
+                        f'{earlier["gt_label"]}', self.ann_file, lineno)
+                # A second copy would weigh the image twice, and the split
+                # could put one copy in each part.
+                self._warn(f'{self.ann_file}:{lineno}: {path} is already '
+                           f'listed on line {earlier["ann_line"]}; read once')
+                continue
+            if self.check_files and not self.skip_bad_images and \
+                    not osp.isfile(img_path):
+                raise DataError(f'image not found: {img_path}',
+                                self.ann_file, lineno)
+            first[key] = dict(img_path=img_path, gt_label=label,
+                              ann_line=lineno, ann_file=self.ann_file)
+            data_list.append(first[key])
+        return data_list
+
+    def _copy_groups(self, data_list: List[dict]) -> List[str]:
+        """Split groups: byte-identical files share one (with a warning)."""
+        paths = [d['img_path'] for d in data_list]
+        groups = content_groups(paths)
+        copies = Counter(groups)
+        names = self.metainfo['classes']
+        for group, n in copies.items():
+            if n < 2:
+                continue
+            members = [i for i, g in enumerate(groups) if g == group]
+            labels = sorted({names[data_list[i]['gt_label']]
+                             for i in members})
+            self._warn(
+                f'{n} files are copies of one image, kept on one side of the '
+                f'split: {", ".join(paths[i] for i in members)}'
+                + (f' (under different classes: {labels})'
+                   if len(labels) > 1 else ''))
+        return groups
+
+    def _warn(self, message: str) -> None:
+        # The val split reads the same files as the train split, which has
+        # already said it.
+        if self.split != 'val':
+            print_log(message, logger='current', level=logging.WARNING)
+
+    def _warn_unvalidated(self, data_list: List[dict], counts: Counter):
+        present = {d['gt_label'] for d in data_list}
+        for label, name in enumerate(self.metainfo['classes']):
+            if label in present:
+                continue
+            where = (f'in validation fold {self.fold} ({counts[label]} '
+                     'image(s) in all)' if self.split == 'val' else
+                     f'in {self.ann_file or self.img_prefix}')
+            print_log(
+                f'class {name!r} has no image {where}: it is never validated '
+                'and counts as 0 in the macro-averaged precision, recall and '
+                'F1; add images of it', logger='current',
+                level=logging.WARNING)
 
     def _drop_unreadable(self, data_list: List[dict]) -> List[dict]:
         from concurrent.futures import ThreadPoolExecutor

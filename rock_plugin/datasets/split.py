@@ -1,4 +1,7 @@
 """Seeded, stratified fold split (the original's ``--split-validation``)."""
+import hashlib
+import os
+from collections import Counter, defaultdict
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -16,9 +19,53 @@ def default_fold(seed: Optional[int], ratio: float) -> int:
     return int(seed or 0) % num_folds(ratio)
 
 
+def content_groups(paths: Sequence[str]) -> List[str]:
+    """A group key per file: byte-identical files share one.
+
+    Only files whose size another file shares are read and hashed, so a
+    dataset without copies costs one ``stat`` per file. A file that cannot be
+    read is its own group (the loader reports it).
+
+    Args:
+        paths (Sequence[str]): Image files.
+
+    Returns:
+        list[str]: ``'sha256:<hex>'`` for files with a byte-identical copy in
+        ``paths``, the path itself otherwise.
+
+    Example:
+        >>> content_groups(['a.jpg', 'copy of a.jpg', 'b.jpg'])
+        ['sha256:3f...', 'sha256:3f...', 'b.jpg']
+    """
+    by_size = defaultdict(list)
+    for i, path in enumerate(paths):
+        try:
+            by_size[os.stat(path).st_size].append(i)
+        except OSError:
+            pass
+    keys = list(paths)
+    for same_size in by_size.values():
+        if len(same_size) < 2:
+            continue
+        digests = {}
+        for i in same_size:
+            try:
+                with open(paths[i], 'rb') as f:
+                    digests[i] = 'sha256:' + hashlib.sha256(
+                        f.read()).hexdigest()
+            except OSError:
+                continue
+        repeats = Counter(digests.values())
+        for i, digest in digests.items():
+            if repeats[digest] > 1:
+                keys[i] = digest
+    return keys
+
+
 def stratified_fold_split(labels: Sequence[int], ratio: float = 0.2,
                           fold: Optional[int] = None,
-                          seed: Optional[int] = 0
+                          seed: Optional[int] = 0,
+                          groups: Optional[Sequence[str]] = None
                           ) -> Tuple[List[int], List[int]]:
     """Split sample indices into train and validation parts, per class.
 
@@ -37,6 +84,10 @@ def stratified_fold_split(labels: Sequence[int], ratio: float = 0.2,
         fold (int, optional): Which of ``int(1/ratio)`` folds is validation.
             Defaults to :func:`default_fold` of the seed.
         seed (int, optional): Shuffle seed. Defaults to 0.
+        groups (Sequence[str], optional): A key per sample; samples sharing
+            one (e.g. copies of one file, see :func:`content_groups`) land
+            in the same part. The first sample of each group is split and
+            the others follow it, so all-distinct keys give the plain split.
 
     Returns:
         tuple[list[int], list[int]]: Sorted train and validation indices.
@@ -46,6 +97,17 @@ def stratified_fold_split(labels: Sequence[int], ratio: float = 0.2,
         >>> len(train), len(val)
         (8, 2)
     """
+    if groups is not None:
+        first = {}
+        for i, group in enumerate(groups):
+            first.setdefault(group, i)
+        heads = sorted(first.values())
+        _, val_heads = stratified_fold_split([labels[i] for i in heads],
+                                             ratio, fold, seed)
+        val_groups = {groups[heads[j]] for j in val_heads}
+        in_val = [group in val_groups for group in groups]
+        return ([i for i, v in enumerate(in_val) if not v],
+                [i for i, v in enumerate(in_val) if v])
     folds = num_folds(ratio)
     if fold is None:
         fold = default_fold(seed, ratio)

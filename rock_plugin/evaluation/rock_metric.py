@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
-from mmengine.logging import MessageHub, print_log
+from mmengine.logging import print_log
 from mmpretrain.registry import METRICS
 from sklearn.metrics import (confusion_matrix, precision_recall_fscore_support,
                              top_k_accuracy_score)
@@ -57,6 +57,40 @@ def compute_rock_metrics(scores: np.ndarray, labels: np.ndarray,
     return out
 
 
+def macro_metrics_from_confusion(confusion) -> Dict[str, float]:
+    """Top-1 and macro precision / recall / F1 (percent) from counts.
+
+    The same definitions as :func:`compute_rock_metrics` (sklearn, classes
+    without samples count as 0), from a confusion matrix: what a hook can
+    sum over iterations and ranks without keeping every prediction.
+
+    Args:
+        confusion: ``(C, C)`` counts, rows true, columns predicted.
+
+    Returns:
+        dict: ``accuracy/top1``, ``precision``, ``recall``, ``f1-score``.
+
+    Example:
+        >>> macro_metrics_from_confusion([[2, 0], [1, 1]])['accuracy/top1']
+        75.0
+    """
+    counts = np.asarray(confusion, dtype=np.float64)
+    keys = ('accuracy/top1', 'precision', 'recall', 'f1-score')
+    total = counts.sum()
+    if not total:
+        return dict.fromkeys(keys, float('nan'))
+    true, pred = np.nonzero(counts)  # one weighted sample per cell
+    p, r, f, _ = precision_recall_fscore_support(
+        true, pred, labels=np.arange(counts.shape[0]), average=None,
+        sample_weight=counts[true, pred], zero_division=0)
+    return {
+        'accuracy/top1': float(np.trace(counts) / total * 100),
+        'precision': float(np.mean(p)) * 100,
+        'recall': float(np.mean(r)) * 100,
+        'f1-score': float(np.mean(f)) * 100,
+    }
+
+
 def format_per_class_table(metrics: Dict[str, object],
                            class_names: Sequence[str]) -> str:
     """Render the per-class precision / recall / F1 / support as a table.
@@ -97,11 +131,12 @@ class RockMetric(BaseMetric):
 
     The returned scalars (``accuracy/top1``, ``accuracy/top5``,
     ``precision``, ``recall``, ``f1-score``) go to the log line and
-    checkpoints' ``save_best``. The full result (per-class lists, support,
-    confusion matrix, class names) is kept in the message hub under
-    :attr:`DETAILS_KEY` for hooks and tools (:class:`HistoryHook`,
-    ``tools/test.py``), not in the metrics dict, because mmengine prints every
-    non-scalar metric into the one-line epoch log.
+    checkpoints' ``save_best``. The full result of the latest evaluation
+    (per-class lists, support, confusion matrix, class names) is the
+    attribute :attr:`last_details` (on the main process, where mmengine
+    computes metrics), read by hooks through :meth:`details_of`, not the
+    metrics dict: mmengine prints every non-scalar metric into the one-line
+    epoch log and stores it in checkpoints.
 
     Args:
         topk (Sequence[int]): Top-k accuracies. Defaults to ``(1, 5)``.
@@ -116,6 +151,8 @@ class RockMetric(BaseMetric):
     # '' (not None): keys stay 'accuracy/top1' etc. without mmengine's
     # "prefix is not set" warning.
     default_prefix: Optional[str] = ''
+    # No longer published in the message hub (see last_details); kept until
+    # tools/test.py stops asking for it (it then recomputes the same values).
     DETAILS_KEY = 'rock_metric/details'
 
     def __init__(self,
@@ -128,6 +165,8 @@ class RockMetric(BaseMetric):
         self.topk = tuple(topk)
         self.num_classes = num_classes
         self.log_table = log_table
+        #: The full result of the latest :meth:`compute_metrics`, or None.
+        self.last_details: Optional[Dict[str, object]] = None
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
@@ -152,6 +191,19 @@ class RockMetric(BaseMetric):
         if self.log_table:
             print_log('\n' + format_per_class_table(metrics, names),
                       logger='current')
-        MessageHub.get_current_instance().update_info(
-            self.DETAILS_KEY, dict(metrics, classes=names), resumed=False)
+        self.last_details = dict(metrics, classes=names)
         return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+    @classmethod
+    def details_of(cls, evaluator) -> Optional[Dict[str, object]]:
+        """The latest full result of the first ``RockMetric`` of an
+        evaluator (e.g. ``runner.val_loop.evaluator``), or None.
+
+        Example:
+            >>> details = RockMetric.details_of(runner.val_loop.evaluator)
+            >>> details['confusion'], details['classes']
+        """
+        for metric in getattr(evaluator, 'metrics', None) or []:
+            if isinstance(metric, cls):
+                return metric.last_details
+        return None

@@ -1,12 +1,14 @@
 """``RockImageClassifier``: an ``ImageClassifier`` that can freeze its backbone."""
+from contextlib import contextmanager
 from itertools import chain
+from types import SimpleNamespace
 from typing import Optional
 
 import torch
 from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
 
-from .frozen_fastpath import build_fast_frozen_copy, is_tracing
+from .frozen_fastpath import FrozenEngine, is_tracing
 
 
 @MODELS.register_module()
@@ -22,7 +24,8 @@ class RockImageClassifier(ImageClassifier):
 
     Fast path (``fast_frozen``, on by default): a frozen backbone is a fixed
     function, so its forward runs a fused copy of it (BN folded into the
-    convolutions, static "same" padding, fused SiLU, ``channels_last``; see
+    convolutions, static "same" padding, fused SiLU, ``channels_last``) on
+    the fastest exact engine (ONNX Runtime on CPU; see
     :mod:`rock_plugin.models.frozen_fastpath`). Same maths, outputs equal to
     float rounding (~1e-6 relative); the backbone module itself, its
     ``state_dict`` and checkpoints are unchanged. The copy is rebuilt when any
@@ -34,8 +37,11 @@ class RockImageClassifier(ImageClassifier):
     Args:
         freeze_backbone (bool): Freeze every backbone parameter and its BN
             statistics. Defaults to False.
-        fast_frozen (bool): Use the fused copy for a frozen backbone.
-            Defaults to True; False runs the plain backbone (the reference).
+        fast_frozen (bool | str): Use the fused copy for a frozen backbone:
+            True (default) on the fastest exact engine, or an engine name
+            (``'eager'``, ``'onnxruntime'``, ``'compile'``, ``'bf16'``:
+            not exact, opt-in); False runs the plain backbone (the
+            reference).
         channels_last (bool): Run the fused copy NHWC. Defaults to True.
         **kwargs: Passed to :class:`mmpretrain.models.ImageClassifier`.
 
@@ -45,17 +51,30 @@ class RockImageClassifier(ImageClassifier):
     """
 
     def __init__(self, *args, freeze_backbone: bool = False,
-                 fast_frozen: bool = True, channels_last: bool = True,
+                 fast_frozen=True, channels_last: bool = True,
                  **kwargs):
         super().__init__(*args, **kwargs)
         self.freeze_backbone = freeze_backbone
         self.fast_frozen = fast_frozen
         self.channels_last = channels_last
-        self._fast_state = None  # (key, fused copy); not a submodule
+        self._fast_state = None  # (key, FrozenEngine); not a submodule
+        self._backbone_grad = False  # see backbone_grad()
         if freeze_backbone:
             for param in self.backbone.parameters():
                 param.requires_grad_(False)
             self.backbone.eval()
+
+    # mmpretrain's `inference_model` picks its inferencer by the task of the
+    # model-zoo entry in `_metainfo`, which `get_model` sets to None for a
+    # config file; without one it refuses any model. This one classifies.
+    @property
+    def _metainfo(self):
+        return self.__dict__.get('_zoo_metainfo') or SimpleNamespace(
+            results=[SimpleNamespace(task='Image Classification')])
+
+    @_metainfo.setter
+    def _metainfo(self, value):
+        self.__dict__['_zoo_metainfo'] = value
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -66,20 +85,40 @@ class RockImageClassifier(ImageClassifier):
     def backbone_features(self, inputs: torch.Tensor):
         """Backbone output; without autograd when the backbone is frozen."""
         if self.freeze_backbone:
-            with torch.no_grad():
-                fast = self.fast_backbone(inputs)
-                if fast is None:
+            if self._backbone_grad and not inputs.requires_grad:
+                # Frozen weights give the activations no gradient; an input
+                # that requires one does (Grad-CAM reads them).
+                inputs = inputs.detach().requires_grad_()
+            with torch.set_grad_enabled(self._backbone_grad):
+                if self.fast_backbone(inputs) is None:
                     return self.backbone(inputs)
-                if self.channels_last and inputs.dim() == 4:
-                    inputs = inputs.contiguous(
-                        memory_format=torch.channels_last)
-                return fast(inputs)
+                # the engine runs the eager copy when autograd is on
+                return self._fast_state[1](inputs)
         return self.backbone(inputs)
+
+    @contextmanager
+    def backbone_grad(self):
+        """Run a frozen backbone with autograd, for class-activation maps.
+
+        Inside the block gradients reach the backbone's activations (the
+        input is made to require grad); its weights stay frozen
+        (``requires_grad=False``, BN in eval mode) and the fused fast path
+        still runs.
+
+        Example:
+            >>> with model.backbone_grad():
+            ...     model(inputs, mode='tensor')[0, label].backward()
+        """
+        previous, self._backbone_grad = self._backbone_grad, True
+        try:
+            yield self
+        finally:
+            self._backbone_grad = previous
 
     # -- fast path -------------------------------------------------------------
     def _backbone_key(self, inputs: torch.Tensor) -> tuple:
         tensors = chain(self.backbone.parameters(), self.backbone.buffers())
-        return (inputs.device, self.channels_last) + tuple(
+        return (inputs.device, self.channels_last, self.fast_frozen) + tuple(
             (id(t), t.data_ptr(), t._version, t.dtype, t.device)
             for t in tensors)
 
@@ -97,10 +136,10 @@ class RockImageClassifier(ImageClassifier):
         state = self._fast_state
         if state is None or state[0] != key:
             self._fast_state = None  # free the old copy first
-            fast, _ = build_fast_frozen_copy(self.backbone,
-                                             channels_last=self.channels_last)
-            state = self._fast_state = (key, fast.to(inputs.device))
-        return state[1]
+            engine = 'auto' if self.fast_frozen is True else self.fast_frozen
+            state = self._fast_state = (key, FrozenEngine(
+                self.backbone, engine, self.channels_last, inputs.device))
+        return state[1].module
 
     def reset_fast_path(self) -> None:
         """Drop the fused copy; the next forward rebuilds it from the

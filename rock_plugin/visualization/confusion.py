@@ -35,7 +35,7 @@ def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,
         >>> plot_confusion_matrix([[3, 1], [0, 4]], ['a', 'b'], 'cm.png')
     """
     # The object API (no pyplot): no global backend switch, no figure
-    # registry, so HistoryHook can draw from a background thread.
+    # registry, so HistoryFigureHook can draw from a background thread.
     from matplotlib.figure import Figure
     counts = np.asarray(matrix, dtype=np.int64)
     totals = counts.sum(axis=1, keepdims=True)

@@ -5,10 +5,21 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from rock_plugin.utils.atomic_io import atomic_save_figure
 
-# (column, title) of each panel; a panel is drawn when some run has the column.
-PANELS = (('train_loss', 'Train loss'), ('accuracy/top1', 'Top-1 accuracy (%)'),
-          ('precision', 'Precision, macro (%)'), ('recall', 'Recall, macro (%)'),
-          ('f1-score', 'F1-score, macro (%)'), ('lr', 'Learning rate'))
+# (title, ((column, curve label), ...)) of each panel: train and validation
+# of one quantity share an axis (the overfitting picture). A panel is drawn
+# when some run has one of its columns.
+PANELS = (
+    ('Loss', (('train_loss', 'train'), ('val_loss', 'val'))),
+    ('Top-1 accuracy (%)', (('train_accuracy/top1', 'train'),
+                            ('accuracy/top1', 'val'))),
+    ('Precision, macro (%)', (('train_precision', 'train'),
+                              ('precision', 'val'))),
+    ('Recall, macro (%)', (('train_recall', 'train'), ('recall', 'val'))),
+    ('F1-score, macro (%)', (('train_f1-score', 'train'),
+                             ('f1-score', 'val'))),
+    ('Learning rate', (('lr', ''), )),
+)
+STYLE = {'train': '--', 'val': '-', '': '-'}
 
 
 def read_history(path: str) -> List[Dict[str, str]]:
@@ -19,13 +30,29 @@ def read_history(path: str) -> List[Dict[str, str]]:
 
     Returns:
         list[dict]: One dict a row, values as strings ('' when missing).
+
+    Raises:
+        ValueError: A value that is not a number, naming file, line, column.
     """
     if osp.isdir(path):
         path = osp.join(path, 'history.csv')
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: no history file (train a model first)')
     with open(path, newline='', encoding='utf-8') as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    for line, row in enumerate(rows, start=2):
+        for column, value in row.items():
+            try:
+                if column == 'epoch':
+                    int(value)
+                elif value not in ('', None):
+                    float(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f'{path}, line {line}: column {column!r} holds '
+                    f'{value!r}, not a number (a damaged history file?)'
+                ) from None
+    return rows
 
 
 def _series(rows, column):
@@ -42,7 +69,8 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
                                  Dict[str, Sequence[Dict[str, str]]]],
                 out_file: str,
                 title: Optional[str] = None) -> str:
-    """Draw loss, accuracy, precision, recall, F1 and LR against epoch.
+    """Draw loss, accuracy, precision, recall, F1 and LR against epoch,
+    train (dashed) and validation (solid) on shared axes.
 
     Args:
         histories: Rows of one run, or ``{run name: rows}`` to compare runs
@@ -57,30 +85,42 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
         >>> plot_curves(read_history('work_dirs/rock_b4'), 'curves.png')
     """
     # The object API (no pyplot): no global backend switch, no figure
-    # registry, so HistoryHook can draw from a background thread.
+    # registry, so HistoryFigureHook can draw from a background thread.
     from matplotlib.figure import Figure
     if not isinstance(histories, dict):
         histories = {'': histories}
-    panels = [(col, name) for col, name in PANELS
-              if any(_series(rows, col)[0] for rows in histories.values())]
+    panels = [(name, curves) for name, curves in PANELS
+              if any(_series(rows, col)[0] for col, _ in curves
+                     for rows in histories.values())]
     if not panels:
         panels = list(PANELS[:1])
     ncols = min(3, len(panels))
     nrows = (len(panels) + ncols - 1) // ncols
     fig = Figure(figsize=(5 * ncols, 3.6 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax, (col, name) in zip(axes.flat, panels):
-        for run, rows in histories.items():
-            xs, ys = _series(rows, col)
-            if xs:
-                ax.plot(xs, ys, marker='o' if len(xs) < 30 else None,
-                        markersize=3, label=run or None)
+    from matplotlib.ticker import MaxNLocator
+    for ax, (name, curves) in zip(axes.flat, panels):
+        labelled = False
+        for i, (run, rows) in enumerate(histories.items()):
+            for col, part in curves:
+                xs, ys = _series(rows, col)
+                if not xs:
+                    continue
+                # one run: a colour for train, one for val; several: a
+                # colour a run (train dashed, val solid)
+                color = f'C{i % 10}' if len(histories) > 1 else \
+                    ('C1' if part == 'val' else 'C0')
+                label = ' '.join(t for t in (run, part) if t) or None
+                labelled |= label is not None
+                ax.plot(xs, ys, STYLE[part], color=color, label=label,
+                        marker='o' if len(xs) < 30 else None, markersize=3)
         ax.set_title(name)
         ax.set_xlabel('epoch')
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        if col == 'lr':
+        if name == 'Learning rate':
             ax.set_yscale('log')
-        if len(histories) > 1:
+        if labelled:
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis('off')

@@ -2,16 +2,15 @@
 import contextlib
 import hashlib
 import io
-import os
 import os.path as osp
-import tempfile
 from typing import Optional
 
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
-from ..annotations import DataError
+from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.errors import DataError
 
 
 def read_rgb(path: str, min_size: Optional[int] = None) -> np.ndarray:
@@ -123,10 +122,16 @@ def _decode_pil(data: bytes, path: str, min_size: Optional[int]) -> np.ndarray:
 def _pil_errors(path: str):
     """Turn PIL's errors for a bad file into one :class:`DataError`."""
     from PIL import UnidentifiedImageError
+    from PIL.Image import DecompressionBombError
     try:
         yield
     except UnidentifiedImageError:
         raise DataError('not an image (unrecognised file format)',
+                        path) from None
+    except DecompressionBombError as exc:
+        # PIL refuses images over 2 x Image.MAX_IMAGE_PIXELS before decoding.
+        raise DataError(f'image too large to decode safely ({exc}); downscale '
+                        'it, or leave it out (--skip-bad-images)',
                         path) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(f'cannot decode image ({exc})', path) from None
@@ -238,35 +243,48 @@ class LoadRockImage(BaseTransform):
         return bgr
 
     @staticmethod
-    def _store(cached: str, rgb: np.ndarray) -> None:
-        folder = osp.dirname(cached)
+    def _store(cached: str, bgr: np.ndarray) -> None:
         try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-            try:
-                with os.fdopen(fd, 'wb') as f:
-                    np.save(f, np.ascontiguousarray(rgb), allow_pickle=False)
-                os.replace(tmp, cached)  # atomic: readers never see half
-            except BaseException:
-                if osp.exists(tmp):
-                    os.remove(tmp)
-                raise
+            # Atomic, so a worker reading the entry never sees half of it.
+            with atomic_write(cached, 'wb') as f:
+                np.save(f, np.ascontiguousarray(bgr), allow_pickle=False)
         except OSError:
             pass  # a read-only or full cache only costs speed
 
     def transform(self, results: dict) -> dict:
-        path = results['img_path']
+        if results.get('img_path') is None and results.get('img') is not None:
+            # Already decoded: mmpretrain's ImageClassificationInferencer
+            # removes only `LoadImageFromFile` from the pipeline and passes
+            # the pixels (BGR, from mmcv.imread) without a path.
+            img = self._decoded(results['img'])
+        else:
+            img = self._read_listed(results)
+        results['img'] = img
+        results['img_shape'] = img.shape[:2]
+        results['ori_shape'] = img.shape[:2]
+        return results
+
+    def _read_listed(self, results: dict) -> np.ndarray:
         try:
-            img = self._read(path)
+            return self._read(results['img_path'])
         except DataError as exc:
             if results.get('ann_line') and results.get('ann_file'):
                 raise DataError(f'{exc} (listed at {results["ann_file"]}:'
                                 f'{results["ann_line"]})') from None
             raise
-        results['img'] = img
-        results['img_shape'] = img.shape[:2]
-        results['ori_shape'] = img.shape[:2]
-        return results
+
+    def _decoded(self, img: np.ndarray) -> np.ndarray:
+        """Pixels given as an array, in the layout a decoded file has:
+        3-channel BGR (gray and BGRA arrays converted), ``pre_resize``
+        applied. ``min_size`` acts only when decoding, so not here."""
+        import cv2
+        if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        elif img.ndim == 3 and img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        if self.pre_resize:
+            img = shrink_short_side(img, self.pre_resize)
+        return img
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(min_size={self.min_size}, '

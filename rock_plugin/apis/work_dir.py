@@ -1,0 +1,194 @@
+"""A training run's work dir: one run at a time, never mixed with an old one.
+
+* :class:`WorkDirLock` holds an exclusive lock on ``<work dir>/.lock`` for the
+  whole run, so a second run into the same folder stops at once with a
+  :class:`~rock_plugin.utils.errors.WorkDirError` instead of deleting the
+  first run's checkpoints.
+* :func:`prepare_fresh_run` refuses a fresh (not ``--resume``) run into a
+  folder that holds an earlier run's checkpoints, which a later ``--resume``
+  would otherwise continue; with ``fresh=True`` it moves them into
+  ``previous_runs/<time>/``.
+* :func:`find_resume_checkpoint` picks the checkpoint ``--resume`` continues.
+"""
+import glob
+import logging
+import os
+import os.path as osp
+import re
+import shutil
+import socket
+import time
+from typing import List, Optional
+
+from mmengine.logging import print_log
+
+from rock_plugin.utils.errors import WorkDirError
+
+LOCK_FILE = '.lock'
+ARCHIVE_DIR = 'previous_runs'
+
+
+class WorkDirLock:
+    """An exclusive ``fcntl.flock`` on ``<work_dir>/.lock`` while in use.
+
+    The kernel drops the lock when the process ends, however it ends, so a
+    killed run never leaves a stale lock. In a distributed run only rank 0
+    takes it (:func:`rock_plugin.apis.train.train` does that).
+
+    Args:
+        work_dir (str): The run's work dir (created).
+
+    Raises:
+        WorkDirError: Another process holds the lock.
+
+    Example:
+        >>> with WorkDirLock('work_dirs/rock_b4'):
+        ...     runner.train()
+    """
+
+    def __init__(self, work_dir: str):
+        self.work_dir = work_dir
+        self.path = osp.join(work_dir, LOCK_FILE)
+        self._file = None
+
+    def acquire(self) -> 'WorkDirLock':
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; runs are not guarded there
+            return self
+        os.makedirs(self.work_dir, exist_ok=True)
+        # Not truncated on open: the holder's line must survive our attempt.
+        f = open(self.path, 'a+', encoding='utf-8')
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or 'another process'
+            f.close()
+            raise WorkDirError(
+                f'{self.work_dir}: another run is using this work dir '
+                f'({holder}). Wait for it to finish, or give this run its '
+                'own --work-dir') from None
+        f.seek(0)
+        f.truncate()
+        f.write(f'pid {os.getpid()} on {socket.gethostname()}, started '
+                f'{time.strftime("%Y-%m-%d %H:%M:%S")}\n')
+        f.flush()
+        self._file = f
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the flock
+            self._file = None
+
+    def __enter__(self) -> 'WorkDirLock':
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def old_run_files(work_dir: str) -> List[str]:
+    """Checkpoints (and the ``last_checkpoint`` pointer) in ``work_dir``."""
+    found = glob.glob(osp.join(glob.escape(work_dir), '*.pth'))
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        found.append(pointer)
+    return sorted(found)
+
+
+def prepare_fresh_run(work_dir: str, fresh: bool = False) -> Optional[str]:
+    """Keep a fresh run apart from an earlier run in the same work dir.
+
+    Args:
+        work_dir (str): The run's work dir.
+        fresh (bool): Move the earlier run's files (everything in the work
+            dir but the lock and earlier archives) into
+            ``previous_runs/<time>/`` instead of refusing.
+
+    Returns:
+        str | None: The archive folder, when files were moved.
+
+    Raises:
+        WorkDirError: The work dir holds checkpoints and ``fresh`` is False.
+    """
+    old = old_run_files(work_dir)
+    if not old:
+        return None
+    if not fresh:
+        names = ', '.join(osp.basename(p) for p in old[:3]) + \
+            (', ...' if len(old) > 3 else '')
+        raise WorkDirError(
+            f'{work_dir}: holds the checkpoints of an earlier run ({names}). '
+            'Continue it with --resume, start over with --fresh (moves the '
+            f'earlier files into {ARCHIVE_DIR}/), or choose another '
+            '--work-dir')
+    stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime(
+        max(osp.getmtime(p) for p in old)))
+    archive = osp.join(work_dir, ARCHIVE_DIR, stamp)
+    suffix = 1
+    while osp.exists(archive):
+        suffix += 1
+        archive = osp.join(work_dir, ARCHIVE_DIR, f'{stamp}_{suffix}')
+    os.makedirs(archive)
+    for name in os.listdir(work_dir):
+        if name not in (LOCK_FILE, ARCHIVE_DIR):
+            shutil.move(osp.join(work_dir, name), osp.join(archive, name))
+    print_log(f'--fresh: the earlier run\'s files are now in {archive}',
+              logger='current', level=logging.WARNING)
+    return archive
+
+
+def _is_complete_checkpoint(path: str) -> bool:
+    # torch checkpoints are zip archives whose directory sits at the end, so a
+    # truncated file fails this cheap check.
+    import zipfile
+    return osp.isfile(path) and zipfile.is_zipfile(path)
+
+
+def find_resume_checkpoint(work_dir: str) -> str:
+    """The checkpoint ``--resume`` (no path) continues from.
+
+    mmengine trusts the ``last_checkpoint`` pointer blindly; here a pointer to
+    a missing or truncated file falls back to the newest complete
+    ``epoch_*.pth`` (with a warning), and no checkpoint at all is an error
+    instead of a silent fresh start.
+
+    Args:
+        work_dir (str): The run's work dir.
+
+    Returns:
+        str: Path of the checkpoint to resume from.
+    """
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    named = open(pointer).read().strip() if osp.isfile(pointer) else ''
+    if named and _is_complete_checkpoint(named):
+        return named
+    found = sorted(glob.glob(osp.join(glob.escape(work_dir), 'epoch_*.pth')),
+                   key=lambda p: int(re.findall(r'\d+', osp.basename(p))[0]),
+                   reverse=True)
+    for path in found:
+        if _is_complete_checkpoint(path):
+            if named:
+                print_log(f'resume: {named} (from last_checkpoint) is missing '
+                          f'or incomplete; continuing from {path} instead',
+                          logger='current', level=logging.WARNING)
+            return path
+    raise FileNotFoundError(
+        f'{work_dir}: --resume found no checkpoint to continue. Start '
+        'without --resume, or give the checkpoint: --resume '
+        'path/to/epoch_N.pth')
+
+
+def check_work_dir(work_dir: str) -> None:
+    """Fail at start, not after an epoch, when the work dir is unusable."""
+    import tempfile
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=work_dir):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, f'work dir {work_dir} is not writable '
+                      f'({exc.strerror or exc}); choose another with '
+                      '--work-dir') from None

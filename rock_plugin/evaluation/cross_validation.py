@@ -1,0 +1,166 @@
+"""Cross-validation summary: per-fold and mean ± std metrics, pooled OOF."""
+import csv
+import io
+import json
+import os.path as osp
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from rock_plugin.utils.atomic_io import atomic_write
+from .rock_metric import compute_rock_metrics
+
+# (column, compute_rock_metrics key); values in percent.
+SUMMARY_METRICS = (('top1', 'accuracy/top1'), ('precision', 'precision'),
+                   ('recall', 'recall'), ('f1', 'f1-score'))
+
+
+def _fold_row(predictions: Sequence[dict], class_names: Sequence[str]
+              ) -> Dict[str, float]:
+    scores = np.array([p['pred_score'] for p in predictions], np.float64)
+    labels = np.array([p['gt_label'] for p in predictions])
+    m = compute_rock_metrics(scores, labels, len(class_names), topk=(1, ))
+    row = {col: m[key] for col, key in SUMMARY_METRICS}
+    row.update({f'f1/{name}': f for name, f in
+                zip(class_names, m['f1-score_per_class'])})
+    return row
+
+
+def summarize_folds(fold_predictions: Dict[int, Sequence[dict]],
+                    class_names: Sequence[str]) -> dict:
+    """Metrics of every fold, their mean and std, and the pooled result.
+
+    Args:
+        fold_predictions (dict): ``{fold: predictions}``; a prediction has
+            ``img_path``, ``gt_label`` and ``pred_score`` (as
+            :class:`PredictionCollector` gives).
+        class_names (Sequence[str]): Names in label order.
+
+    Returns:
+        dict: ``folds`` (one row a fold: ``fold``, ``top1``, ``precision``,
+        ``recall``, ``f1`` macro, ``f1/<class>``; percent), ``mean``,
+        ``std`` (sample std over folds, ``ddof=1``), ``pooled`` (every
+        metric of :func:`compute_rock_metrics` on all out-of-fold
+        predictions, confusion matrix included) and ``num_images``.
+
+    Example:
+        >>> s = summarize_folds({0: preds0, 1: preds1}, ['a', 'b'])
+        >>> s['mean']['top1'], s['std']['top1']
+    """
+    rows = [dict(fold=k, **_fold_row(preds, class_names))
+            for k, preds in sorted(fold_predictions.items())]
+    keys = [k for k in rows[0] if k != 'fold']
+    table = np.array([[r[k] for k in keys] for r in rows], np.float64)
+    std = table.std(axis=0, ddof=1) if len(rows) > 1 else \
+        np.zeros(len(keys))
+    pooled = [p for k in sorted(fold_predictions)
+              for p in fold_predictions[k]]
+    scores = np.array([p['pred_score'] for p in pooled], np.float64)
+    labels = np.array([p['gt_label'] for p in pooled])
+    return dict(
+        folds=rows,
+        mean=dict(zip(keys, table.mean(axis=0).tolist())),
+        std=dict(zip(keys, std.tolist())),
+        pooled=compute_rock_metrics(scores, labels, len(class_names), (1, )),
+        num_images=len(pooled),
+        classes=list(class_names))
+
+
+def format_cv_table(summary: dict, title: str = 'Cross-validation') -> str:
+    """The per-fold table with a mean ± std row, then per-class F1.
+
+    Args:
+        summary (dict): From :func:`summarize_folds`.
+        title (str): Table title.
+
+    Returns:
+        str: Both tables as text.
+    """
+    from rich.console import Console
+    from rich.table import Table
+    folds = Table(title=f'{title}: per fold (percent)')
+    cols = [c for c, _ in SUMMARY_METRICS]
+    for col in ('fold', 'top-1', 'macro P', 'macro R', 'macro F1'):
+        folds.add_column(col, justify='right')
+    for row in summary['folds']:
+        folds.add_row(str(row['fold']), *(f'{row[c]:.2f}' for c in cols))
+    folds.add_row('mean ± std', *(
+        f"{summary['mean'][c]:.2f} ± {summary['std'][c]:.2f}" for c in cols))
+    per_class = Table(title=f'{title}: per-class F1 over folds (percent)')
+    for col in ('class', 'F1 mean ± std', 'pooled F1', 'images'):
+        per_class.add_column(col, justify='left' if col == 'class'
+                             else 'right')
+    pooled = summary['pooled']
+    for i, name in enumerate(summary['classes']):
+        key = f'f1/{name}'
+        per_class.add_row(
+            name, f"{summary['mean'][key]:.2f} ± {summary['std'][key]:.2f}",
+            f"{pooled['f1-score_per_class'][i]:.2f}",
+            str(pooled['support'][i]))
+    buf = io.StringIO()
+    console = Console(file=buf, width=120, color_system=None)
+    console.print(folds)
+    console.print(per_class)
+    return buf.getvalue()
+
+
+def save_cv_results(out_dir: str, summary: dict,
+                    fold_predictions: Dict[int, Sequence[dict]],
+                    suffix: str = '', title: str = 'Cross-validation'
+                    ) -> Dict[str, str]:
+    """Write the summary (CSV, JSON), OOF predictions and confusion matrix.
+
+    Files (``suffix`` before the extension, e.g. ``'_tta'``):
+    ``cv_summary.csv`` (a row per fold, then ``mean`` and ``std``),
+    ``cv_summary.json`` (:func:`summarize_folds`), ``oof_predictions.csv``
+    (``file, true, predicted, fold``, then one score column a class) and
+    ``oof_confusion_matrix.csv/.png`` (pooled over folds).
+
+    Args:
+        out_dir (str): Folder (exists).
+        summary (dict): From :func:`summarize_folds`.
+        fold_predictions (dict): ``{fold: predictions}``.
+        suffix (str): File name suffix.
+        title (str): Confusion-matrix title.
+
+    Returns:
+        dict: ``{kind: path}``.
+    """
+    from rock_plugin.visualization import (plot_confusion_matrix,
+                                           save_confusion_csv)
+    names = summary['classes']
+    join = lambda stem, ext: osp.join(out_dir, f'{stem}{suffix}.{ext}')  # noqa
+    files = dict(summary_csv=join('cv_summary', 'csv'),
+                 summary_json=join('cv_summary', 'json'),
+                 oof_predictions=join('oof_predictions', 'csv'))
+    keys = [k for k in summary['folds'][0] if k != 'fold']
+    with atomic_write(files['summary_csv'], newline='',
+                      encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['fold', *keys])
+        for row in summary['folds']:
+            writer.writerow([row['fold'], *(f'{row[k]:.4f}' for k in keys)])
+        for stat in ('mean', 'std'):
+            writer.writerow([stat, *(f'{summary[stat][k]:.4f}'
+                                     for k in keys)])
+    with atomic_write(files['summary_json'], encoding='utf-8') as f:
+        json.dump(summary, f, indent=2, ensure_ascii=False)
+        f.write('\n')
+    with atomic_write(files['oof_predictions'], newline='',
+                      encoding='utf-8') as f:
+        writer = csv.writer(f)
+        writer.writerow(['file', 'true', 'predicted', 'fold', *names])
+        for k in sorted(fold_predictions):
+            for p in fold_predictions[k]:
+                score = p['pred_score']
+                writer.writerow([p['img_path'], names[p['gt_label']],
+                                 names[int(np.argmax(score))], k,
+                                 *(f'{s:.6f}' for s in score)])
+    confusion = summary['pooled']['confusion']
+    files['confusion_csv'] = save_confusion_csv(
+        confusion, names, join('oof_confusion_matrix', 'csv'))
+    files['confusion_png'] = plot_confusion_matrix(
+        confusion, names, join('oof_confusion_matrix', 'png'),
+        title=f'{title}, out of fold')
+    return files
+

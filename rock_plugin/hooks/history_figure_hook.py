@@ -1,0 +1,118 @@
+"""``HistoryFigureHook``: curves and confusion matrix, drawn while training."""
+import os.path as osp
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Optional
+
+from mmengine.dist import master_only
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
+
+from rock_plugin.evaluation.rock_metric import RockMetric
+from rock_plugin.visualization import (plot_confusion_matrix, plot_curves,
+                                       read_history, save_confusion_csv)
+
+
+@HOOKS.register_module()
+class HistoryFigureHook(Hook):
+    """Redraw ``curves.png`` from ``history.csv`` and write the latest
+    validation confusion matrix (``confusion_matrix.csv`` / ``.png``).
+
+    The curves are redrawn whenever :class:`HistoryHook` has rewritten the
+    history (it runs first: this hook's priority is lower). The confusion
+    matrix comes from :meth:`RockMetric.details_of`; its image is redrawn only
+    when the matrix changes, so its title names the first epoch that gave it.
+    Drawing both figures costs about 1 s an epoch on a CPU, as much as a
+    head-only epoch of the fast recipe, so it happens in a background thread
+    while the next epoch runs: at most one drawing is pending, every drawing
+    is finished before the run ends, and a failed drawing only warns.
+
+    Args:
+        history_file (str): The history CSV in the work dir.
+        curves (bool): Draw ``curves.png``. Defaults to True.
+        confusion (bool): Write the confusion matrix files. Defaults to True.
+        background (bool): Draw in a background thread. Defaults to True.
+
+    Example:
+        >>> custom_hooks = [dict(type='HistoryHook'),
+        ...                 dict(type='HistoryFigureHook')]
+    """
+    priority = 'LOW'
+
+    def __init__(self, history_file: str = 'history.csv', curves: bool = True,
+                 confusion: bool = True, background: bool = True):
+        self.history_file = history_file
+        self.curves = curves
+        self.confusion = confusion
+        self.background = background
+        self._drawn_history = self._drawn_confusion = None
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._drawing: Optional[Future] = None
+
+    @master_only
+    def after_train_epoch(self, runner) -> None:
+        self._draw(runner, self._curves_job(runner))
+
+    @master_only
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        if runner._train_loop is None or isinstance(runner._train_loop, dict):
+            return  # a stand-alone validation (e.g. tools/test.py)
+        jobs = self._curves_job(runner)
+        details = RockMetric.details_of(runner.val_loop.evaluator) or {}
+        matrix, names = details.get('confusion'), details.get('classes', [])
+        if self.confusion and matrix is not None and len(matrix) == len(names):
+            save_confusion_csv(matrix, names, osp.join(
+                runner.work_dir, 'confusion_matrix.csv'))
+            drawn = (list(names), [list(map(int, r)) for r in matrix])
+            if drawn != self._drawn_confusion:
+                self._drawn_confusion = drawn
+                jobs.append((plot_confusion_matrix, (
+                    matrix, list(names),
+                    osp.join(runner.work_dir, 'confusion_matrix.png')),
+                    dict(title=f'Validation, epoch {runner.epoch}')))
+        self._draw(runner, jobs)
+
+    def _curves_job(self, runner) -> list:
+        path = osp.join(runner.work_dir, self.history_file)
+        if not self.curves or not osp.isfile(path):
+            return []
+        rows = read_history(path)
+        if rows == self._drawn_history:
+            return []  # unchanged since the last drawing
+        self._drawn_history = rows
+        return [(plot_curves, (rows, osp.join(runner.work_dir, 'curves.png')),
+                 dict(title=osp.basename(runner.work_dir.rstrip('/'))))]
+
+    def _draw(self, runner, jobs: list) -> None:
+        if not jobs:
+            return
+
+        def draw():
+            for func, args, kwargs in jobs:
+                func(*args, **kwargs)
+
+        self.wait_for_drawing(runner)
+        if not self.background:
+            draw()
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix='HistoryFigureHook')
+        self._drawing = self._executor.submit(draw)
+
+    def wait_for_drawing(self, runner) -> None:
+        """Block until the pending drawing (if any) is written; a failed
+        drawing is logged as a warning, it never stops training."""
+        drawing, self._drawing = self._drawing, None
+        if drawing is None:
+            return
+        try:
+            drawing.result()
+        except Exception as exc:  # a plot must never kill a long run
+            runner.logger.warning(
+                f'HistoryFigureHook: drawing failed: {exc!r}')
+
+    def after_run(self, runner) -> None:
+        self.wait_for_drawing(runner)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None

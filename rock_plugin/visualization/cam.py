@@ -1,0 +1,262 @@
+"""Class-activation maps of a rock classifier, with the ``grad-cam`` package.
+
+The CAM maths (Grad-CAM, Grad-CAM++, LayerCAM, EigenCAM, the heat-map
+overlay) is ``pytorch_grad_cam``'s; this module feeds it the model the way
+testing does (test pipeline, data preprocessor) and makes a frozen backbone
+give gradients: :meth:`RockImageClassifier.backbone_grad` runs it with
+autograd on while its weights stay frozen, through the fused fast path when
+the target layer exists there, else through the plain backbone (and says so
+in :attr:`RockCAM.path`).
+"""
+import contextlib
+from itertools import chain
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+CAM_METHODS = ('gradcam', 'gradcam++', 'layercam', 'eigencam')
+
+
+def _cam_class(method: str):
+    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
+    classes = dict(zip(CAM_METHODS, (GradCAM, GradCAMPlusPlus, LayerCAM,
+                                     EigenCAM)))
+    if method not in classes:
+        raise ValueError(f'--method must be one of {", ".join(CAM_METHODS)}, '
+                         f'got {method!r}')
+    return classes[method]
+
+
+class _Logits(nn.Module):
+    """``normalised NCHW -> logits``: what ``pytorch_grad_cam`` calls."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs, mode='tensor')
+
+
+def _trace(backbone: nn.Module, inputs: torch.Tensor) -> List[tuple]:
+    """``(name, output)`` of every submodule, in the order they finished,
+    plus ``('', last feature map)`` at the end."""
+    fired: List[tuple] = []
+    handles = [m.register_forward_hook(
+        lambda mod, args, out, name=name: fired.append((name, out)))
+        for name, m in backbone.named_modules() if name]
+    try:
+        with torch.no_grad():
+            out = backbone(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return fired + [('', out[-1] if isinstance(out, (tuple, list)) else out)]
+
+
+def default_target_layer(backbone: nn.Module, inputs: torch.Tensor) -> str:
+    """The name of the module that produces ``backbone``'s last feature map.
+
+    mmpretrain's ``vis_cam`` takes the last norm layer, but the fused fast
+    path folds every BatchNorm away. The module that fires last among those
+    returning the final feature map is the same in the plain and the fused
+    backbone (``layers.6`` of mmpretrain's EfficientNet, ``timm_model.bn2``
+    of EfficientNet-Lite), and its output is the map after any in-place
+    activation.
+
+    Args:
+        backbone (nn.Module): The backbone that runs (plain or fused).
+        inputs (torch.Tensor): A normalised batch to trace it with.
+
+    Returns:
+        str: A name in ``backbone.named_modules()``.
+    """
+    *fired, (_, final) = _trace(backbone, inputs)
+    names = [n for n, o in fired if o is final]
+    if not names:
+        raise ValueError(f'no module of {type(backbone).__name__} returns its '
+                         'last feature map; give --target-layer')
+    return names[-1]
+
+
+class RockCAM:
+    """Class-activation maps of images for a :class:`RockInferencer`'s model.
+
+    Args:
+        inferencer (RockInferencer): A PyTorch-backend inferencer (its
+            model, test pipeline and class names are used).
+        method (str): One of :data:`CAM_METHODS`. Defaults to 'gradcam'.
+        target_layers (list[str], optional): Module names of the model, e.g.
+            ``['backbone.layers.5']`` (several are averaged); defaults to the
+            module that produces the backbone's last feature map
+            (:func:`default_target_layer`).
+        fast (bool): Try the fused fast path first. Defaults to True.
+
+    Example:
+        >>> cam = RockCAM(RockInferencer(cfg, ckpt), method='gradcam')
+        >>> out = cam('rock.jpg', target_class='Chert')
+        >>> out['cam'].shape, out['overlay'].dtype  # (H, W) in [0, 1]; RGB
+        ((224, 224), dtype('uint8'))
+    """
+
+    def __init__(self, inferencer, method: str = 'gradcam',
+                 target_layers: Optional[Sequence[str]] = None,
+                 fast: bool = True):
+        if inferencer.model is None:
+            raise ValueError('Grad-CAM needs the PyTorch model (a config and '
+                             'a checkpoint), not an ONNX file')
+        self.inferencer = inferencer
+        self.model = inferencer.model
+        self.cam_class = _cam_class(method)
+        self.method = method
+        if isinstance(target_layers, str):
+            target_layers = [target_layers]
+        self.target_layers = list(target_layers or [])
+        self.fast = fast and bool(getattr(self.model, 'fast_frozen', False))
+        #: Which backbone ran, and why (set by the first call).
+        self.path: Optional[str] = None
+        self.layer_names: List[str] = []
+        self._traced: Dict[bool, tuple] = {}  # fast -> (ran, default)
+
+    def class_index(self, target: Union[None, int, str]) -> Optional[int]:
+        """``target`` (a class name or index) as an index; None stays None."""
+        classes = self.inferencer.classes
+        if target is None or isinstance(target, int):
+            if target is not None and not 0 <= target < len(classes):
+                raise ValueError(f'--target-class {target}: out of range '
+                                 f'(0-{len(classes) - 1})')
+            return target
+        if target in classes:
+            return classes.index(target)
+        raise ValueError(f'--target-class {target!r}: not a class of this '
+                         f'model ({", ".join(classes)})')
+
+    def _layers(self, inputs: torch.Tensor, fast: bool) -> List[nn.Module]:
+        """The target modules in the backbone that will run."""
+        model = self.model
+        backbone = model.fast_backbone(inputs) if fast else None
+        if fast and not isinstance(backbone, nn.Module):
+            raise LookupError('the model runs no fused copy')
+        if fast and any(t.is_inference() for t in chain(
+                backbone.parameters(), backbone.buffers())):
+            # Built during an inference_mode prediction: its tensors cannot
+            # take part in autograd. Build it again out here.
+            model.reset_fast_path()
+            backbone = model.fast_backbone(inputs)
+        running = backbone if backbone is not None else model.backbone
+        if fast not in self._traced:
+            # Which modules run (a folded BN may remain as an unused
+            # module) and which gives the last feature map: one probe pass.
+            probe = inputs
+            if backbone is not None and model.channels_last:
+                probe = inputs.contiguous(memory_format=torch.channels_last)
+            *fired, (_, final) = _trace(running, probe)
+            self._traced[fast] = (
+                {'backbone.' + n for n, _ in fired},
+                ['backbone.' + n for n, o in fired if o is final][-1:])
+        ran, default = self._traced[fast]
+        names = self.target_layers or default
+        if not names:
+            raise ValueError('no backbone module returns its last feature '
+                             'map; give --target-layer')
+        layers = []
+        for name in names:
+            if not name.startswith('backbone.'):
+                try:
+                    layers.append(model.get_submodule(name))
+                    continue
+                except AttributeError:
+                    pass
+            elif name in ran:
+                layers.append(running.get_submodule(name[9:]))
+                continue
+            if fast:
+                raise LookupError(f'{name} does not run in the fused '
+                                  'backbone (folded away)')
+            raise ValueError(f'--target-layer {name}: no such module runs in '
+                             'the model (see print(model))')
+        self.layer_names = names
+        return layers
+
+    def _run(self, inputs: torch.Tensor, index: Optional[int], fast: bool,
+             eigen_smooth: bool) -> np.ndarray:
+        from pytorch_grad_cam.utils.model_targets import \
+            ClassifierOutputTarget
+        model = self.model
+        previous = getattr(model, 'fast_frozen', None)
+        if previous is not None and not fast:
+            model.fast_frozen = False
+        # A model that does not freeze its backbone has gradients anyway.
+        grad = getattr(model, 'backbone_grad', contextlib.nullcontext)
+        try:
+            with grad():
+                layers = self._layers(inputs, fast)
+                targets = None if index is None else \
+                    [ClassifierOutputTarget(index)] * len(inputs)
+                with self.cam_class(_Logits(model), layers) as cam:
+                    try:
+                        return cam(inputs, targets=targets,
+                                   eigen_smooth=eigen_smooth)
+                    except (TypeError, IndexError, ValueError) as exc:
+                        if not fast:
+                            raise
+                        # e.g. an engine that bypasses the hooked modules
+                        raise LookupError(f'no activations or gradients '
+                                          f'from the fused copy ({exc})'
+                                          ) from None
+        finally:
+            if previous is not None and not fast:
+                model.fast_frozen = previous
+            model.zero_grad(set_to_none=True)
+
+    def __call__(self, item: Any, target_class: Union[None, int, str] = None,
+                 eigen_smooth: bool = False) -> Dict[str, Any]:
+        """The CAM of one image for one class.
+
+        Args:
+            item: An image path, a BGR array or a ``(name, array)`` pair (as
+                :meth:`RockInferencer.load` takes).
+            target_class (str | int, optional): The class to explain;
+                defaults to the predicted one.
+            eigen_smooth (bool): ``pytorch_grad_cam``'s first-principal-
+                component smoothing.
+
+        Returns:
+            dict: ``file``, ``image`` (the model's input crop, RGB uint8),
+            ``cam`` (H x W float32 in [0, 1]), ``overlay`` (RGB uint8),
+            ``target_class`` and ``scores`` (class -> probability).
+        """
+        from mmengine.dataset import pseudo_collate
+        from pytorch_grad_cam.utils.image import show_cam_on_image
+        index = self.class_index(target_class)
+        name, sample = self.inferencer.load(item)
+        data = self.model.data_preprocessor(pseudo_collate([sample]), False)
+        inputs = data['inputs']
+        if self.fast and self.path is None or self.path == 'fused':
+            try:
+                grayscale = self._run(inputs, index, True, eigen_smooth)
+                self.path = 'fused'
+            except (LookupError, RuntimeError) as exc:
+                self.path = f'plain ({exc})'
+                grayscale = self._run(inputs, index, False, eigen_smooth)
+        else:
+            self.path = self.path or 'plain (fast path off)'
+            grayscale = self._run(inputs, index, False, eigen_smooth)
+        with torch.no_grad():
+            logits = self.model(inputs, mode='tensor')
+        probs = torch.softmax(logits.float(), 1)[0].cpu().numpy()
+        classes = self.inferencer.classes
+        if index is None:
+            index = int(probs.argmax())
+        # The packed input is the crop the model saw, BGR (mmcv's loader).
+        image = np.ascontiguousarray(
+            sample['inputs'].numpy().transpose(1, 2, 0)[..., ::-1])
+        cam = grayscale[0].astype(np.float32)
+        overlay = show_cam_on_image(image.astype(np.float32) / 255, cam,
+                                    use_rgb=True)
+        return dict(file=name, image=image, cam=cam, overlay=overlay,
+                    target_class=classes[index] if index < len(classes)
+                    else str(index),
+                    scores={c: float(p) for c, p in zip(classes, probs)})

@@ -1,0 +1,110 @@
+"""ROC and precision-recall figures, one curve per class plus averages."""
+import os.path as osp
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+
+from rock_plugin.utils.atomic_io import atomic_save_figure
+
+_AVERAGES = ('macro', 'micro')
+
+
+def plot_roc_pr(curves: Dict[str, Dict[str, dict]], kind: str, out_file: str,
+                title: str = '') -> str:
+    """Draw one-vs-rest ROC (``kind='roc'``) or PR (``kind='pr'``) curves.
+
+    Every class gets a thin line with its AUC / AP in the legend; the macro
+    and micro averages are thick dashed lines.
+
+    Args:
+        curves (dict): From
+            :func:`rock_plugin.evaluation.roc_pr.roc_pr_curves`.
+        kind (str): ``'roc'`` or ``'pr'``.
+        out_file (str): Image to write (atomically).
+        title (str): Figure title prefix.
+
+    Returns:
+        str: ``out_file``.
+
+    Example:
+        >>> plot_roc_pr(roc_pr_curves(scores, labels, names), 'roc',
+        ...             'roc_curves.png')
+    """
+    # The object API: no pyplot state, safe off the main thread.
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    table = curves[kind]
+    classes = [n for n in table if n not in _AVERAGES]
+    fig = Figure(figsize=(9.5, 6))
+    ax = fig.subplots()
+    cmap = colormaps['tab20']
+    short = 'AUC' if kind == 'roc' else 'AP'
+    for i, name in enumerate(classes):
+        curve = table[name]
+        if np.isnan(curve['area']):
+            continue
+        ax.plot(curve['x'], curve['y'], lw=1.2, color=cmap(i % 20),
+                label=f"{name} ({short} {curve['area']:.3f})",
+                drawstyle='steps-post' if kind == 'pr' else 'default')
+    for name, color in zip(_AVERAGES, ('black', 'dimgray')):
+        curve = table.get(name)
+        if curve is not None and not np.isnan(curve['area']):
+            ax.plot(curve['x'], curve['y'], lw=2.5, ls='--', color=color,
+                    label=f"{name} average ({short} {curve['area']:.3f})")
+    if kind == 'roc':
+        ax.plot([0, 1], [0, 1], ls=':', lw=1, color='gray')
+        ax.set_xlabel('false positive rate')
+        ax.set_ylabel('true positive rate')
+        heading = 'ROC curves (one vs rest)'
+    else:
+        ax.set_xlabel('recall')
+        ax.set_ylabel('precision')
+        heading = 'Precision-recall curves (one vs rest)'
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(f'{title}: {heading}' if title else heading)
+    ax.legend(loc='center left', bbox_to_anchor=(1.01, 0.5), fontsize=7,
+              frameon=False)
+    fig.subplots_adjust(left=0.07, right=0.64, top=0.93, bottom=0.09)
+    atomic_save_figure(fig, out_file, dpi=100)
+    return out_file
+
+
+def save_roc_pr(out_dir: str, predictions: Sequence[dict],
+                class_names: Sequence[str], title: str = ''
+                ) -> Tuple[Dict[str, str], Dict[str, Dict[str, float]]]:
+    """Compute, draw and write the ROC and PR curves of a test run.
+
+    Args:
+        out_dir (str): Folder (exists).
+        predictions (Sequence[dict]): ``gt_label`` and ``pred_score`` per
+            image (``PredictionCollector``).
+        class_names (Sequence[str]): Names in label order.
+        title (str): Figure title prefix.
+
+    Returns:
+        tuple: ``({kind: path}, areas)``; ``areas`` is ``{'roc_auc':
+        {curve: AUC}, 'average_precision': {curve: AP}}`` for every class,
+        ``macro`` and ``micro`` (NaN for a class absent from the labels).
+
+    Example:
+        >>> files, areas = save_roc_pr('results', preds, ['a', 'b', 'c'])
+        >>> areas['roc_auc']['macro']
+    """
+    from rock_plugin.evaluation.roc_pr import roc_pr_curves, write_roc_pr_csvs
+    scores = np.array([p['pred_score'] for p in predictions], np.float64)
+    labels = np.array([p['gt_label'] for p in predictions])
+    curves = roc_pr_curves(scores, labels, class_names)
+    summary, roc_csv, pr_csv = write_roc_pr_csvs(curves,
+                                                 osp.join(out_dir, ''))
+    files = dict(
+        roc_pr_summary=summary, roc_csv=roc_csv, pr_csv=pr_csv,
+        roc_png=plot_roc_pr(curves, 'roc', osp.join(out_dir,
+                                                    'roc_curves.png'), title),
+        pr_png=plot_roc_pr(curves, 'pr', osp.join(out_dir, 'pr_curves.png'),
+                           title))
+    areas = {key: {name: float(c['area']) for name, c in curves[kind].items()}
+             for key, kind in (('roc_auc', 'roc'),
+                               ('average_precision', 'pr'))}
+    return files, areas

@@ -1,0 +1,226 @@
+"""K-fold cross-validation: fold assignment, and tools/cross_validate.py as a
+user runs it (summary files, rerun skips, resume, TTA, bad input)."""
+import csv
+import json
+import os
+import os.path as osp
+import signal
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, make_class_folders, run_tool
+
+TINY_TTA = osp.join(REPO, 'tests', 'data', 'tiny_tta_config.py')
+KILL_HOOK = osp.join(REPO, 'tests', 'data', 'kill_hook.py')
+CV = ('tools/cross_validate.py', TINY_TTA, '--folds', '2', '--seed', '3',
+      '--device', 'cpu')
+
+
+def _dicts(path):
+    with open(path, newline='', encoding='utf-8') as f:
+        return list(csv.DictReader(f))
+
+
+def _json(path):
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+# --------------------------------------------------------------- folds --
+
+def test_folds_are_disjoint_stratified_and_cover_every_image():
+    from rock_plugin.datasets.kfold import assign_folds
+    labels = np.repeat(np.arange(4), [21, 20, 22, 5])
+    folds = assign_folds(labels, 5, seed=0)
+    assert folds.shape == labels.shape and set(folds) == set(range(5))
+    for c in range(4):  # each class spread evenly: sizes differ by <= 1
+        per_fold = np.bincount(folds[labels == c], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 1
+    assert np.array_equal(folds, assign_folds(labels, 5, seed=0))
+    assert not np.array_equal(folds, assign_folds(labels, 5, seed=1))
+
+
+def test_grouped_folds_never_split_a_sample():
+    from rock_plugin.datasets.kfold import assign_folds, group_keys
+    paths = [f'/d/{c}/{c}{s}_{t}.jpg' for c in 'ab' for s in range(6)
+             for t in range(4)]
+    labels = [0 if '/a/' in p else 1 for p in paths]
+    groups = group_keys(paths, r'^(.*)_\d+\.jpg$')
+    assert groups[:5] == ['a0'] * 4 + ['a1']
+    folds = assign_folds(labels, 3, seed=0, groups=groups)
+    for g in set(groups):
+        assert len({f for f, h in zip(folds, groups) if h == g}) == 1
+    assert set(folds) == {0, 1, 2}
+    nested = [f'/d/a/slide{s}/t{t}.jpg' for s in range(3) for t in range(2)]
+    assert group_keys(nested, 'folder') == group_keys(nested,
+                                                      'folder:1')
+    assert len(set(group_keys(nested, 'folder'))) == 3
+    assert set(group_keys(nested, 'folder:2')) == {'/d/a'}
+
+
+def test_fold_errors_are_clear():
+    from rock_plugin.datasets.kfold import assign_folds, group_keys
+    from rock_plugin.utils.errors import DataError
+    with pytest.raises(DataError, match=r"class 'rare' has 3 images, fewer "
+                       r'than --folds 5.*--folds 3'):
+        assign_folds([0] * 10 + [1] * 3, 5, class_names=['common', 'rare'])
+    with pytest.raises(DataError, match=r"class 'b' has 2 groups, fewer "
+                       'than --folds 3'):
+        assign_folds([0] * 6 + [1] * 6, 3, groups=list('aabbcc' + 'xxxyyy'),
+                     class_names='ab')
+    with pytest.raises(DataError, match='matches none of the 2 file names '
+                       r'\(e.g. a.jpg, b.jpg\)'):
+        group_keys(['/x/a.jpg', '/x/b.jpg'], r'^(\d+)_')
+    with pytest.raises(DataError, match='does not match 1 of the 2'):
+        group_keys(['/x/s1_1.jpg', '/x/b.jpg'], r'^(s\d+)_')
+    with pytest.raises(DataError, match='not a valid regular expression'):
+        group_keys(['/x/a.jpg'], '(')
+
+
+# ---------------------------------------------------------------- tool --
+
+@pytest.fixture(scope='module')
+def cv_run(tiny_data, tmp_path_factory):
+    """A 2-fold run killed in fold 0's second epoch, then rerun to the end."""
+    work = str(tmp_path_factory.mktemp('cv') / 'run')
+    kill_cfg = osp.join(osp.dirname(work), 'kill_config.py')
+    from mmengine.config import Config
+    hooks = [dict(h) for h in Config.fromfile(TINY_TTA).custom_hooks]
+    hooks.append(dict(type='KillAtHook', point='train_iter', epoch=2))
+    with open(kill_cfg, 'w') as f:
+        f.write(f'_base_ = [{TINY_TTA!r}]\n'
+                "custom_imports = dict(imports=['rock_plugin', 'kill_hook'])\n"
+                f'custom_hooks = {hooks!r}\n')
+    killed = run_tool('tools/cross_validate.py', kill_cfg, *CV[2:],
+                      '--data-root', tiny_data, '--work-dir', work,
+                      env=dict(PYTHONPATH=osp.dirname(KILL_HOOK)),
+                      check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert os.listdir(osp.join(work, 'fold_0')).count('epoch_1.pth') == 1
+    done = run_tool(*CV, '--data-root', tiny_data, '--work-dir', work)
+    return work, done.stdout + done.stderr
+
+
+def test_every_image_is_validated_once_and_summaries_are_written(
+        cv_run, tiny_data):
+    work, log = cv_run
+    folds = _dicts(osp.join(work, 'folds.csv'))
+    assert len(folds) == 24 and {r['fold'] for r in folds} == {'0', '1'}
+    oof = _dicts(osp.join(work, 'oof_predictions.csv'))
+    assert sorted(r['file'] for r in oof) == sorted(r['file'] for r in folds)
+    assert {r['file']: r['fold'] for r in oof} == {r['file']: r['fold']
+                                                  for r in folds}
+    assert set(oof[0]) == {'file', 'true', 'predicted', 'fold', 'alpha',
+                           'beta', 'gamma'}
+    for k in (0, 1):  # a fold trains on the others, validates on itself
+        val = open(osp.join(work, f'fold_{k}', 'val.txt')).read().split('\n')
+        train = open(osp.join(work, f'fold_{k}', 'train.txt')).read()
+        assert len([v for v in val if v]) == 12
+        assert not {v for v in val if v} & set(train.split('\n'))
+    rows = _dicts(osp.join(work, 'cv_summary.csv'))
+    assert [r['fold'] for r in rows] == ['0', '1', 'mean', 'std']
+    top1 = [float(r['top1']) for r in rows[:2]]
+    assert float(rows[2]['top1']) == pytest.approx(np.mean(top1), abs=1e-3)
+    assert float(rows[3]['top1']) == pytest.approx(np.std(top1, ddof=1),
+                                                   abs=1e-3)
+    assert {'precision', 'recall', 'f1', 'f1/alpha', 'f1/gamma'} <= set(
+        rows[0])
+    summary = _json(osp.join(work, 'cv_summary.json'))
+    assert summary['num_images'] == 24 and summary['folds_k'] == 2
+    confusion = np.array(summary['pooled']['confusion'])
+    assert confusion.sum() == 24 and list(confusion.sum(1)) == [8, 8, 8]
+    with open(osp.join(work, 'oof_confusion_matrix.png'), 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    assert 'Cross-validation: top-1' in log and 'mean ± std' in log
+
+
+def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
+        cv_run, tiny_data):
+    work, log = cv_run
+    assert 'fold 1 of 2' in log and 'resuming from' in log
+    assert 'fold_0/epoch_1.pth' in log.split('resuming from')[1][:300]
+    history = _dicts(osp.join(work, 'fold_0', 'history.csv'))
+    assert [r['epoch'] for r in history] == ['1', '2']
+    before = _json(osp.join(work, 'fold_0', 'cv_result.json'))
+    # a rerun with --tta trains nothing and only adds the TTA evaluation
+    again = run_tool(*CV, '--tta', '--data-root', tiny_data, '--work-dir',
+                     work)
+    log = again.stdout + again.stderr
+    assert 'Epoch(train)' not in log
+    after = _json(osp.join(work, 'fold_0', 'cv_result.json'))
+    assert after['plain'] == before['plain'] and len(after['tta']) == 12
+    for name in ('cv_summary_tta.csv', 'oof_predictions_tta.csv',
+                 'oof_confusion_matrix_tta.png'):
+        assert osp.isfile(osp.join(work, name))
+    assert 'Cross-validation with TTA: top-1' in log
+    # and once more: every fold done
+    third = run_tool(*CV, '--tta', '--data-root', tiny_data, '--work-dir',
+                     work)
+    assert third.stdout.count('done, skipped') == 2
+    # other folds in the same work dir: a clear error, nothing touched
+    with pytest.raises(ValueError, match='use another --work-dir'):
+        _cv_main(*CV[1:], '--folds', '3', '--data-root', tiny_data,
+                 '--work-dir', work)
+
+
+def _cv_main(*argv):
+    """tools/cross_validate.py's main in this process (its errors raise)."""
+    from unittest import mock
+    tools = osp.join(REPO, 'tools')
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    import cross_validate
+    with mock.patch.dict(os.environ):  # --device cpu hides CUDA: undo it
+        return cross_validate.main(list(argv))
+
+
+def test_bad_inputs_are_clear_errors(tiny_data, tmp_path):
+    from rock_plugin.utils.errors import DataError
+    args = (*CV[1:], '--data-root', tiny_data)
+    with pytest.raises(DataError, match="class 'alpha' has 8 images, fewer "
+                       'than --folds 9'):
+        _cv_main(*args, '--folds', '9', '--work-dir', str(tmp_path / 'a'))
+    with pytest.raises(DataError, match="class 'alpha' has 1 groups, fewer "
+                       'than --folds 2'):
+        _cv_main(*args, '--group-by', r'^([a-z]+)_', '--work-dir',
+                 str(tmp_path / 'c'))
+    with pytest.raises(ValueError, match='--split-validation: the folds '
+                       'decide the split'):
+        _cv_main(*args, '--split-validation')
+    assert not osp.exists(tmp_path / 'a' / 'folds.csv')
+    # as a user sees it: one error line, exit code 2
+    proc = run_tool(*CV, '--group-by', r'^(\d+)-', '--data-root', tiny_data,
+                    '--work-dir', str(tmp_path / 'b'), check=False)
+    assert proc.returncode == 2
+    assert 'error: --group-by' in proc.stderr
+    assert 'matches none of the 24 file names' in proc.stderr
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_with_launcher_pytorch(tmp_path):
+    data = make_class_folders(str(tmp_path / 'data'), per_class=4)
+    work = str(tmp_path / 'dist')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+         '2', '--master_port', str(_free_port()), 'tools/cross_validate.py',
+         TINY_TTA, '--folds', '2', '--launcher', 'pytorch', '--device',
+         'cpu', '--data-root', data, '--work-dir', work, '--cfg-options',
+         'train_cfg.max_epochs=1'],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1'))
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert 'world size 2' in log or 'world_size: 2' in log
+    oof = _dicts(osp.join(work, 'oof_predictions.csv'))
+    # the distributed sampler's padding is not counted twice
+    assert len(oof) == 12 and len({r['file'] for r in oof}) == 12
+    assert log.count('Cross-validation: top-1') == 1  # rank 0 alone

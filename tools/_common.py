@@ -1,0 +1,211 @@
+"""What every tool shares: the common flags, their start-up, the exit code.
+
+A tool run as ``python tools/x.py`` has ``tools/`` on ``sys.path`` and
+imports this module as ``_common``; importing it also puts the repository
+root on the path, so a checkout runs without ``pip install -e .``.
+
+The common flags, each defined here only: ``--device``, ``--gpu-id``,
+``--trust-checkpoint``, ``--debug``, ``--cfg-options``, ``--launcher`` and
+``--local-rank``. :func:`setup_env` applies them before anything touches
+CUDA or loads a checkpoint.
+"""
+import argparse
+import contextlib
+import os
+import os.path as osp
+import re
+import sys
+from typing import Callable, Iterator, Optional
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from mmengine.config import DictAction  # noqa: E402
+
+
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` with a clear error for an item without
+    ``=`` (mmengine's own fails with "not enough values to unpack")."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for kv in values:
+            if '=' not in kv or kv.startswith('='):
+                raise ValueError(
+                    f'--cfg-options {kv}: expected key=value, e.g. '
+                    'train_cfg.max_epochs=10')
+        super().__call__(parser, namespace, values, option_string)
+
+
+def add_common_args(parser: argparse.ArgumentParser,
+                    device: Optional[str] = None,
+                    distributed: bool = True,
+                    cfg_options: bool = True) -> argparse.ArgumentParser:
+    """Add the flags every tool shares.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+        device (str, optional): Default of ``--device``; None picks CUDA
+            when there is one.
+        distributed (bool): Also add ``--gpu-id``, ``--launcher`` and
+            ``--local-rank``.
+        cfg_options (bool): Also add ``--cfg-options``.
+
+    Returns:
+        argparse.ArgumentParser: ``parser``.
+    """
+    parser.add_argument(
+        '--device', default=device,
+        help='cpu or cuda[:N] (default: '
+        + (device or 'cuda when available, else cpu') + ')')
+    parser.add_argument('--trust-checkpoint', action='store_true',
+                        help='allow loading stock mmengine checkpoints you '
+                        'trust (see README, Troubleshooting)')
+    parser.add_argument('--debug', action='store_true',
+                        help='show full tracebacks')
+    if cfg_options:
+        parser.add_argument(
+            '--cfg-options', nargs='+', action=CfgOptionsAction,
+            help='override config settings, key=value (e.g. '
+            'train_cfg.max_epochs=10 model.head.num_classes=5)')
+    if distributed:
+        parser.add_argument('--gpu-id', type=int, default=None,
+                            help='which GPU for a single-GPU run')
+        parser.add_argument('--launcher', default='none',
+                            choices=['none', 'pytorch', 'slurm', 'mpi'],
+                            help='job launcher (dist_*.sh / slurm_*.sh set '
+                            'it)')
+        parser.add_argument('--local-rank', '--local_rank', type=int,
+                            default=0)
+    return parser
+
+
+def setup_env(args: argparse.Namespace) -> None:
+    """Apply the common flags: device choice, trust mode, local rank.
+
+    Runs before anything touches CUDA or loads a checkpoint. Raises
+    ``ValueError`` for a device this machine does not have (``--device
+    cuda`` without CUDA would otherwise train on the CPU in silence).
+    """
+    device = getattr(args, 'device', None)
+    gpu_id = getattr(args, 'gpu_id', None)
+    launcher = getattr(args, 'launcher', 'none')
+    if device is not None:
+        match = re.fullmatch(r'(cpu|cuda)(?::(\d+))?', str(device))
+        if match is None:
+            raise ValueError(f'--device {device}: not a device this tool '
+                             'runs on; use cpu or cuda[:N]')
+        if match.group(1) == 'cpu':
+            os.environ['CUDA_VISIBLE_DEVICES'] = ''
+        elif match.group(2) is not None and gpu_id is None and \
+                launcher == 'none' and hasattr(args, 'gpu_id'):
+            gpu_id = int(match.group(2))
+            args.device = 'cuda'
+    if gpu_id is not None and launcher == 'none':
+        os.environ['CUDA_VISIBLE_DEVICES'] = str(gpu_id)
+    if device is not None and str(device).startswith('cuda'):
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError(f'--device {device}: no CUDA device is '
+                             'available here; use --device cpu')
+    if getattr(args, 'trust_checkpoint', False):
+        # The only place trust mode is switched on for a tool: an env
+        # variable, so that data-loader workers and ranks see it too.
+        from rock_plugin.utils.checkpoint_io import TRUST_ENV
+        os.environ[TRUST_ENV] = '1'
+    if hasattr(args, 'local_rank') and 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+
+
+def add_check_args(parser: argparse.ArgumentParser, strict_help: str) -> None:
+    """The image-check flags of ``tools/check_dataset.py`` and
+    ``tools/prepare_dataset.py``: ``--strict``, ``--min-size``,
+    ``--min-per-class`` and ``--debug``.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+        strict_help (str): What ``--strict`` does in that tool.
+    """
+    parser.add_argument('--strict', action='store_true', help=strict_help)
+    parser.add_argument('--min-size', type=int, default=32,
+                        help='report images whose shorter side is smaller '
+                        '(default: 32)')
+    parser.add_argument('--min-per-class', type=int, default=2,
+                        help='report classes with fewer usable images '
+                        '(default: 2)')
+    parser.add_argument('--debug', action='store_true',
+                        help='show the full traceback on errors')
+
+
+def add_split_args(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--split-validation --ratio --fold`` of tools/train.py and
+    tools/test.py."""
+    parser.add_argument('--split-validation', action='store_true', help=help)
+    parser.add_argument('--ratio', type=float, default=None,
+                        help='validation fraction with --split-validation '
+                        '(default 0.2)')
+    parser.add_argument('--fold', type=int, default=None,
+                        help='validation fold index with --split-validation '
+                        '(default: derived from the seed)')
+
+
+def check_split_args(args: argparse.Namespace) -> None:
+    """``--ratio`` / ``--fold`` only mean something with a split."""
+    if not args.split_validation:
+        given = [f for f, v in (('--ratio', args.ratio),
+                                ('--fold', args.fold)) if v is not None]
+        if given:
+            verb = 'apply' if len(given) > 1 else 'applies'
+            raise ValueError(f'{" and ".join(given)} only {verb} with '
+                             '--split-validation; add it, or leave '
+                             f'{"them" if len(given) > 1 else "it"} out')
+    elif args.ratio is None:
+        args.ratio = 0.2
+
+
+def default_work_dir(config: str) -> str:
+    """``work_dirs/<config name>``, mmpretrain's default."""
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+
+
+def check_files(*pairs) -> None:
+    """``(path, what)`` pairs; a missing file is one clear error."""
+    for path, what in pairs:
+        if path and not osp.isfile(osp.expanduser(path)):
+            raise FileNotFoundError(f'{path}: {what} not found')
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None):
+    """``Config.fromfile`` plus checked ``--cfg-options``.
+
+    See :func:`rock_plugin.apis.train.merge_cfg_options` for the checks.
+    """
+    from mmengine.config import Config
+
+    from rock_plugin.apis.train import merge_cfg_options
+    check_files((path, 'config file'))
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        merge_cfg_options(cfg, cfg_options)
+    return cfg
+
+
+@contextlib.contextmanager
+def cfg_options_guard(cfg_options: Optional[dict]) -> Iterator[None]:
+    """Turn a component's "unexpected keyword argument" caused by a
+    ``--cfg-options`` typo into the one-line ``--cfg-options:`` error."""
+    from rock_plugin.apis.train import explain_cfg_options_error
+    try:
+        yield
+    except TypeError as exc:
+        explained = explain_cfg_options_error(exc, cfg_options)
+        if explained is None:
+            raise
+        raise explained from None
+
+
+def run(main: Callable, argv=None) -> None:
+    """Run a tool's ``main(argv)`` and exit with its code (2: user error,
+    printed as one ``error:`` line; a traceback only with ``--debug``)."""
+    from rock_plugin.apis.cli import run_cli
+    sys.exit(run_cli(main, argv))

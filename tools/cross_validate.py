@@ -1,0 +1,329 @@
+"""K-fold cross-validation of a config: ``python tools/cross_validate.py
+CONFIG --folds 5 [--group-by REGEX] [--seed N] [--tta] [train.py flags]``.
+
+The training data is pooled and cut into K stratified, disjoint folds
+(sklearn's ``StratifiedKFold``; ``StratifiedGroupKFold`` with ``--group-by``,
+so that the images of one sample never straddle training and validation).
+Fold ``k`` is a normal training run in ``<work_dir>/fold_<k>/`` on the
+annotation files ``fold_<k>/train.txt`` / ``val.txt``; its final model (or
+``--eval-checkpoint best``) then predicts its validation images, with and,
+given ``--tta``, without test-time augmentation. A rerun skips finished
+folds and resumes an interrupted one. ``<work_dir>`` ends up with
+``cv_summary.csv/.json`` (per fold, mean and std of top-1, macro
+precision/recall/F1 and per-class F1), ``oof_predictions.csv`` and the pooled
+``oof_confusion_matrix.csv/.png`` (``*_tta.*`` likewise).
+
+Several processes: ``python -m torch.distributed.run --nproc_per_node N
+tools/cross_validate.py CONFIG --folds 5 --launcher pytorch``.
+"""
+import argparse
+import copy
+import gc
+import glob
+import json
+import os
+import os.path as osp
+
+from _common import load_config, run, setup_env
+
+PLAN_FILE = 'cv_plan.json'
+TRAINED_FILE = 'cv_trained.json'
+RESULT_FILE = 'cv_result.json'
+# train.py flags that would fight the fold split or the fold bookkeeping.
+CONFLICTING = ('--split-validation', '--ratio', '--fold', '--resume',
+               '--resume-from', '--fresh')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='K-fold cross-validation: every image is validated '
+        'exactly once; mean ± std over folds. Flags not listed here go to '
+        'tools/train.py (e.g. --device cpu, --data-root, --cfg-options).',
+        epilog='A rerun with the same --work-dir skips finished folds and '
+        'resumes an interrupted one.')
+    parser.add_argument('config', help='training config file path')
+    parser.add_argument('--folds', type=int, default=5,
+                        help='number of folds (default 5)')
+    parser.add_argument(
+        '--group-by', metavar='REGEX',
+        help="keep the images of one sample in one fold: a regular "
+        "expression on the file name whose group 1 is the sample key (e.g. "
+        r"'^(.*)_\d+\.jpg$'), or folder / folder:N (the file's folder, or "
+        "the N-th folder above it)")
+    parser.add_argument('--seed', type=int, default=None,
+                        help='seed of the fold split and of training '
+                        '(default: the config\'s, else drawn; stored)')
+    parser.add_argument('--tta', action='store_true',
+                        help='also evaluate every fold with test-time '
+                        'augmentation (the config\'s tta_pipeline)')
+    parser.add_argument('--eval-checkpoint', choices=['last', 'best'],
+                        default='last',
+                        help='model each fold is evaluated with: the final '
+                        'one (default; unbiased) or the best by validation '
+                        'accuracy (chosen on the same images: optimistic)')
+    parser.add_argument('--work-dir', help='where the folds and the summary '
+                        'go (default: work_dirs/<config name>_cv)')
+    args, train_argv = parser.parse_known_args(argv)
+    for flag in train_argv:
+        if flag.split('=')[0] in CONFLICTING:
+            raise ValueError(f'{flag}: the folds decide the split and a '
+                             'rerun resumes by itself; leave it out')
+    if args.folds < 2:
+        raise ValueError(f'--folds must be at least 2, got {args.folds}')
+    # tools/train.py's flags, parsed by tools/train.py (tools/ is on the
+    # path of a tool run as a script).
+    import train as train_tool
+    train_args = train_tool.parse_args([args.config, *train_argv])
+    return args, train_args
+
+
+def _pool(cfg):
+    """All images of the training data (the config's split undone)."""
+    from mmpretrain.registry import DATASETS
+    from mmengine.registry import init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    base = copy.deepcopy(cfg.train_dataloader.dataset)
+    if base.get('type') not in ('RockDataset', 'mmpretrain.RockDataset'):
+        raise ValueError(f'cross-validation needs train_dataloader.dataset '
+                         f"of type RockDataset, got {base.get('type')!r}")
+    base.update(split=None, pipeline=[], test_mode=True, lazy_init=False)
+    dataset = DATASETS.build(base)
+    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+    classes = [str(c) for c in dataset.metainfo['classes']]
+    return ([i['img_path'] for i in infos], [int(i['gt_label'])
+                                            for i in infos], classes)
+
+
+def _fold_dataset(base, ann_file, classes, pipeline, test_mode):
+    ds = copy.deepcopy(base)
+    for key in ('split', 'val_ratio', 'fold', 'split_seed', 'indices'):
+        ds.pop(key, None)
+    ds.update(ann_file=osp.abspath(ann_file), classes=list(classes),
+              data_prefix='', pipeline=pipeline, test_mode=test_mode,
+              skip_bad_images=False)  # the pool already left them out
+    return ds
+
+
+def _dump_json(obj, path):
+    from rock_plugin.utils.atomic_io import atomic_write
+    with atomic_write(path, encoding='utf-8') as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write('\n')
+
+
+def _load_json(path):
+    if not osp.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+def make_plan(args, cfg, seed, work_dir):
+    """Rank 0: pool the data, assign folds (or check the stored ones)."""
+    from rock_plugin.datasets.kfold import (assign_folds, group_keys,
+                                            read_folds_csv, write_fold_files)
+    paths, labels, classes = _pool(cfg)
+    plan_file = osp.join(work_dir, PLAN_FILE)
+    plan = _load_json(plan_file)
+    wanted = dict(folds=args.folds, group_by=args.group_by, seed=seed)
+    if plan is not None:
+        stored = {k: plan.get(k) for k in wanted}
+        if stored != wanted:
+            raise ValueError(
+                f'{work_dir} holds a cross-validation with {stored}, not '
+                f'{wanted}: use another --work-dir, or the same flags to '
+                'continue it')
+        rows = read_folds_csv(osp.join(work_dir, 'folds.csv'))
+        if sorted(r['file'] for r in rows) != sorted(
+                osp.abspath(p) for p in paths):
+            raise ValueError(
+                f'the data changed since {work_dir}/folds.csv was written '
+                f'({len(rows)} images then, {len(paths)} now): use another '
+                '--work-dir')
+        return plan
+    groups = group_keys(paths, args.group_by) if args.group_by else None
+    fold_ids = assign_folds(labels, args.folds, seed, groups, classes)
+    write_fold_files(work_dir, paths, labels, fold_ids, classes, groups)
+    plan = dict(wanted, classes=classes, num_images=len(paths),
+                config=osp.abspath(args.config))
+    _dump_json(plan, plan_file)
+    return plan
+
+
+def _fold_cfg(base_cfg, work_dir, k, classes):
+    cfg = copy.deepcopy(base_cfg)
+    fold_dir = osp.join(work_dir, f'fold_{k}')
+    train_txt, val_txt = (osp.join(fold_dir, n)
+                          for n in ('train.txt', 'val.txt'))
+    base = base_cfg.train_dataloader.dataset
+    cfg.train_dataloader.dataset = _fold_dataset(
+        base, train_txt, classes, base.pipeline, False)
+    if cfg.get('val_dataloader'):
+        cfg.val_dataloader.dataset = _fold_dataset(
+            base, val_txt, classes, cfg.val_dataloader.dataset.pipeline, True)
+    cfg.test_dataloader.dataset = _fold_dataset(
+        base, val_txt, classes, cfg.test_dataloader.dataset.pipeline, True)
+    cfg.work_dir = fold_dir
+    return cfg
+
+
+def train_fold(cfg, k, folds):
+    """Train fold ``k`` (resuming when it has checkpoints); its checkpoints."""
+    from mmengine.dist import barrier, is_main_process
+    from mmengine.logging import print_log
+
+    from rock_plugin.apis import train as api
+    from rock_plugin.apis.work_dir import old_run_files
+    fold_dir = cfg.work_dir
+    trained = _load_json(osp.join(fold_dir, TRAINED_FILE))
+    if trained is not None:
+        return trained
+    if old_run_files(fold_dir):
+        cfg.resume = True
+        cfg.load_from = api.find_resume_checkpoint(fold_dir)
+    cfg.experiment_name = f'cv_fold{k}_train'
+    print_log(f'cross-validation: fold {k + 1} of {folds}'
+              + (f', resuming from {cfg.load_from}' if cfg.get('resume')
+                 else ''), logger='current')
+    runner = api.train(cfg)
+    print_log(f'cross-validation: fold {k + 1} of {folds} trained on '
+              f'{len(runner.train_dataloader.dataset)} images, world size '
+              f'{runner.world_size}', logger='current')
+    del runner
+    gc.collect()  # ends the dataloader workers before the next runner
+    last = open(osp.join(fold_dir, 'last_checkpoint')).read().strip()
+    best = sorted(glob.glob(osp.join(glob.escape(fold_dir), 'best_*.pth')))
+    trained = dict(last=last, best=best[-1] if best else None)
+    if is_main_process():
+        _dump_json(trained, osp.join(fold_dir, TRAINED_FILE))
+    barrier()
+    return trained
+
+
+def evaluate_fold(cfg, k, checkpoint, tta):
+    """Predictions of one fold's validation images (rank 0; else [])."""
+    from rock_plugin.apis.train import build_runner
+    from rock_plugin.evaluation import PredictionCollector
+    from rock_plugin.models.tta import tta_config
+    cfg = copy.deepcopy(cfg)
+    cfg.load_from = checkpoint
+    cfg.resume = False
+    variant = 'tta' if tta else 'plain'
+    cfg.work_dir = osp.join(cfg.work_dir, f'eval_{variant}')
+    cfg.experiment_name = f'cv_fold{k}_eval_{variant}'
+    cfg.test_evaluator = [dict(type='PredictionCollector')]
+    if tta:
+        cfg = tta_config(cfg)
+    runner = build_runner(cfg)
+    runner.test()
+    collector = next(m for m in runner.test_evaluator.metrics
+                     if isinstance(m, PredictionCollector))
+    predictions = [dict(img_path=p['img_path'], gt_label=p['gt_label'],
+                        pred_score=p['pred_score'])
+                   for p in collector.predictions]
+    del runner
+    gc.collect()
+    return predictions
+
+
+def summarize(work_dir, plan, results, variants):
+    from mmengine.logging import print_log
+    from rock_plugin.evaluation.cross_validation import (format_cv_table,
+                                                         save_cv_results,
+                                                         summarize_folds)
+    lines, summaries = [], {}
+    for variant in variants:
+        preds = {k: r[variant] for k, r in results.items()}
+        summary = summarize_folds(preds, plan['classes'])
+        summary.update(variant=variant, folds_k=plan['folds'],
+                       seed=plan['seed'], group_by=plan['group_by'])
+        title = 'Cross-validation' + (' with TTA' if variant == 'tta'
+                                      else '')
+        files = save_cv_results(work_dir, summary, preds,
+                                '_tta' if variant == 'tta' else '', title)
+        print_log('\n' + format_cv_table(summary, title), logger='current')
+        m, s = summary['mean'], summary['std']
+        lines.append(f"{title}: top-1 {m['top1']:.2f} ± {s['top1']:.2f}, "
+                     f"macro F1 {m['f1']:.2f} ± {s['f1']:.2f} "
+                     f"({plan['folds']} folds, {summary['num_images']} "
+                     f'images; mean ± std over folds, percent) -> '
+                     f"{osp.basename(files['summary_csv'])}")
+        summaries[variant] = summary
+    print_log('\n'.join(lines + [f'results in {work_dir}']),
+              logger='current')
+    return summaries
+
+
+def main(argv=None):
+    args, train_args = parse_args(argv)
+    setup_env(train_args)
+    import rock_plugin  # noqa: F401  (registries)
+    from mmengine.dist import (barrier, broadcast_object_list,
+                               is_main_process, sync_random_seed)
+
+    import train as train_tool
+    from rock_plugin.apis import train as api
+    from rock_plugin.engine.distributed import init_distributed
+    backend = init_distributed(train_args.launcher, train_args.device)
+    work_dir = args.work_dir or train_tool.default_work_dir(
+        args.config) + '_cv'
+    stored = _load_json(osp.join(work_dir, PLAN_FILE)) or {}
+    seed = args.seed if args.seed is not None else stored.get('seed')
+    cfg = load_config(args.config, train_args.cfg_options)
+    if seed is None:
+        seed = cfg.get('randomness', {}).get('seed')
+    if seed is None:
+        seed = sync_random_seed() if backend else api.draw_seed()
+    train_args.seed = seed
+    train_args.work_dir = work_dir
+    cfg = train_tool.merge_args(cfg, train_args)
+    api.set_dist_backend(cfg, backend)
+    if args.tta:
+        from rock_plugin.models.tta import check_tta_pipeline
+        check_tta_pipeline(cfg)  # fail now, not after training
+    os.makedirs(work_dir, exist_ok=True)
+    plan = [None, None]
+    if is_main_process():
+        try:
+            plan[0] = make_plan(args, cfg, seed, work_dir)
+        except Exception as exc:  # every rank must stop, not only rank 0
+            plan[1] = exc
+    if backend:
+        broadcast_object_list(plan)
+    if plan[1] is not None:
+        raise plan[1]
+    plan = plan[0]
+    variants = ['plain'] + (['tta'] if args.tta else [])
+    results = {}
+    for k in range(args.folds):
+        fold_cfg = _fold_cfg(cfg, work_dir, k, plan['classes'])
+        result_file = osp.join(fold_cfg.work_dir, RESULT_FILE)
+        result = _load_json(result_file) or {}
+        if result.get('eval_checkpoint') != args.eval_checkpoint:
+            result = dict(fold=k, eval_checkpoint=args.eval_checkpoint)
+        missing = [v for v in variants if v not in result]
+        if not missing:
+            print(f'fold {k}: done, skipped ({result_file})', flush=True)
+            results[k] = result
+            continue
+        trained = train_fold(fold_cfg, k, args.folds)
+        checkpoint = trained[args.eval_checkpoint]
+        if checkpoint is None:
+            raise FileNotFoundError(
+                f'{fold_cfg.work_dir}: no best checkpoint (validation was '
+                'off?); use --eval-checkpoint last')
+        result['checkpoint'] = checkpoint
+        for variant in missing:
+            result[variant] = evaluate_fold(fold_cfg, k, checkpoint,
+                                            variant == 'tta')
+        if is_main_process():
+            _dump_json(result, result_file)
+        barrier()
+        results[k] = result
+    if is_main_process():
+        return summarize(work_dir, plan, results, variants)
+    return None
+
+
+if __name__ == '__main__':
+    run(main)

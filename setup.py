@@ -37,9 +37,12 @@ setup(
         'onnx',
         'onnxruntime',
         'onnxscript',
+        'grad-cam>=1.5',  # tools/vis_cam.py, predict --cam, web demo
     ],
     extras_require={
-        'tests': ['pytest', 'pytest-xdist', 'hypothesis'],
+        'tests': ['pytest', 'pytest-xdist', 'hypothesis', 'gradio>=5',
+                  'playwright'],
+        'demo': ['gradio>=5'],  # tools/web_demo.py
     },
     license='MIT',
 )

@@ -181,8 +181,7 @@ def test_truncated_checkpoint_for_resume(tiny_data, tmp_path):
     ckpt = work / 'epoch_2.pth'
     ckpt.write_bytes(ckpt.read_bytes()[:5000])
     _fails('--data-root', tiny_data, '--work-dir', str(work), '--resume',
-           str(ckpt), expect=['epoch_2.pth', 'truncated or corrupt',
-                              '--resume', 'epoch_1.pth'])
+           str(ckpt), expect=['epoch_2.pth', 'truncated or corrupt'])
     # --resume without a path skips the truncated file, with a warning
     proc = run_tool(*TRAIN, '--data-root', tiny_data, '--work-dir', str(work),
                     '--resume', '--cfg-options', 'train_cfg.max_epochs=2')

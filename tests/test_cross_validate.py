@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, make_class_folders, run_tool
+from conftest import REPO, load_tool, make_class_folders, run_tool
 
 TINY_TTA = osp.join(REPO, 'tests', 'data', 'tiny_tta_config.py')
 KILL_HOOK = osp.join(REPO, 'tests', 'data', 'kill_hook.py')
@@ -28,6 +28,13 @@ def _dicts(path):
 def _json(path):
     with open(path, encoding='utf-8') as f:
         return json.load(f)
+
+
+def _cv_main(*argv):
+    """tools/cross_validate.py's main in this process (its errors raise)."""
+    from unittest import mock
+    with mock.patch.dict(os.environ):  # --device cpu hides CUDA: undo it
+        return load_tool('cross_validate').main(list(argv))
 
 
 # --------------------------------------------------------------- folds --
@@ -139,7 +146,7 @@ def test_every_image_is_validated_once_and_summaries_are_written(
 
 
 def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
-        cv_run, tiny_data):
+        cv_run, tiny_data, capsys):
     work, log = cv_run
     assert 'fold 1 of 2' in log and 'resuming from' in log
     assert 'fold_0/epoch_1.pth' in log.split('resuming from')[1][:300]
@@ -157,25 +164,16 @@ def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
                  'oof_confusion_matrix_tta.png'):
         assert osp.isfile(osp.join(work, name))
     assert 'Cross-validation with TTA: top-1' in log
-    # and once more: every fold done
-    third = run_tool(*CV, '--tta', '--data-root', tiny_data, '--work-dir',
-                     work)
-    assert third.stdout.count('done, skipped') == 2
+    # and once more: every fold done, the same summary
+    summary = _cv_main(*CV[1:], '--tta', '--data-root', tiny_data,
+                       '--work-dir', work)
+    assert capsys.readouterr().out.count('done, skipped') == 2
+    assert summary['tta']['mean'] == _json(
+        osp.join(work, 'cv_summary_tta.json'))['mean']
     # other folds in the same work dir: a clear error, nothing touched
     with pytest.raises(ValueError, match='use another --work-dir'):
         _cv_main(*CV[1:], '--folds', '3', '--data-root', tiny_data,
                  '--work-dir', work)
-
-
-def _cv_main(*argv):
-    """tools/cross_validate.py's main in this process (its errors raise)."""
-    from unittest import mock
-    tools = osp.join(REPO, 'tools')
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    import cross_validate
-    with mock.patch.dict(os.environ):  # --device cpu hides CUDA: undo it
-        return cross_validate.main(list(argv))
 
 
 def test_bad_inputs_are_clear_errors(tiny_data, tmp_path):

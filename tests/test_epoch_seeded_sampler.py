@@ -83,3 +83,16 @@ def test_seeded_index_is_an_int_that_survives_pickling():
     assert back == 5 and back.aug_seed == (3, 2)
     with pytest.raises(AttributeError):
         (idx + 1).aug_seed  # arithmetic gives a plain int: no stale seed
+
+
+def test_shipped_configs_seed_augmentation_per_sample_with_their_workers():
+    from mmengine.config import Config
+    from conftest import REPO
+    for name, workers in (('rock_b4', 4), ('rock_quickstart', 2)):
+        cfg = Config.fromfile(f'{REPO}/configs/{name}.py')
+        loader = cfg.train_dataloader
+        assert loader.sampler.type == 'EpochSeededSampler'
+        assert loader.num_workers == workers and loader.persistent_workers
+        hooks = [h.type for h in cfg.custom_hooks]
+        assert {'HistoryHook', 'HistoryFigureHook', 'ResumeValidationHook',
+                'RngStateHook'} <= set(hooks)

@@ -88,7 +88,8 @@ def test_engines_give_the_plain_backbones_features(engine, tolerance):
 
 
 def test_default_engine_is_the_fastest_exact_one_and_predicts_the_same():
-    assert default_engine('cpu') == 'onnxruntime'  # measured, docs/benchmark.md
+    # the fastest exact engine measured (docs/benchmark.md)
+    assert default_engine('cpu') == 'onnxruntime'
     assert default_engine('cuda') == 'eager'
     fast = _b0_classifier(fast_frozen=True)
     plain = _b0_classifier(fast_frozen=False)
@@ -99,6 +100,10 @@ def test_default_engine_is_the_fastest_exact_one_and_predicts_the_same():
     assert fast._fast_state[1].engine == 'onnxruntime'
     assert torch.equal(a.argmax(1), b.argmax(1))
     assert (a - b).abs().max().item() < 1e-4
+    # --amp on CPU (bfloat16 autocast): the eager copy runs under it
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        c = fast(x, mode='tensor').float().softmax(1)
+    assert (c - b).abs().max().item() < 0.05
 
 
 def test_classifier_fast_and_plain_paths_agree_and_follow_new_weights():

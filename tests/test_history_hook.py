@@ -100,7 +100,7 @@ def test_damaged_history_is_kept_aside_on_resume(tmp_path, caplog):
     runner = _runner(tmp_path, epoch=2, model=SimpleNamespace())
     with caplog.at_level(logging.WARNING, logger='history_hook_test'):
         HistoryHook().before_train(runner)
-    assert 'is damaged' in caplog.text
+    assert 'the history is damaged' in caplog.text
     assert not (tmp_path / 'history.csv').exists()
     kept = list(tmp_path.glob('history.*.csv'))
     assert len(kept) == 1 and '\x00' in kept[0].read_text()
@@ -121,3 +121,45 @@ def test_resume_validation_runs_only_when_the_loop_would_have(
                                                 max_epochs=max_epochs))
     ResumeValidationHook().before_train(runner)
     assert runs == ([1] if validates else [])
+
+
+def test_head_output_stats_equal_a_direct_computation():
+    """Train top-1/P/R/F1 from the training forward, val_loss per image with
+    the head's loss, whatever the batch split."""
+    import torch
+    import torch.nn.functional as F
+    from mmpretrain.models.heads import LinearClsHead
+    from mmpretrain.structures import DataSample
+
+    from rock_plugin.evaluation import HeadOutputStats, compute_rock_metrics
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.head = head = LinearClsHead(num_classes=3, in_channels=4)
+    feats = torch.randn(10, 4)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 2])
+    samples = [DataSample().set_gt_label(int(label)) for label in labels]
+    stats = HeadOutputStats()
+    stats.attach(model)
+    stats.start_train_epoch()
+    losses = []
+    for part in (slice(0, 7), slice(7, 10)):  # batches of unequal size
+        loss = head.loss((feats[part], ), samples[part])['loss'].item()
+        losses.append(loss)
+        stats.add_train_batch(samples[part], loss)
+    values = stats.train_values()
+    with torch.no_grad():
+        scores = head((feats, ))
+    expected = compute_rock_metrics(scores.numpy(), labels.numpy(), 3, (1, ))
+    assert values['train_loss'] == pytest.approx(sum(losses) / 2)
+    for key in ('accuracy/top1', 'precision', 'recall', 'f1-score'):
+        assert values[f'train_{key}'] == pytest.approx(expected[key])
+    stats.start_val()
+    for part in (slice(0, 7), slice(7, 10)):
+        with torch.no_grad():
+            stats.add_val_batch(head.predict((feats[part], ),
+                                             samples[part]))
+    assert stats.val_loss(10) == pytest.approx(
+        F.cross_entropy(scores, labels).item(), rel=1e-6)
+    stats.detach()
+    head((feats, ))
+    assert stats._scores is None  # no longer listening

@@ -13,14 +13,12 @@ from conftest import DEMO_DATA, QUICKSTART, REPO
 ROCK_B4 = osp.join(REPO, 'configs', 'rock_b4.py')
 
 
-def _images(per_class=None):
-    from rock_plugin.utils.image_files import list_images, scan_class_folders
-    if per_class is None:
-        return list_images(DEMO_DATA)
+def _images(per_class):
+    """The first ``per_class`` bundled images of every class."""
+    from rock_plugin.utils.image_files import scan_class_folders
     classes, samples = scan_class_folders(DEMO_DATA)
-    picked = [next(p for p, lbl in samples if lbl == c)
-              for c in range(len(classes))][:per_class]
-    return [osp.join(DEMO_DATA, p) for p in picked]
+    return [osp.join(DEMO_DATA, path) for c in range(len(classes))
+            for path in [p for p, lbl in samples if lbl == c][:per_class]]
 
 
 def _stock_vs_rock(config, checkpoint, images, batch_size=16):
@@ -41,7 +39,7 @@ def _stock_vs_rock(config, checkpoint, images, batch_size=16):
 def test_stock_inferencer_predicts_what_rock_inferencer_does(
         quickstart_model):
     # The reproduction of the issue: the config the run saved, its checkpoint.
-    images = _images()
+    images = _images(per_class=6)
     stock, rock = _stock_vs_rock(quickstart_model['config'],
                                  quickstart_model['checkpoint'], images)
     assert [r['pred_class'] for r in stock] == \
@@ -58,10 +56,10 @@ def test_get_model_and_inference_model(quickstart_model):
     from mmpretrain import get_model, inference_model
 
     from rock_plugin.apis.inferencer import RockInferencer
-    images = _images(per_class=3)
+    images = _images(per_class=1)
     model = get_model(QUICKSTART, pretrained=quickstart_model['checkpoint'],
                       device='cpu')
-    assert len(model.dataset_meta['classes']) == 11
+    assert len(model._dataset_meta['classes']) == 11
     expected = RockInferencer(QUICKSTART,
                               quickstart_model['checkpoint'])(images)
     for image, want in zip(images, expected):
@@ -99,7 +97,7 @@ def test_rock_b4_config_with_the_stock_apis(tmp_path):
     from mmpretrain import get_model, inference_model
     from mmpretrain.registry import TRANSFORMS
     from torch.nn.modules.batchnorm import _BatchNorm
-    images = _images(per_class=4)
+    images = _images(per_class=1)[:4]
     model = get_model(ROCK_B4)
     pipeline = Compose([TRANSFORMS.build(t) for t in
                         model._config.test_dataloader.dataset.pipeline])
@@ -127,3 +125,25 @@ def test_rock_b4_config_with_the_stock_apis(tmp_path):
     loaded = get_model(ROCK_B4, pretrained=checkpoint)
     assert inference_model(loaded, images[0])['pred_class'] == \
         rock[0]['pred_class']
+
+
+def test_loader_takes_decoded_pixels_like_a_file(tmp_path):
+    """What the stock inferencer hands LoadRockImage (an ``mmcv.imread``
+    array, no path) gives the pixels the file gives; gray and BGRA arrays
+    become 3-channel BGR, and ``pre_resize`` still applies."""
+    import mmcv
+
+    import rock_plugin  # noqa: F401
+    from conftest import make_image
+    from rock_plugin.datasets import LoadRockImage
+    path = make_image(str(tmp_path / 'a.png'), size=(60, 40))
+    loader = LoadRockImage()
+    from_file = loader(dict(img_path=path))['img']
+    np.testing.assert_array_equal(loader(dict(img=mmcv.imread(path)))['img'],
+                                  from_file)
+    gray = from_file[..., 0]
+    assert (loader(dict(img=gray))['img'] == gray[..., None]).all()
+    bgra = np.dstack([from_file, np.full(gray.shape, 7, np.uint8)])
+    np.testing.assert_array_equal(loader(dict(img=bgra))['img'], from_file)
+    small = LoadRockImage(pre_resize=20)(dict(img=from_file))
+    assert small['img'].shape == (20, 30, 3) and small['img_shape'] == (20, 30)

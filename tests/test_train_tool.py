@@ -143,7 +143,8 @@ def test_dist_train_two_cpu_processes(tiny_data, tmp_path):
     # rank 0 alone wrote checkpoints and history (one file each, one row)
     assert [r['epoch'] for r in _history(work)] == ['1']
     assert sorted(f for f in os.listdir(work) if f.endswith('.pth')) == [
-        'best_accuracy_top1_epoch_1.pth', 'epoch_1.pth']
+        'best.pth', 'best_accuracy_top1_epoch_1.pth', 'epoch_1.pth',
+        'last.pth']
     # the random seed was drawn on rank 0 and broadcast: one seed in the log
     seeds = {line.split('seed ')[1].split(' ')[0] for line in log.splitlines()
              if 'rock_plugin: seed' in line}

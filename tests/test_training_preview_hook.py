@@ -87,7 +87,7 @@ def test_quickstart_run_writes_both_pictures(quickstart_model):
 
 
 def test_val_grid_frames_only_mistakes_red():
-    from rock_plugin.visualization.annotate import draw_val_predictions
+    from rock_plugin.visualization.previews import draw_val_predictions
     gray = np.full((100, 120, 3), 128, np.uint8)
     grid = draw_val_predictions(
         [gray, gray], [('Chert', 0.9, 'Chert'), ('Bauxite', 0.6, 'Chert')],

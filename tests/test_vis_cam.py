@@ -90,7 +90,7 @@ def b4_checkpoint(tmp_path_factory):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
-    import rock_plugin  # noqa: F401
+    import rock_plugin  # noqa: F401  (registries)
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'rock_b4.py'))
     cfg.model.backbone.init_cfg = None
     cfg.test_dataloader.dataset.pipeline[1].crop_size = 128

@@ -2,7 +2,12 @@
 
 INPUT is an image, a folder (recursive) or a video (every ``--every-n``-th
 frame); prints a table and writes ``--out preds.csv|.json``. ``--backend
-onnxruntime --onnx model.onnx`` runs an export of ``tools/export_onnx.py``.
+onnxruntime --onnx model.onnx`` runs an export of ``tools/export_onnx.py``;
+``python tools/predict.py --onnx model.onnx INPUT`` needs nothing else (the
+test pipeline and class names are in its metadata). ``--show-dir DIR`` saves
+each image annotated with its top-k classes (``--cam``: and its Grad-CAM
+overlay beside it); a video gives an annotated video there (or beside
+``--out``).
 :func:`parse_args` -> :class:`rock_plugin.apis.inferencer.RockInferencer`;
 ``--help`` lists the flags.
 """
@@ -11,7 +16,7 @@ import functools
 import os.path as osp
 import sys
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 from _common import add_common_args, check_files, run, setup_env
 
@@ -21,8 +26,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Predict rock classes of an image, a folder of images '
         '(recursive) or a video (every N-th frame).')
-    parser.add_argument('config', help='the training config')
-    parser.add_argument('checkpoint', help='the trained .pth checkpoint')
+    # CONFIG and CKPT may be left out with --onnx (INPUT alone).
+    parser.add_argument('config', nargs='?', help='the training config')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='the trained .pth checkpoint')
     parser.add_argument('input', help='an image, a folder of images or a '
                         'video file')
     parser.add_argument('--topk', type=int, default=5,
@@ -35,11 +42,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='for a video: predict every N-th frame '
                         '(default 10)')
     parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'],
-                        default='pytorch', help='run the checkpoint with '
-                        'PyTorch (default) or an exported model (--onnx) '
-                        'with ONNX Runtime')
+                        help='run the checkpoint with PyTorch (default) or '
+                        'an exported model (--onnx) with ONNX Runtime '
+                        '(default with --onnx)')
     parser.add_argument('--onnx', help='the exported .onnx file (tools/'
-                        'export_onnx.py) for --backend onnxruntime')
+                        'export_onnx.py); alone it needs no config or '
+                        'checkpoint')
+    parser.add_argument('--show-dir', help='save each image annotated with '
+                        'its top-k classes here (a video: an annotated '
+                        'video)')
+    parser.add_argument('--cam', action='store_true',
+                        help='with --show-dir: add the Grad-CAM overlay of '
+                        'the top-1 class beside each image (needs the '
+                        'checkpoint)')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation: average the scores of '
                         "the config's tta_pipeline views (flips and 90-degree "
@@ -53,6 +68,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.topk < 1 or args.batch_size < 1 or args.every_n < 1:
         raise ValueError('--topk, --batch-size and --every-n must be at '
                          'least 1')
+    if args.backend is None:
+        args.backend = 'onnxruntime' if args.onnx else 'pytorch'
+    if args.checkpoint is None and not args.onnx:
+        raise ValueError('give CONFIG CHECKPOINT INPUT, or --onnx model.onnx '
+                         'INPUT')
+    if args.cam and (args.checkpoint is None or not args.show_dir):
+        raise ValueError('--cam draws into --show-dir and needs the '
+                         'PyTorch model: give --show-dir, CONFIG and '
+                         'CHECKPOINT')
     if args.backend == 'onnxruntime' and not args.onnx:
         raise ValueError('--backend onnxruntime needs --onnx model.onnx '
                          '(made by tools/export_onnx.py)')
@@ -105,6 +129,77 @@ def open_input(args: argparse.Namespace, errors: List[Tuple[str, str]]):
     return items, width, kind, shown, on_error
 
 
+class Views:
+    """``--show-dir``: annotated images (``--cam``: with the Grad-CAM
+    overlay beside); for a video, an annotated video in ``--show-dir`` or
+    beside ``--out``."""
+
+    def __init__(self, args, inferencer, video: bool):
+        self.args, self.frames, self.video = args, {}, None
+        self.cam = None
+        if args.cam and video:
+            raise ValueError('--cam draws on images, not on a video')
+        if args.cam:
+            from rock_plugin.apis.inferencer import RockInferencer
+            from rock_plugin.visualization.cam import RockCAM
+            torch_model = inferencer if inferencer.model is not None else \
+                RockInferencer(args.config, args.checkpoint, args.device)
+            self.cam = RockCAM(torch_model)
+        target = args.show_dir or (args.out and osp.dirname(args.out))
+        if video and target is not None:
+            import cv2
+
+            from rock_plugin.visualization.video import AnnotatedVideoWriter
+            stem = osp.splitext(osp.basename(
+                args.input if args.show_dir else args.out))[0]
+            capture = cv2.VideoCapture(args.input)
+            fps = capture.get(cv2.CAP_PROP_FPS) / args.every_n
+            capture.release()
+            self.video = AnnotatedVideoWriter(
+                osp.join(target, f'{stem}_annotated.mp4'), fps)
+
+    def remember(self, items):
+        """Pass the inputs on, keeping video frames until shown."""
+        for item in items:
+            if self.video is not None and isinstance(item, tuple):
+                self.frames[item[0]] = item[1]
+            yield item
+
+    def show(self, result: Dict[str, Any]) -> None:
+        if self.video is not None:
+            self.video.write(self.frames.pop(result['file']), result['topk'])
+            return
+        if not self.args.show_dir:
+            return
+        import cv2
+
+        from rock_plugin.visualization.annotate import (annotate_prediction,
+                                                        save_image)
+        bgr = cv2.imread(result['file'], cv2.IMREAD_COLOR)
+        if bgr is None:  # read by the model's loader but not by OpenCV
+            print(f'--show-dir: cannot draw {result["file"]}',
+                  file=sys.stderr)
+            return
+        overlay = None
+        if self.cam is not None:
+            overlay = self.cam(result['file'],
+                               target_class=result['pred_class'])['overlay']
+        source = self.args.input
+        rel = osp.relpath(result['file'], source) if osp.isdir(source) \
+            else osp.basename(result['file'])
+        save_image(osp.join(self.args.show_dir,
+                            osp.splitext(rel)[0] + '.jpg'),
+                   annotate_prediction(bgr[..., ::-1], result['topk'],
+                                       overlay, result['pred_class']))
+
+    def close(self) -> None:
+        if self.video is not None and self.video.frames:
+            self.video.close()
+            print(f'wrote {self.video.path} ({self.video.frames} frames)')
+        elif self.args.show_dir and not self.video:
+            print(f'annotated images in {self.args.show_dir}')
+
+
 def main(argv=None) -> List[Dict[str, Any]]:
     """Predict, print a table, optionally save.
 
@@ -120,9 +215,18 @@ def main(argv=None) -> List[Dict[str, Any]]:
     from rock_plugin.apis.inferencer import RockInferencer, write_predictions
     errors: List[Tuple[str, str]] = []
     items, width, kind, shown, on_error = open_input(args, errors)
-    inferencer = RockInferencer(args.config, args.checkpoint, args.device,
-                                args.batch_size, args.topk, args.backend,
-                                args.onnx, tta=args.tta)
+    if args.config is None:  # --onnx alone
+        if args.tta:
+            raise ValueError('--tta runs the PyTorch model; it needs CONFIG '
+                             'and CHECKPOINT, not --onnx alone')
+        inferencer = RockInferencer.from_onnx(args.onnx, args.device,
+                                              args.batch_size, args.topk)
+    else:
+        inferencer = RockInferencer(args.config, args.checkpoint,
+                                    args.device, args.batch_size, args.topk,
+                                    args.backend, args.onnx, tta=args.tta)
+    views = Views(args, inferencer, isinstance(items, Iterator))
+    items = views.remember(items)
     print(f'predicting {kind} ({args.backend}, batch {args.batch_size}'
           + (', TTA' if args.tta else '') + ')',
           flush=True)
@@ -137,6 +241,8 @@ def main(argv=None) -> List[Dict[str, Any]]:
               f'{r["pred_class"]:<24} '
               f'{r["pred_score"]:>6.3f}  {topk}', flush=True)
         results.append(r)
+        views.show(r)
+    views.close()
     seconds = time.perf_counter() - start
     rate = f', {len(results) / seconds:.1f} images/s' if seconds > 0 else ''
     print(f'{len(results)} predicted, {len(errors)} failed '

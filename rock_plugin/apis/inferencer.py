@@ -154,6 +154,39 @@ class RockInferencer:
                 classes = classes or ckpt_classes
         self.classes = list(classes or _classes_from_config(self.cfg) or [])
 
+    @classmethod
+    def from_onnx(cls, onnx_model: str, device: str = 'cpu',
+                  batch_size: int = 8, topk: int = 5) -> 'RockInferencer':
+        """An ONNX Runtime inferencer from the ``.onnx`` file alone.
+
+        The test pipeline and class names come from the metadata that
+        ``tools/export_onnx.py`` writes (``test_pipeline``, ``classes``);
+        normalisation is inside the graph. No config, no checkpoint.
+
+        Example:
+            >>> RockInferencer.from_onnx('model.onnx')('rock.jpg')[0]
+        """
+        import onnx
+        from mmengine.config import Config
+        if not osp.isfile(onnx_model):
+            raise FileNotFoundError(f'{onnx_model}: ONNX model not found')
+        try:
+            props = onnx.load(onnx_model, load_external_data=False
+                              ).metadata_props
+        except Exception as exc:  # protobuf's DecodeError and friends
+            raise ValueError(f'{onnx_model}: not an ONNX model ({exc})'
+                             ) from None
+        meta = {p.key: p.value for p in props}
+        if 'test_pipeline' not in meta:
+            raise ValueError(f'{onnx_model}: no test_pipeline in its '
+                             'metadata (not exported by tools/export_onnx.py'
+                             '); give the config and checkpoint too')
+        pipeline = json.loads(meta['test_pipeline'])
+        cfg = Config(dict(test_dataloader=dict(dataset=dict(
+            pipeline=pipeline))))
+        return cls(cfg, None, device, batch_size, topk, 'onnxruntime',
+                   onnx_model)
+
     # ------------------------------------------------------------------
     # building
     # ------------------------------------------------------------------

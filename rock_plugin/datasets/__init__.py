@@ -1,4 +1,5 @@
-from .annotations import DataError, load_annotations, load_classes
+from rock_plugin.utils.errors import DataError
+from .annotations import load_annotations, load_classes
 from .class_balanced_sampler import ClassBalancedSampler
 from .epoch_seeded_sampler import EpochSeededSampler, SeededAugmentMixin
 from .kfold import assign_folds, group_keys

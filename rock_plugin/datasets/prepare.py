@@ -13,8 +13,9 @@ import os.path as osp
 import shutil
 from typing import List, Optional, Sequence, Tuple, Union
 
-from ..utils.atomic_io import atomic_write
-from .annotations import (DataError, format_annotation_line, load_annotations,
+from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.errors import DataError
+from .annotations import (format_annotation_line, load_annotations,
                           load_classes, normalize_path)
 from .checks import DatasetReport, check_class_tree, check_images
 from .split import num_folds, stratified_fold_split

@@ -1,7 +1,5 @@
-"""``FeatureCacheTrainLoop``: opt-in linear probing on cached augmented views.
-
-NOT the default recipe and NOT the same maths: see the class docstring.
-"""
+"""``FeatureCacheTrainLoop``: opt-in linear probing on cached augmented views
+(not the recipe's maths: see the class docstring)."""
 import time
 from typing import List, Optional
 
@@ -11,29 +9,22 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
+from torch.utils.data import BatchSampler
 
 
 @LOOPS.register_module()
 class FeatureCacheTrainLoop(EpochBasedTrainLoop):
     """Train only the head on features of ``num_views`` cached views per image.
 
-    **Approximate, opt-in mode** (``configs/rock_b4_featcache.py``). The
-    default recipe draws a fresh random crop/flip of every image each epoch
-    and runs the frozen backbone on it. Here, before the first epoch, the
-    training pipeline (random crop, flip...) is run ``num_views`` times per
-    image and the frozen backbone + neck turn every view into a feature
-    vector once; each epoch then visits the images in the sampler's order, in
-    batches of the dataloader's batch size, and trains the head (same loss,
-    optimizer, batch size and schedule) on one randomly chosen cached view
-    per image. An epoch costs a few milliseconds instead of a backbone pass
-    per image; the price is augmentation diversity (``num_views`` crops per
-    image instead of one new crop per epoch), so results differ from the
-    default recipe's. Validation is unaffected.
-
-    Requirements: a frozen backbone and neck (no trainable parameter before
-    the head), a data preprocessor without batch augments, one process (no
-    distributed training). The views are drawn in the main process from the
-    seeded global generators; ``--resume`` draws them again.
+    **Approximate, opt-in mode** (``configs/rock_b4_featcache.py``): where
+    the recipe runs the frozen backbone on a fresh random crop of every image
+    each epoch, here the training pipeline runs ``num_views`` times per image
+    before epoch 1 and the frozen backbone + neck turn each view into
+    features once; every epoch then trains the head (same loss, optimizer,
+    batches, schedule) on one random cached view per image, in the sampler's
+    order. Epochs take milliseconds; results differ from the recipe's (fewer
+    distinct crops). Validation is unaffected. Needs a frozen backbone and
+    neck, no batch augments, one process; ``--resume`` draws the views again.
 
     Args:
         runner: The runner.
@@ -45,8 +36,7 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         dynamic_intervals: As ``EpochBasedTrainLoop``.
         num_views (int): Augmented views cached per image. Defaults to 8.
         feature_batch_size (int, optional): Images per backbone pass when
-            caching (any size gives the same features: BN is frozen).
-            Defaults to the dataloader's batch size.
+            caching. Defaults to the dataloader's batch size.
 
     Example:
         >>> train_cfg = dict(type='FeatureCacheTrainLoop', max_epochs=100,
@@ -65,8 +55,7 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         self.feature_batch_size = feature_batch_size
         self._feats: Optional[List[torch.Tensor]] = None  # per level [K,N,..]
         self._samples: Optional[list] = None
-        #: Seconds spent computing the cached features.
-        self.cache_seconds = 0.0
+        self.cache_seconds = 0.0  # spent computing the cached features
 
     def _model(self):
         model = self.runner.model
@@ -85,10 +74,9 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         if any(p.requires_grad for part in parts for p in part.parameters()):
             raise ValueError('FeatureCacheTrainLoop needs a frozen backbone '
                              'and neck (e.g. freeze_backbone=True)')
-        if getattr(model.data_preprocessor, 'batch_augments', None) is not None:
+        if getattr(model.data_preprocessor, 'batch_augments', None):
             raise ValueError('FeatureCacheTrainLoop cannot cache batch '
-                             'augments (mixup/cutmix) of the data '
-                             'preprocessor')
+                             'augments (mixup/cutmix)')
 
     @torch.no_grad()
     def build_cache(self) -> None:
@@ -102,29 +90,19 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         start = time.perf_counter()
         was_training = model.training
         model.eval()
-        levels: Optional[List[List[torch.Tensor]]] = None
-        samples = [None] * len(dataset)
+        views, samples = [], [None] * len(dataset)
         for view in range(self.num_views):
-            view_feats: Optional[List[List[torch.Tensor]]] = None
+            batches = []  # per batch: the feature tuple of every level
             for first in range(0, len(dataset), size):
                 idxs = range(first, min(first + size, len(dataset)))
-                batch = pseudo_collate([dataset[i] for i in idxs])
-                data = model.data_preprocessor(batch, False)
-                feats = model.extract_feat(data['inputs'])
-                if view_feats is None:
-                    view_feats = [[] for _ in feats]
-                for level, f in zip(view_feats, feats):
-                    level.append(f.detach())
+                data = model.data_preprocessor(
+                    pseudo_collate([dataset[i] for i in idxs]), False)
+                batches.append(tuple(model.extract_feat(data['inputs'])))
                 if view == 0:
-                    for i, s in zip(idxs, data['data_samples']):
-                        samples[i] = s
-            stacked = [torch.cat(level) for level in view_feats]
-            if levels is None:
-                levels = [[] for _ in stacked]
-            for level, f in zip(levels, stacked):
-                level.append(f)
+                    samples[first:first + len(idxs)] = data['data_samples']
+            views.append([torch.cat(level) for level in zip(*batches)])
         model.train(was_training)
-        self._feats = [torch.stack(level) for level in levels]
+        self._feats = [torch.stack(level) for level in zip(*views)]
         self._samples = samples
         self.cache_seconds = time.perf_counter() - start
         print_log(f'FeatureCacheTrainLoop: {self.num_views} view(s) x '
@@ -134,13 +112,10 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
                   'every epoch)', logger='current')
 
     def _batches(self) -> List[List[int]]:
-        indices = list(iter(self.dataloader.sampler))
-        size = self.dataloader.batch_size or 1
-        batches = [indices[i:i + size] for i in range(0, len(indices), size)]
-        if getattr(self.dataloader, 'drop_last', False) and batches and \
-                len(batches[-1]) < size:
-            batches.pop()
-        return batches
+        # torch's BatchSampler: the loader's batch size and drop_last
+        return list(BatchSampler(self.dataloader.sampler,
+                                 self.dataloader.batch_size or 1,
+                                 getattr(self.dataloader, 'drop_last', False)))
 
     def run_epoch(self) -> None:
         """One epoch over the cached features."""

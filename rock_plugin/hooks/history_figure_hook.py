@@ -75,7 +75,11 @@ class HistoryFigureHook(Hook):
         path = osp.join(runner.work_dir, self.history_file)
         if not self.curves or not osp.isfile(path):
             return []
-        rows = read_history(path)
+        try:
+            rows = read_history(path)
+        except ValueError as exc:  # edited by hand mid-run: skip a drawing
+            runner.logger.warning(f'HistoryFigureHook: {exc}')
+            return []
         if rows == self._drawn_history:
             return []  # unchanged since the last drawing
         self._drawn_history = rows

@@ -5,16 +5,15 @@ import os.path as osp
 import time
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
-from mmengine.dist import all_reduce, collect_results, is_main_process
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-from rock_plugin.evaluation.rock_metric import (RockMetric,
-                                                macro_metrics_from_confusion)
+from rock_plugin.evaluation.head_output_stats import HeadOutputStats
+from rock_plugin.evaluation.rock_metric import RockMetric
 from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.visualization import read_history
 from .resume_validation_hook import validates_after
 
 PER_CLASS_KEYS = ('precision', 'recall', 'f1-score')
@@ -25,16 +24,13 @@ class HistoryHook(Hook):
     """Write a row per epoch to ``history.csv``: the original trainer's
     ``metrics_outputs.csv`` and more.
 
-    A row holds ``epoch``, ``lr``; the training ``train_loss`` (mean of the
-    iterations' losses), ``train_accuracy/top1`` and macro
-    ``train_precision``, ``train_recall``, ``train_f1-score`` of the
-    predictions made on the augmented training batches while training (as
-    the original did); ``val_loss`` (the head's training loss function on the
-    validation set, mean over its images); every scalar validation metric;
-    and per-class ``precision/<class>``, ``recall/<class>``,
-    ``f1-score/<class>`` from :class:`RockMetric`. Train values are summed
-    over all ranks; predictions and losses are read from the head's output
-    with a forward hook, so cached validation gives the same values.
+    A row holds ``epoch``, ``lr``; ``train_loss`` (mean of the iterations'
+    losses), ``train_accuracy/top1`` and macro ``train_precision``,
+    ``train_recall``, ``train_f1-score`` of the predictions made on the
+    augmented training batches, and ``val_loss`` (the training loss function
+    on the validation set), all from :class:`HeadOutputStats`; then every
+    scalar validation metric and the per-class ``precision/<class>``,
+    ``recall/<class>``, ``f1-score/<class>`` of :class:`RockMetric`.
 
     The file is rewritten atomically every epoch. On ``--resume`` it is
     continued: rows after the resumed epoch are dropped, a row written again
@@ -58,18 +54,10 @@ class HistoryHook(Hook):
         self.filename = filename
         self.rows: List[Dict[str, object]] = []
         self._pending: Optional[Dict[str, object]] = None
-        self._head = self._handle = self._scores = None
-        self._loss = torch.zeros(2, dtype=torch.float64)  # sum, count
-        self._confusion: Optional[torch.Tensor] = None
-        self._val_losses: List[float] = []
+        self.stats = HeadOutputStats()
 
-    # -- the file ------------------------------------------------------------
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
-        self._head = getattr(model, 'head', None)
-        if self._head is not None:
-            self._handle = self._head.register_forward_hook(self._capture)
+        self.stats.attach(runner.model)
         path = osp.join(runner.work_dir, self.filename)
         self.rows = []
         if not is_main_process() or not osp.isfile(path):
@@ -77,13 +65,12 @@ class HistoryHook(Hook):
         stamp = time.strftime('%Y%m%d_%H%M%S')
         kept = osp.join(runner.work_dir, f'history.{stamp}.csv')
         try:
-            with open(path, newline='', encoding='utf-8') as f:
-                old = list(csv.DictReader(f))
-            self.rows = [r for r in old if int(r['epoch']) <= runner.epoch]
-        except (ValueError, KeyError, TypeError, csv.Error) as exc:
+            self.rows = [r for r in read_history(path)
+                         if int(r['epoch']) <= runner.epoch]
+        except (ValueError, KeyError) as exc:
             os.replace(path, kept)
-            runner.logger.warning(f'HistoryHook: {path} is damaged ({exc!r}); '
-                                  f'kept as {kept}, starting a new one')
+            runner.logger.warning(f'HistoryHook: {exc}; kept as {kept}, '
+                                  'starting a new history')
             return
         if runner.epoch == 0:
             os.replace(path, kept)
@@ -114,78 +101,39 @@ class HistoryHook(Hook):
             writer.writeheader()
             writer.writerows(sorted(self.rows, key=lambda r: int(r['epoch'])))
 
-    # -- training ------------------------------------------------------------
-    def _capture(self, module, args, output) -> None:
-        if torch.is_tensor(output):
-            self._scores = output.detach()
-
     def before_train_epoch(self, runner) -> None:
         if self._pending is not None:  # a resumed epoch nobody validated
             self._commit(runner, {})
-        self._loss.zero_()
-        num_classes = getattr(self._head, 'num_classes', None)
-        self._confusion = torch.zeros(num_classes, num_classes,
-                                      dtype=torch.int64) \
-            if isinstance(num_classes, int) else None
+        self.stats.start_train_epoch()
         lrs = runner.optim_wrapper.get_lr()
         lr = next(iter(lrs.values()))[0] if lrs else float('nan')
         self._pending = dict(epoch=runner.epoch + 1, lr=lr)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
-        if outputs and 'loss' in outputs:
-            loss = outputs['loss']
-            self._loss += torch.tensor(
-                [float(loss.item() if torch.is_tensor(loss) else loss), 1.0],
-                dtype=torch.float64)
-        scores, self._scores = self._scores, None
-        samples = (data_batch or {}).get('data_samples')
-        if self._confusion is None or scores is None or not samples or \
-                scores.shape != (len(samples), len(self._confusion)):
-            return
-        labels = torch.cat([s.gt_label for s in samples]).cpu()
-        cells = labels * len(self._confusion) + scores.argmax(1).cpu()
-        self._confusion += torch.bincount(
-            cells, minlength=self._confusion.numel()).view_as(self._confusion)
+        loss = (outputs or {}).get('loss')
+        self.stats.add_train_batch(
+            (data_batch or {}).get('data_samples'),
+            None if loss is None else float(loss))
 
     def after_train_epoch(self, runner) -> None:
-        all_reduce(self._loss)  # over every rank's iterations
-        total, count = self._loss.tolist()
-        values = dict(train_loss=total / count if count else float('nan'))
-        if self._confusion is not None:
-            all_reduce(self._confusion)
-            train = macro_metrics_from_confusion(self._confusion.numpy())
-            values.update({f'train_{k}': v for k, v in train.items()})
         self._pending = dict(self._pending or dict(epoch=runner.epoch + 1),
-                             **values)
+                             **self.stats.train_values())
         if not validates_after(runner):
             self._commit(runner, {})
 
-    # -- validation ----------------------------------------------------------
     def before_val_epoch(self, runner) -> None:
-        self._val_losses = []
+        self.stats.start_val()
 
     def after_val_iter(self, runner, batch_idx: int, data_batch=None,
                        outputs=None) -> None:
-        scores, self._scores = self._scores, None
-        loss_module = getattr(self._head, 'loss_module', None)
-        if scores is None or loss_module is None or not outputs or \
-                len(outputs) != len(scores) or 'gt_label' not in outputs[0]:
-            return
-        labels = torch.cat([s.gt_label for s in outputs]).to(scores.device)
-        with torch.no_grad():
-            # per image, so the mean does not depend on the batch size
-            losses = loss_module(scores.float(), labels,
-                                 reduction_override='none')
-        self._val_losses.extend(losses.reshape(-1).tolist())
+        self.stats.add_val_batch(outputs)
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
-        if self._pending is None or self._handle is None:
+        if self._pending is None:
             return  # a stand-alone validation (e.g. tools/test.py)
-        size = len(runner.val_loop.dataloader.dataset)
-        losses = collect_results(self._val_losses, size)  # pads removed
-        values = dict(val_loss=float(np.mean(losses)) if losses
-                      else float('nan'))
+        values = dict(val_loss=self.stats.val_loss(
+            len(runner.val_loop.dataloader.dataset)))
         for key, value in (metrics or {}).items():
             if isinstance(value, (int, float)) or (
                     torch.is_tensor(value) and value.numel() == 1):
@@ -202,6 +150,4 @@ class HistoryHook(Hook):
     def after_train(self, runner) -> None:
         if self._pending is not None:  # the last epoch was never validated
             self._commit(runner, {})
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = self._head = None
+        self.stats.detach()

@@ -1,25 +1,18 @@
 """``TrainingPreviewHook``: pictures of what training sees and predicts."""
 import os.path as osp
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import is_main_process
+from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
-
-def _rgb_batch(images, to_rgb: bool) -> List[np.ndarray]:
-    """``N x C x H x W`` (or a list of ``C x H x W``) 0-255 tensors -> RGB
-    ``uint8`` arrays; ``to_rgb`` says whether the channels are RGB already."""
-    out = []
-    for img in images:
-        arr = img.detach().float().clamp(0, 255).byte().cpu().numpy()
-        arr = arr.transpose(1, 2, 0)
-        out.append(np.ascontiguousarray(arr if to_rgb else arr[..., ::-1]))
-    return out
+from rock_plugin.visualization.previews import (draw_train_batch,
+                                                draw_val_predictions,
+                                                tensors_to_rgb)
 
 
 def _is_image_batch(inputs) -> bool:
@@ -35,9 +28,10 @@ class TrainingPreviewHook(Hook):
 
     As Ultralytics does: when training starts, the first augmented batch as
     the model gets it (after the data preprocessor, de-normalised, each image
-    labelled with its class); after each validation, a grid of the first
-    ``max_images`` validation images with predicted (and score) and true
-    class, mistakes framed red, redrawn only when a prediction changed.
+    labelled with its class); after each validation, a grid of
+    ``max_images`` validation images spread over the set (every k-th), each
+    with its predicted class, score and true class, mistakes framed red;
+    redrawn only when a prediction changed.
     Drawing and writing run on a background thread (rank 0 only); a failed
     drawing is logged, never stops training.
 
@@ -61,8 +55,9 @@ class TrainingPreviewHook(Hook):
         self._executor: Optional[ThreadPoolExecutor] = None
         self._pending: List[Future] = []
         self._train_drawn = False
-        self._val_images: List[np.ndarray] = []
-        self._val_labels: List[tuple] = []  # (pred, score, gt) this epoch
+        self._val_images: Dict[int, np.ndarray] = {}  # sample index ->
+        self._val_labels: Dict[int, tuple] = {}  # -> (pred, score, gt)
+        self._seen, self._stride = 0, 1
         self._val_drawn: Optional[list] = None
 
     def _active(self) -> bool:
@@ -117,57 +112,61 @@ class TrainingPreviewHook(Hook):
             if getattr(prep, '_enable_normalize', False):
                 x = x * prep.std.view(1, -1, 1, 1) + \
                     prep.mean.view(1, -1, 1, 1)
-        images = _rgb_batch(x, getattr(prep, 'to_rgb', False))
+        images = tensors_to_rgb(x, getattr(prep, 'to_rgb', False))
         classes = self._classes(runner, runner.train_dataloader)
         labels = [_name(classes, s.gt_label)
                   for s in data_batch.get('data_samples', [])[:n]]
-        from rock_plugin.visualization.annotate import draw_train_batch
         self._submit(runner, draw_train_batch, 'train_batch0.jpg', images,
                      labels, self.tile_size)
 
     def before_val_epoch(self, runner) -> None:
-        self._val_labels = []
+        self._val_labels, self._seen = {}, 0
+        # Every k-th sample, so that the grid spans the classes of a
+        # validation set sorted by class.
+        size = len(getattr(runner.val_dataloader, 'dataset', ()))
+        self._stride = max(1, size // (self.max_images * get_world_size()))
 
     def after_val_iter(self, runner, batch_idx: int, data_batch=None,
                        outputs=None) -> None:
         if not self._active() or not outputs:
             return
-        room = self.max_images - len(self._val_labels)
-        if room <= 0:
-            return
         inputs = (data_batch or {}).get('inputs')
         # The cached validation loop drops pixels after its first pass: the
         # validation pipeline is deterministic, so the first pass's images
         # stand for every later one.
-        if inputs is not None and _is_image_batch(inputs) and \
-                len(self._val_images) < self.max_images:
-            # Packed validation images are BGR 0-255, not yet normalised.
-            self._val_images += _rgb_batch(inputs[:room], False)
-        for sample in outputs[:room]:
+        has_images = inputs is not None and _is_image_batch(inputs)
+        for i, sample in enumerate(outputs):
+            index, self._seen = self._seen, self._seen + 1
+            if index % self._stride or \
+                    len(self._val_labels) >= self.max_images:
+                continue
+            if has_images and index not in self._val_images:
+                # Packed validation images: BGR 0-255, not normalised.
+                self._val_images[index] = tensors_to_rgb(inputs[i:i + 1],
+                                                     False)[0]
             score = sample.pred_score.max().item() \
                 if 'pred_score' in sample else float('nan')
-            self._val_labels.append((int(sample.pred_label.item()), score,
-                                     int(sample.gt_label.item())))
+            self._val_labels[index] = (int(sample.pred_label.item()), score,
+                                       int(sample.gt_label.item()))
 
     def after_val_epoch(self, runner, metrics=None) -> None:
-        if not self._active() or not self._val_labels or \
-                not self._val_images:
+        shown = [i for i in self._val_labels if i in self._val_images]
+        if not self._active() or not shown:
             return
-        n = min(len(self._val_images), len(self._val_labels))
-        preds = [p for p, _, _ in self._val_labels[:n]]
+        labels = [self._val_labels[i] for i in shown]
+        preds = [p for p, _, _ in labels]
         if preds == self._val_drawn:
             return  # nothing changed since the last picture
         self._val_drawn = preds
         classes = self._classes(runner, runner.val_dataloader)
         rows = [(_name(classes, p), s, _name(classes, g))
-                for p, s, g in self._val_labels[:n]]
-        right = sum(p == g for p, _, g in self._val_labels[:n])
+                for p, s, g in labels]
+        right = sum(p == g for p, _, g in labels)
         runner.logger.info(f'TrainingPreviewHook: val_predictions.jpg '
-                           f'redrawn ({right}/{n} right)')
-        from rock_plugin.visualization.annotate import draw_val_predictions
+                           f'redrawn ({right}/{len(labels)} right)')
         self._submit(runner, draw_val_predictions, 'val_predictions.jpg',
-                     self._val_images[:n], rows, self.tile_size,
-                     f'epoch {runner.epoch}')
+                     [self._val_images[i] for i in shown], rows,
+                     self.tile_size, f'epoch {runner.epoch}')
 
     def wait(self, runner) -> None:
         """Block until every submitted picture is written."""

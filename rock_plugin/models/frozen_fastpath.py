@@ -24,6 +24,7 @@ The original backbone, its ``state_dict`` and checkpoints are untouched: the
 copy and the engine are not registered submodules.
 """
 import copy
+import importlib.util
 import io
 import warnings
 from typing import Optional, Tuple
@@ -150,11 +151,8 @@ def build_fast_frozen_copy(backbone: nn.Module, channels_last: bool = True
 
 def default_engine(device: torch.device) -> str:
     """The fastest exact engine for ``device`` (``'auto'``)."""
-    if torch.device(device).type != 'cpu':
-        return 'eager'
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
+    if torch.device(device).type != 'cpu' or \
+            importlib.util.find_spec('onnxruntime') is None:
         return 'eager'
     return 'onnxruntime'
 
@@ -195,7 +193,8 @@ class FrozenEngine:
 
     With autograd on (e.g. Grad-CAM through the backbone), under a tracer,
     or for inputs the engine cannot take (ONNX Runtime: a non-CPU or
-    non-float32 tensor), the eager copy runs instead.
+    non-float32 tensor, or autocast on, i.e. ``--amp``), the eager copy runs
+    instead.
 
     Example:
         >>> engine = FrozenEngine(model.backbone, 'auto')
@@ -242,7 +241,8 @@ class FrozenEngine:
 
     def _run(self, x: torch.Tensor) -> tuple:
         if self.engine == 'onnxruntime' and x.device.type == 'cpu' and \
-                x.dtype == torch.float32:
+                x.dtype == torch.float32 and \
+                not torch.is_autocast_enabled('cpu'):
             return self._onnxruntime(x)
         if self.engine == 'compile':
             if self.channels_last and x.dim() == 4:
@@ -269,7 +269,7 @@ class FrozenEngine:
         example = x[:1].contiguous()
         names = [f'out{i}' for i in range(len(module(example)))]
         buffer = io.BytesIO()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.autocast('cpu', enabled=False):
             # the TorchScript exporter: the dynamo one needs seconds more and
             # gives the same graph for this plain CNN
             warnings.simplefilter('ignore')

@@ -128,7 +128,7 @@ def draw_topk_on_frame(frame: np.ndarray,
         np.ndarray: A copy of the frame with the box.
     """
     lines = topk_lines(topk)
-    width = max(120, min(frame.shape[1], 360))
+    width = min(frame.shape[1], max(160, min(frame.shape[1] // 2, 360)))
     band = text_band(lines, width)
     h = min(band.shape[0], frame.shape[0])
     w = min(band.shape[1], frame.shape[1])
@@ -156,37 +156,27 @@ def save_image(path: str, image: np.ndarray, quality: int = 90) -> None:
         f.write(data.tobytes())
 
 
-def draw_train_batch(images: Sequence[np.ndarray], labels: Sequence[str],
-                     size: int = 192) -> np.ndarray:
-    """A grid of training images, each labelled with its class."""
-    return image_grid([labelled_tile(img, [label], size)
-                       for img, label in zip(images, labels)])
-
-
-def draw_val_predictions(images: Sequence[np.ndarray],
-                         rows: Sequence[Tuple[str, float, str]],
-                         size: int = 192,
-                         title: Optional[str] = None) -> np.ndarray:
-    """A grid of validation images with ``pred score`` and ``true`` class;
-    mistakes are framed red.
+def annotate_prediction(image: np.ndarray,
+                        topk: Sequence[Tuple[str, float]],
+                        overlay: Optional[np.ndarray] = None,
+                        cam_class: Optional[str] = None,
+                        size: int = 448) -> np.ndarray:
+    """An image above its top-k classes and scores; with ``overlay`` (a
+    CAM heat map, RGB) that image beside it, labelled with its class.
 
     Args:
-        images: RGB ``uint8`` images.
-        rows: ``(predicted class, score, true class)`` per image.
-        size (int): Longer side of each image.
-        title (str, optional): A line above the grid.
+        image (np.ndarray): RGB ``uint8``.
+        topk: ``(class, score)`` pairs, best first.
+        overlay (np.ndarray, optional): RGB ``uint8`` CAM overlay.
+        cam_class (str, optional): The class the overlay explains.
+        size (int): Longer side of each picture. Defaults to 448.
+
+    Returns:
+        np.ndarray: RGB ``uint8``.
     """
-    tiles = []
-    for img, (pred, score, true) in zip(images, rows):
-        wrong = pred != true
-        tiles.append(labelled_tile(
-            img, [f'pred: {pred} {score:.2f}', f'true: {true}'], size,
-            frame=RED if wrong else None,
-            colors=[RED if wrong else GREEN, BLACK]))
-    grid = image_grid(tiles)
-    if title:
-        wrong = sum(p != t for p, _, t in rows)
-        head = text_band([f'{title}: {len(rows) - wrong}/{len(rows)} right'],
-                         grid.shape[1])
-        grid = np.concatenate([head, grid])
-    return grid
+    tiles = [labelled_tile(image, topk_lines(topk), size)]
+    if overlay is not None:
+        tiles.append(labelled_tile(overlay, [f'Grad-CAM: {cam_class}'],
+                                   size))
+    return hstack(tiles) if len(tiles) > 1 else tiles[0]
+

@@ -1,5 +1,6 @@
 """Training curves from ``history.csv`` files (one or several runs)."""
 import csv
+import io
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -32,26 +33,35 @@ def read_history(path: str) -> List[Dict[str, str]]:
         list[dict]: One dict a row, values as strings ('' when missing).
 
     Raises:
-        ValueError: A value that is not a number, naming file, line, column.
+        FileNotFoundError: No history there.
+        ValueError: A damaged file (not text, a row longer than the header,
+            a value that is not a number), naming the file and line.
     """
     if osp.isdir(path):
         path = osp.join(path, 'history.csv')
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: no history file (train a model first)')
-    with open(path, newline='', encoding='utf-8') as f:
-        rows = list(csv.DictReader(f))
-    for line, row in enumerate(rows, start=2):
+    try:
+        with open(path, newline='', encoding='utf-8') as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        text = '\0'
+    if '\0' in text:
+        raise ValueError(f'{path}: the history is damaged, not CSV text')
+    reader = csv.DictReader(io.StringIO(text))
+    rows = []
+    for row in reader:
+        where = f'{path}:{reader.line_num}: the history is damaged'
+        if None in row:
+            raise ValueError(f'{where}: more values than columns')
         for column, value in row.items():
+            row[column] = value = value or ''  # a short row: '' (missing)
             try:
-                if column == 'epoch':
-                    int(value)
-                elif value not in ('', None):
-                    float(value)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f'{path}, line {line}: column {column!r} holds '
-                    f'{value!r}, not a number (a damaged history file?)'
-                ) from None
+                int(value) if column == 'epoch' else float(value or 0)
+            except ValueError:
+                raise ValueError(f'{where}: {column} is {value!r}, not a '
+                                 'number') from None
+        rows.append(row)
     return rows
 
 

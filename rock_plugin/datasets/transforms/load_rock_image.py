@@ -197,6 +197,12 @@ class LoadRockImage(BaseTransform):
     Output is BGR uint8 like mmcv (the data preprocessor's ``to_rgb`` flips
     it), with ``img_shape`` and ``ori_shape``.
 
+    Results that already hold pixels (``img``, no ``img_path``) are passed
+    on, made 3-channel BGR: mmpretrain's ``ImageClassificationInferencer``
+    removes only ``LoadImageFromFile`` from the test pipeline and feeds
+    ``mmcv.imread`` arrays, so configs using this loader work with it as
+    they are.
+
     Args:
         min_size (int, optional): Short side to keep when decoding JPEGs at
             reduced scale; ``None`` decodes at full size (exact maths).

@@ -1,0 +1,55 @@
+"""Training previews: a labelled batch, a validation grid with mistakes
+framed red (drawn by :class:`rock_plugin.hooks.TrainingPreviewHook`)."""
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .annotate import (BLACK, GREEN, RED, image_grid, labelled_tile,
+                       text_band)
+
+
+def tensors_to_rgb(images, to_rgb: bool) -> List[np.ndarray]:
+    """``N x C x H x W`` (or a list of ``C x H x W``) 0-255 tensors -> RGB
+    ``uint8`` arrays; ``to_rgb`` says whether the channels are RGB already."""
+    out = []
+    for img in images:
+        arr = img.detach().float().clamp(0, 255).byte().cpu().numpy()
+        arr = arr.transpose(1, 2, 0)
+        out.append(np.ascontiguousarray(arr if to_rgb else arr[..., ::-1]))
+    return out
+
+
+def draw_train_batch(images: Sequence[np.ndarray], labels: Sequence[str],
+                     size: int = 192) -> np.ndarray:
+    """A grid of training images, each labelled with its class."""
+    return image_grid([labelled_tile(img, [label], size)
+                       for img, label in zip(images, labels)])
+
+
+def draw_val_predictions(images: Sequence[np.ndarray],
+                         rows: Sequence[Tuple[str, float, str]],
+                         size: int = 192,
+                         title: Optional[str] = None) -> np.ndarray:
+    """A grid of validation images with ``pred score`` and ``true`` class;
+    mistakes are framed red.
+
+    Args:
+        images: RGB ``uint8`` images.
+        rows: ``(predicted class, score, true class)`` per image.
+        size (int): Longer side of each image.
+        title (str, optional): A line above the grid.
+    """
+    tiles = []
+    for img, (pred, score, true) in zip(images, rows):
+        wrong = pred != true
+        tiles.append(labelled_tile(
+            img, [f'pred: {pred} {score:.2f}', f'true: {true}'], size,
+            frame=RED if wrong else None,
+            colors=[RED if wrong else GREEN, BLACK]))
+    grid = image_grid(tiles)
+    if title:
+        wrong = sum(p != t for p, _, t in rows)
+        head = text_band([f'{title}: {len(rows) - wrong}/{len(rows)} right'],
+                         grid.shape[1])
+        grid = np.concatenate([head, grid])
+    return grid

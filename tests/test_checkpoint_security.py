@@ -118,6 +118,9 @@ def test_no_entry_point_runs_code_from_a_checkpoint(attack, trained, tiny_data,
                                  str(tmp_path / 'run'))
     if attack == 'config_text':  # data only: nothing to refuse there
         entry_points.pop('train init_cfg')
+    else:  # the web demo serves until stopped; a refused file ends it
+        entry_points['web demo'] = ['tools/web_demo.py', TINY_CONFIG, ckpt,
+                                    '--port', '0']
     for name, args in entry_points.items():
         if name.startswith('train') and osp.isdir(tmp_path / 'run'):
             import shutil

@@ -336,21 +336,34 @@ def make_weights(spec: dict) -> dict:
 
 
 def time_engines(spec: dict) -> dict:
-    """Images/s of the frozen backbone alone on every engine."""
+    """Images/s of the frozen backbone alone on every engine, on a batch of
+    4 validation crops."""
     import torch
+    from mmengine.dataset import Compose, pseudo_collate
+    from mmengine.registry import init_default_scope
+
     import rock_plugin  # noqa: F401
     from mmpretrain.registry import MODELS
     from rock_plugin.models.frozen_fastpath import ENGINES, FrozenEngine
-    recipe = RECIPES[spec['recipe']]
-    backbone = MODELS.build(build_config(dict(spec, role='ours')).model
-                            ).backbone.eval().requires_grad_(False)
-    x = torch.rand(4, 3, recipe['size'], recipe['size']) * 4 - 2
+    init_default_scope('mmpretrain')
+    cfg = build_config(dict(spec, role='ours'))
+    model = MODELS.build(dict(cfg.model,
+                              data_preprocessor=cfg.data_preprocessor))
+    model.init_weights()
+    backbone = model.backbone
+    backbone.eval()
+    pipeline = Compose(cfg.val_dataloader.dataset.pipeline)
+    images = spec['data']['images']
+    x = model.data_preprocessor(pseudo_collate([
+        pipeline(dict(img_path=p))
+        for p in images[::max(1, len(images) // 4)][:4]]), False)['inputs']
     reps = spec['engine_reps']
     with torch.no_grad():
         ref = backbone(x)[-1]
         rows = []
         for engine in ('plain', ) + ENGINES:
-            for micro in ((4, ) if engine == 'plain' else (1, 2, 4)):
+            for micro in {'plain': (4, ), 'eager': (1, 2, 4),
+                          'onnxruntime': (1, 2, 4)}.get(engine, (1, 4)):
                 start = time.perf_counter()
                 run_ = backbone if engine == 'plain' else FrozenEngine(
                     backbone, engine, micro_batch=micro)

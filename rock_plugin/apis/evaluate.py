@@ -282,11 +282,11 @@ def save_prediction_images(predictions: Sequence[dict],
 
 def _details(runner, predictions: Sequence[dict], num_classes: int,
              topk: Sequence[int]) -> Dict[str, object]:
-    """RockMetric's full result from the message hub; computed from the
-    predictions when the config evaluates with another metric."""
+    """RockMetric's full result; computed from the predictions when the
+    config evaluates with another metric."""
     from rock_plugin.evaluation.rock_metric import (RockMetric,
                                                     compute_rock_metrics)
-    details = runner.message_hub.get_info(RockMetric.DETAILS_KEY)
+    details = RockMetric.details_of(runner.test_loop.evaluator)
     if details and len(details.get('support', [])) == num_classes and \
             sum(details['support']) == len(predictions):
         return details

@@ -151,9 +151,6 @@ class RockMetric(BaseMetric):
     # '' (not None): keys stay 'accuracy/top1' etc. without mmengine's
     # "prefix is not set" warning.
     default_prefix: Optional[str] = ''
-    # No longer published in the message hub (see last_details); kept until
-    # tools/test.py stops asking for it (it then recomputes the same values).
-    DETAILS_KEY = 'rock_metric/details'
 
     def __init__(self,
                  topk: Sequence[int] = (1, 5),

@@ -452,6 +452,7 @@ def benchmark(args) -> dict:
         res['engines'] = in_child('time_engines', dict(
             base, work_dir=osp.join(work, 'engines'),
             engine_reps=2 if args.tiny else 5), args.timeout)['rows']
+        res['load_after'] = os.getloadavg()[0]
         return res
     for rep in range(args.repeats):
         pair = {}

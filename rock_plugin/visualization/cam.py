@@ -234,7 +234,7 @@ class RockCAM:
         name, sample = self.inferencer.load(item)
         data = self.model.data_preprocessor(pseudo_collate([sample]), False)
         inputs = data['inputs']
-        if self.fast and self.path is None or self.path == 'fused':
+        if (self.fast and self.path is None) or self.path == 'fused':
             try:
                 grayscale = self._run(inputs, index, True, eigen_smooth)
                 self.path = 'fused'

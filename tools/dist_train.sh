@@ -3,6 +3,7 @@
 # Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT as in mmpretrain;
 # PYTHON picks the interpreter (default: python on PATH).
 # Without CUDA it runs NGPUS CPU processes with the gloo backend.
+# TOOL picks the tool (default train.py; tools/dist_test.sh sets test.py).
 set -euo pipefail
 CONFIG=$1
 GPUS=$2
@@ -19,6 +20,6 @@ PYTHONPATH="$DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
     --master_addr="$MASTER_ADDR" \
     --nproc_per_node="$GPUS" \
     --master_port="$PORT" \
-    "$DIR/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+    "$DIR/${TOOL:-train.py}" \
+    "$CONFIG" "${@:3}" \
+    --launcher pytorch

@@ -1,29 +1,6 @@
 #!/usr/bin/env bash
 # Evaluation on a Slurm cluster (mmpretrain's form):
 #   [GPUS=8] bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args]
-# GPUS (default 8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS and
-# PYTHON (default: python on PATH) are read from the environment.
-
-set -x
-
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-CHECKPOINT=$4
-GPUS=${GPUS:-8}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-SRUN_ARGS=${SRUN_ARGS:-""}
-PY_ARGS=${@:5}
-DIR=$(cd "$(dirname "$0")" && pwd)
-
-PYTHONPATH="$DIR/..":$PYTHONPATH \
-srun -p ${PARTITION} \
-    --job-name=${JOB_NAME} \
-    --gres=gpu:${GPUS_PER_NODE} \
-    --ntasks=${GPUS} \
-    --ntasks-per-node=${GPUS_PER_NODE} \
-    --cpus-per-task=${CPUS_PER_TASK} \
-    --kill-on-bad-exit=1 \
-    ${SRUN_ARGS} \
-    ${PYTHON:-python} -u "$DIR/test.py" ${CONFIG} ${CHECKPOINT} --launcher="slurm" ${PY_ARGS}
+# The launcher of tools/slurm_train.sh (same GPUS, GPUS_PER_NODE,
+# CPUS_PER_TASK, SRUN_ARGS and PYTHON variables), running tools/test.py.
+TOOL=test.py TOOL_ARGS="$4" exec bash "$(dirname "$0")/slurm_train.sh" "$@"

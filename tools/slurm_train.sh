@@ -2,7 +2,8 @@
 # Training on a Slurm cluster (mmpretrain's form):
 #   [GPUS=16] bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args]
 # GPUS (default 8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS and
-# PYTHON (default: python on PATH) are read from the environment.
+# PYTHON (default: python on PATH) are read from the environment; TOOL and
+# TOOL_ARGS are set by tools/slurm_test.sh.
 
 set -x
 
@@ -26,4 +27,4 @@ srun -p ${PARTITION} \
     --cpus-per-task=${CPUS_PER_TASK} \
     --kill-on-bad-exit=1 \
     ${SRUN_ARGS} \
-    ${PYTHON:-python} -u "$DIR/train.py" ${CONFIG} --work-dir=${WORK_DIR} --launcher="slurm" ${PY_ARGS}
+    ${PYTHON:-python} -u "$DIR/${TOOL:-train.py}" ${CONFIG} ${TOOL_ARGS:---work-dir=${WORK_DIR}} --launcher="slurm" ${PY_ARGS}

@@ -204,17 +204,18 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_with_launcher_pytorch(tmp_path):
+def test_two_processes_under_dist_train_sh(tmp_path):
+    """TOOL=cross_validate.py bash tools/dist_train.sh CONFIG 2 ..."""
     data = make_class_folders(str(tmp_path / 'data'), per_class=4)
     work = str(tmp_path / 'dist')
     proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-         '2', '--master_port', str(_free_port()), 'tools/cross_validate.py',
-         TINY_TTA, '--folds', '2', '--launcher', 'pytorch', '--device',
-         'cpu', '--data-root', data, '--work-dir', work, '--cfg-options',
-         'train_cfg.max_epochs=1'],
+        ['bash', 'tools/dist_train.sh', TINY_TTA, '2', '--folds', '2',
+         '--device', 'cpu', '--data-root', data, '--work-dir', work,
+         '--cfg-options', 'train_cfg.max_epochs=1'],
         cwd=REPO, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1'))
+        env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1',
+                 TOOL='cross_validate.py', PORT=str(_free_port()),
+                 PYTHON=sys.executable))
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert 'world size 2' in log or 'world_size: 2' in log

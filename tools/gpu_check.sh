@@ -8,19 +8,23 @@
 #    trainers), batch 32 and then 64: stock mmpretrain against configs/
 #    rock_b4.py, whose model runs the frozen backbone channels_last and whose
 #    env_cfg sets cudnn_benchmark=True; 3 epochs on the bundled images listed
-#    16 times (about 3000 training crops an epoch, JPEG decode included),
-#    then predict on all of them. Its summary gives train and predict
-#    images/s of both;
+#    16 times (about 3000 training crops an epoch, JPEG decode included,
+#    WORKERS data-loader workers, default 12), then predict on all of them.
+#    Its summary gives train and predict images/s of both;
 # 3. one bash tools/dist_train.sh run with 1 GPU (2 epochs, AMP), which must
 #    write history.csv, last.pth and best.pth.
 #
 # Any failing step stops the script with "[gpu_check] FAILED: ..." and a
 # non-zero exit; the last line on success is "[gpu_check] all passed".
-# PYTHON picks the interpreter; PORT the dist_train.sh port (default: free).
+# PYTHON picks the interpreter; PORT the dist_train.sh port (default: free);
+# WORKERS the benchmark's data-loader workers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 OUT=${1:-work_dirs/gpu_check}
+# data-loader workers of both trainers: one JPEG decode + crop thread gives
+# ~270 images/s (docs/gpu_check.md), the config's 4 would cap at ~1000/s
+WORKERS=${WORKERS:-$(( $(nproc) > 13 ? 12 : $(nproc) - 1 ))}
 fail() { echo "[gpu_check] FAILED: $*" >&2; exit 1; }
 trap 'fail "line $LINENO: $BASH_COMMAND (exit $?)"' ERR
 mkdir -p "$OUT"
@@ -38,7 +42,8 @@ EOF
 for bs in 32 64; do
     echo "[gpu_check] 2/3 benchmark, AMP, batch $bs"
     "$PYTHON" tools/benchmark.py --device cuda --amp --batch-size "$bs" \
-        --repeats 1 --epochs 3 --data-repeat 16 --timeout 300 \
+        --num-workers "$WORKERS" --repeats 1 --epochs 3 --data-repeat 16 \
+        --timeout 300 \
         --work-dir "$OUT/bench_b$bs" --out "$OUT/bench_b$bs.json" \
         | tee "$OUT/bench_b$bs.txt"
     grep -q '^epoch speedup: ' "$OUT/bench_b$bs.txt" \

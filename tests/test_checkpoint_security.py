@@ -83,24 +83,23 @@ def trained(tmp_path_factory, tiny_data):
 
 
 def _entry_points(config, ckpt, data, work):
-    data_opts = [f'train_dataloader.dataset.data_root={data}',
-                 f'val_dataloader.dataset.data_root={data}']
+    data_opts = ['--data-root', data]
     image = osp.join(data, 'alpha', 'alpha_0.jpg')
     return {
         'train --resume': ['tools/train.py', config, '--work-dir', work,
-                           '--resume', ckpt, '--cfg-options', *data_opts,
+                           '--resume', ckpt, *data_opts, '--cfg-options',
                            'train_cfg.max_epochs=2'],
         'train load_from': ['tools/train.py', config, '--work-dir', work,
-                            '--cfg-options', *data_opts, f'load_from={ckpt}',
+                            *data_opts, '--cfg-options', f'load_from={ckpt}',
                             'train_cfg.max_epochs=1'],
         'train init_cfg': ['tools/train.py', config, '--work-dir', work,
-                           '--cfg-options', *data_opts,
+                           *data_opts, '--cfg-options',
                            'model.backbone.init_cfg.type=Pretrained',
                            f'model.backbone.init_cfg.checkpoint={ckpt}',
                            'model.backbone.init_cfg.prefix=backbone',
                            'train_cfg.max_epochs=1'],
         'test': ['tools/test.py', config, ckpt, '--work-dir', work,
-                 '--cfg-options', *data_opts],
+                 *data_opts],
         'predict': ['tools/predict.py', config, ckpt, image],
         'export': ['tools/export_onnx.py', config, ckpt, '--out',
                    osp.join(work, 'm.onnx')],

@@ -41,7 +41,9 @@ def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,
     totals = counts.sum(axis=1, keepdims=True)
     norm = np.divide(counts, totals, out=np.zeros(counts.shape, float),
                      where=totals > 0)
+    from .fonts import drawable_names
     n = len(class_names)
+    labels, family = drawable_names(class_names)
     size = max(5.0, 0.55 * n + 2.5)
     fig = Figure(figsize=(2 * size + 1, size))
     axes = fig.subplots(1, 2)
@@ -50,9 +52,9 @@ def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,
         im = ax.imshow(data, cmap='Blues', vmin=0,
                        vmax=max(1, data.max()) if fmt == 'd' else 1)
         ax.set_title(f'{title} ({sub})')
-        ax.set_xticks(range(n), class_names, rotation=60, ha='right',
-                      fontsize=8)
-        ax.set_yticks(range(n), class_names, fontsize=8)
+        ax.set_xticks(range(n), labels, rotation=60, ha='right',
+                      fontsize=8, family=family)
+        ax.set_yticks(range(n), labels, fontsize=8, family=family)
         ax.set_xlabel('predicted')
         ax.set_ylabel('true')
         thresh = data.max() / 2 if data.size else 0

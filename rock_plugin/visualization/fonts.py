@@ -1,0 +1,56 @@
+"""Class names that plots can draw: a font that has their characters, or
+the class index.
+
+matplotlib's default DejaVu Sans has no CJK glyphs, so Chinese class names
+came out as empty boxes. A font that covers the names is looked up among the
+installed ones (matplotlib only falls back per glyph from a family list it is
+given); if none covers them, the plot shows ``#<index>`` and the CSV beside
+it keeps the real names.
+"""
+from functools import lru_cache
+from typing import List, Optional, Sequence, Tuple
+
+
+@lru_cache(maxsize=None)
+def _fonts() -> Tuple[Tuple[str, str], ...]:
+    from matplotlib import font_manager
+    return tuple((f.name, f.fname) for f in font_manager.fontManager.ttflist)
+
+
+def _covers(path: str, text: str) -> bool:
+    from matplotlib.ft2font import FT2Font
+    try:
+        font = FT2Font(path)
+    except (OSError, RuntimeError):
+        return False
+    return all(font.get_char_index(ord(c)) for c in text if not c.isspace())
+
+
+def font_for(names: Sequence[str]) -> Optional[str]:
+    """The family of an installed font that has every character of
+    ``names`` (DejaVu Sans first), or None.
+
+    Example:
+        >>> font_for(['Chert', 'Bauxite'])
+        'DejaVu Sans'
+    """
+    text = ''.join(set(''.join(names)))
+    ordered = sorted(_fonts(), key=lambda f: f[0] != 'DejaVu Sans')
+    return next((name for name, path in ordered if _covers(path, text)), None)
+
+
+def drawable_names(names: Sequence[str]) -> Tuple[List[str], Optional[str]]:
+    """Names to draw and the font family to draw them with.
+
+    Returns:
+        tuple: ``(names, family)``; ``(['#0', '#1', ...], None)`` when no
+        installed font has their characters.
+
+    Example:
+        >>> drawable_names(['Chert'])
+        (['Chert'], 'DejaVu Sans')
+    """
+    family = font_for(names)
+    if family is None:
+        return [f'#{i}' for i in range(len(names))], None
+    return list(names), family

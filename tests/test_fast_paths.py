@@ -100,6 +100,11 @@ def test_default_engine_is_the_fastest_exact_one_and_predicts_the_same():
     assert fast._fast_state[1].engine == 'onnxruntime'
     assert torch.equal(a.argmax(1), b.argmax(1))
     assert (a - b).abs().max().item() < 1e-4
+    # a copied model (EMA, export tools) builds its own engine
+    copied = copy.deepcopy(fast)
+    with torch.no_grad():
+        assert torch.allclose(copied(x, mode='tensor').softmax(1), a,
+                              atol=1e-5)
     # --amp on CPU (bfloat16 autocast): the eager copy runs under it
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         c = fast(x, mode='tensor').float().softmax(1)

@@ -253,6 +253,9 @@ def test_make_subset(tmp_path):
     assert len(snapshot(str(tmp_path / 'a'))) == 4
     assert pick_per_class(['a', 'b', 'c'], 2, 0, 'x') == pick_per_class(
         ['c', 'b', 'a'], 2, 0, 'x')
+    # Default: every usable, distinct image (the duplicate's copy left out).
+    every = make_subset(src, str(tmp_path / 'all'), size=60)
+    assert every['per_class'] == {'Bauxite': 6, 'Chert': 4}
 
 
 def test_prepare_dataset_tool(tmp_path, capsys):

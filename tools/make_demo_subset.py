@@ -5,10 +5,11 @@ demo/rock_thin_sections --size 256 --quality 85`` (how the bundled demo was
 made).
 
 Keeps every usable, distinct image, or ``--per-class`` of them per class (the
-same ones for the same ``--seed``), resizes their shorter side to ``--size`` (aspect ratio kept, never
-enlarged), re-encodes them as JPEG ``--quality`` and writes them in the same
-folder-per-class layout; fails, writing nothing, when the total would exceed
-``--max-mb`` MiB. See :func:`rock_plugin.datasets.demo_subset.make_subset`.
+same ones for the same ``--seed``), resizes their shorter side to ``--size``
+(aspect ratio kept, never enlarged), re-encodes them as JPEG ``--quality``
+and writes them in the same folder-per-class layout; fails, writing nothing,
+when the total would exceed ``--max-mb`` MiB. See
+:func:`rock_plugin.datasets.demo_subset.make_subset`.
 """
 import argparse
 

@@ -27,9 +27,11 @@ class RockCheckpointHook(CheckpointHook):
       write names the file.
     * **Ties go to the later epoch.** With a few dozen validation images
       accuracy ties are the rule, and mmengine keeps the earliest of tied
-      epochs, often an undertrained one: on five disjoint folds of the bundled
-      data it picked epochs 3-7 of 30 (see ``docs/``). Here ``rule='greater'``
-      means ``>=`` (``'less'`` means ``<=``).
+      epochs, often an undertrained one. On five disjoint folds of the
+      bundled data (quick start, 8 seeds) the earliest tie was epoch 10 of
+      30 on average and scored 93.7 % on images it was not chosen on, the
+      latest tie epoch 23 and 96.6 % (validation loss as tie-break: epoch
+      16, 95.8 %). Here ``rule='greater'`` means ``>=`` (``'less'``: ``<=``).
     * **Stable names.** ``last.pth`` is the newest epoch checkpoint (it
       resumes) and ``best.pth`` the best one (with one ``save_best`` key;
       ``best_<key>.pth`` with several), beside mmengine's own files

@@ -69,7 +69,10 @@ def test_backbone_grad_gives_input_gradients_with_frozen_weights(
     with model.backbone_grad():
         logits = model(x, mode='tensor')
     assert logits.requires_grad  # the head's graph and the backbone's
-    torch.testing.assert_close(logits.detach(), reference)
+    # no_grad runs the fused copy on ONNX Runtime, backbone_grad the eager
+    # backbone: equal up to float rounding (the ONNX export's 1e-4)
+    torch.testing.assert_close(logits.detach(), reference, atol=1e-4,
+                               rtol=1e-4)
     with model.backbone_grad():
         inputs = x.clone().requires_grad_()
         model(inputs, mode='tensor')[0, 3].backward()

@@ -106,16 +106,19 @@ test_dataloader = val_dataloader
 # 90-degree rotations of the square test crop are averaged (thin sections
 # have no up or down; on a square crop these are exact pixel permutations).
 # A config that changes test_pipeline must define tta_pipeline again.
+# Children reuse the views: tta_pipeline = [*test_pipeline[:-1],
+# dict(type='TestTimeAug', transforms={{_base_.tta_views}})].
 tta_model = dict(type='AverageClsScoreTTA')
+tta_views = [
+    [dict(type='Rotate', angle=float(a), prob=1.0, random_negative_prob=0.0)
+     for a in (0, 90, 180, 270)],
+    [dict(type='RandomFlip', prob=p, direction='horizontal')
+     for p in (0.0, 1.0)],
+    [dict(type='PackInputs')],
+]
 tta_pipeline = [
     *test_pipeline[:-1],
-    dict(type='TestTimeAug', transforms=[
-        [dict(type='Rotate', angle=float(a), prob=1.0,
-              random_negative_prob=0.0) for a in (0, 90, 180, 270)],
-        [dict(type='RandomFlip', prob=p, direction='horizontal')
-         for p in (0.0, 1.0)],
-        [dict(type='PackInputs')],
-    ]),
+    dict(type='TestTimeAug', transforms=tta_views),
 ]
 
 # The frozen backbone's validation features are computed once and reused

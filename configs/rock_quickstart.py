@@ -59,13 +59,7 @@ test_dataloader = val_dataloader
 # rock_b4's test-time augmentation, on this config's test crop.
 tta_pipeline = [
     *test_pipeline[:-1],
-    dict(type='TestTimeAug', transforms=[
-        [dict(type='Rotate', angle=float(a), prob=1.0,
-              random_negative_prob=0.0) for a in (0, 90, 180, 270)],
-        [dict(type='RandomFlip', prob=p, direction='horizontal')
-         for p in (0.0, 1.0)],
-        [dict(type='PackInputs')],
-    ]),
+    dict(type='TestTimeAug', transforms={{_base_.tta_views}}),
 ]
 
 optim_wrapper = dict(

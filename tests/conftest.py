@@ -1,4 +1,6 @@
 """Shared fixtures: small generated images, paths, running tools as a user."""
+import csv
+import json
 import os
 import os.path as osp
 import subprocess
@@ -132,3 +134,26 @@ def quickstart_model(tmp_path_factory):
                 if p.is_file())
     return dict(work_dir=str(work), config=str(work / 'rock_quickstart.py'),
                 checkpoint=str(last), log=done.read_text())
+
+
+def read_csv_rows(path):
+    """The rows of a CSV file written by a tool, as lists of strings."""
+    with open(path, newline='', encoding='utf-8') as f:
+        return list(csv.reader(f))
+
+
+def read_csv_dicts(path):
+    """The rows of a CSV file written by a tool, as dicts by header."""
+    with open(path, newline='', encoding='utf-8') as f:
+        return list(csv.DictReader(f))
+
+
+def read_json(path):
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+def file_magic(path, n):
+    """The first ``n`` bytes of a file (its format's signature)."""
+    with open(path, 'rb') as f:
+        return f.read(n)

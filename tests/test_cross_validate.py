@@ -1,7 +1,5 @@
 """K-fold cross-validation: fold assignment, and tools/cross_validate.py as a
 user runs it (summary files, rerun skips, resume, TTA, bad input)."""
-import csv
-import json
 import os
 import os.path as osp
 import signal
@@ -12,22 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, load_tool, make_class_folders, run_tool
+from conftest import (REPO, load_tool, make_class_folders, read_csv_dicts,
+                      read_json, run_tool)
 
 TINY_TTA = osp.join(REPO, 'tests', 'data', 'tiny_tta_config.py')
 KILL_HOOK = osp.join(REPO, 'tests', 'data', 'kill_hook.py')
 CV = ('tools/cross_validate.py', TINY_TTA, '--folds', '2', '--seed', '3',
       '--device', 'cpu')
-
-
-def _dicts(path):
-    with open(path, newline='', encoding='utf-8') as f:
-        return list(csv.DictReader(f))
-
-
-def _json(path):
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
 
 
 def _cv_main(*argv):
@@ -115,9 +104,9 @@ def cv_run(tiny_data, tmp_path_factory):
 def test_every_image_is_validated_once_and_summaries_are_written(
         cv_run, tiny_data):
     work, log = cv_run
-    folds = _dicts(osp.join(work, 'folds.csv'))
+    folds = read_csv_dicts(osp.join(work, 'folds.csv'))
     assert len(folds) == 24 and {r['fold'] for r in folds} == {'0', '1'}
-    oof = _dicts(osp.join(work, 'oof_predictions.csv'))
+    oof = read_csv_dicts(osp.join(work, 'oof_predictions.csv'))
     assert sorted(r['file'] for r in oof) == sorted(r['file'] for r in folds)
     assert {r['file']: r['fold'] for r in oof} == {r['file']: r['fold']
                                                   for r in folds}
@@ -128,7 +117,7 @@ def test_every_image_is_validated_once_and_summaries_are_written(
         train = open(osp.join(work, f'fold_{k}', 'train.txt')).read()
         assert len([v for v in val if v]) == 12
         assert not {v for v in val if v} & set(train.split('\n'))
-    rows = _dicts(osp.join(work, 'cv_summary.csv'))
+    rows = read_csv_dicts(osp.join(work, 'cv_summary.csv'))
     assert [r['fold'] for r in rows] == ['0', '1', 'mean', 'std']
     top1 = [float(r['top1']) for r in rows[:2]]
     assert float(rows[2]['top1']) == pytest.approx(np.mean(top1), abs=1e-3)
@@ -136,7 +125,7 @@ def test_every_image_is_validated_once_and_summaries_are_written(
                                                    abs=1e-3)
     assert {'precision', 'recall', 'f1', 'f1/alpha', 'f1/gamma'} <= set(
         rows[0])
-    summary = _json(osp.join(work, 'cv_summary.json'))
+    summary = read_json(osp.join(work, 'cv_summary.json'))
     assert summary['num_images'] == 24 and summary['folds_k'] == 2
     confusion = np.array(summary['pooled']['confusion'])
     assert confusion.sum() == 24 and list(confusion.sum(1)) == [8, 8, 8]
@@ -150,15 +139,15 @@ def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
     work, log = cv_run
     assert 'fold 1 of 2' in log and 'resuming from' in log
     assert 'fold_0/epoch_1.pth' in log.split('resuming from')[1][:300]
-    history = _dicts(osp.join(work, 'fold_0', 'history.csv'))
+    history = read_csv_dicts(osp.join(work, 'fold_0', 'history.csv'))
     assert [r['epoch'] for r in history] == ['1', '2']
-    before = _json(osp.join(work, 'fold_0', 'cv_result.json'))
+    before = read_json(osp.join(work, 'fold_0', 'cv_result.json'))
     # a rerun with --tta trains nothing and only adds the TTA evaluation
     again = run_tool(*CV, '--tta', '--data-root', tiny_data, '--work-dir',
                      work)
     log = again.stdout + again.stderr
     assert 'Epoch(train)' not in log
-    after = _json(osp.join(work, 'fold_0', 'cv_result.json'))
+    after = read_json(osp.join(work, 'fold_0', 'cv_result.json'))
     assert after['plain'] == before['plain'] and len(after['tta']) == 12
     for name in ('cv_summary_tta.csv', 'oof_predictions_tta.csv',
                  'oof_confusion_matrix_tta.png'):
@@ -168,7 +157,7 @@ def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
     summary = _cv_main(*CV[1:], '--tta', '--data-root', tiny_data,
                        '--work-dir', work)
     assert capsys.readouterr().out.count('done, skipped') == 2
-    assert summary['tta']['mean'] == _json(
+    assert summary['tta']['mean'] == read_json(
         osp.join(work, 'cv_summary_tta.json'))['mean']
     # other folds in the same work dir: a clear error, nothing touched
     with pytest.raises(ValueError, match='use another --work-dir'):
@@ -219,7 +208,7 @@ def test_two_processes_under_dist_train_sh(tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert 'world size 2' in log or 'world_size: 2' in log
-    oof = _dicts(osp.join(work, 'oof_predictions.csv'))
+    oof = read_csv_dicts(osp.join(work, 'oof_predictions.csv'))
     # the distributed sampler's padding is not counted twice
     assert len(oof) == 12 and len({r['file'] for r in oof}) == 12
     assert log.count('Cross-validation: top-1') == 1  # rank 0 alone

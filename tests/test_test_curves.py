@@ -1,33 +1,16 @@
 """tools/test.py's ROC / precision-recall curves and mistakes sheet, and
 --tta in tools/test.py and tools/predict.py, run as a user would on the
 shared quick-start model (Lite0, bundled data)."""
-import csv
-import json
 import os.path as osp
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from conftest import run_tool
+from conftest import file_magic, read_csv_dicts, read_json, run_tool
 
 PNG = b'\x89PNG\r\n\x1a\n'
 JPEG = b'\xff\xd8\xff'
-
-
-def _dicts(path):
-    with open(path, newline='', encoding='utf-8') as f:
-        return list(csv.DictReader(f))
-
-
-def _json(path):
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
-
-
-def _magic(path, n):
-    with open(path, 'rb') as f:
-        return f.read(n)
 
 
 @pytest.fixture(scope='module')
@@ -48,7 +31,7 @@ def tested(quickstart_model, tmp_path_factory):
 
 
 def _scores(results_dir):
-    rows = _dicts(osp.join(results_dir, 'prediction_results.csv'))
+    rows = read_csv_dicts(osp.join(results_dir, 'prediction_results.csv'))
     classes = list(rows[0])[4:]
     scores = np.array([[float(r[c]) for c in classes] for r in rows])
     labels = np.array([classes.index(r['True_label']) for r in rows])
@@ -59,7 +42,7 @@ def test_roc_and_pr_areas_equal_sklearn_on_the_predictions(tested):
     rows, classes, scores, labels = _scores(tested['plain'])
     onehot = labels[:, None] == np.arange(len(classes))[None, :]
     table = {r['curve']: r for r in
-             _dicts(osp.join(tested['plain'], 'roc_pr_summary.csv'))}
+             read_csv_dicts(osp.join(tested['plain'], 'roc_pr_summary.csv'))}
     assert list(table) == [*classes, 'macro', 'micro']
     for c, name in enumerate(classes):
         assert float(table[name]['auc']) == pytest.approx(
@@ -74,19 +57,19 @@ def test_roc_and_pr_areas_equal_sklearn_on_the_predictions(tested):
         roc_auc_score(onehot.ravel(), scores.ravel()), abs=1e-4)
     assert float(table['micro']['ap']) == pytest.approx(
         average_precision_score(onehot, scores, average='micro'), abs=1e-4)
-    summary = _json(osp.join(tested['plain'], 'summary.json'))
+    summary = read_json(osp.join(tested['plain'], 'summary.json'))
     assert summary['roc_auc']['macro'] == pytest.approx(
         float(table['macro']['auc']), abs=1e-6)
     assert summary['tta'] is False
     # the curves: one ROC per class and the averages, from (0,0) to (1,1)
-    roc = _dicts(osp.join(tested['plain'], 'roc_curves.csv'))
+    roc = read_csv_dicts(osp.join(tested['plain'], 'roc_curves.csv'))
     assert {r['curve'] for r in roc} == set(table)
     first = [r for r in roc if r['curve'] == classes[0]]
     assert (float(first[0]['fpr']), float(first[-1]['tpr'])) == (0.0, 1.0)
-    pr = _dicts(osp.join(tested['plain'], 'pr_curves.csv'))
+    pr = read_csv_dicts(osp.join(tested['plain'], 'pr_curves.csv'))
     assert {r['curve'] for r in pr} == set(table)
     for name in ('roc_curves.png', 'pr_curves.png'):
-        assert _magic(osp.join(tested['plain'], name), 8) == PNG
+        assert file_magic(osp.join(tested['plain'], name), 8) == PNG
     assert 'one-vs-rest ROC AUC macro' in tested['log_plain']
     assert 'roc_curves.png' in tested['log_plain']
 
@@ -99,7 +82,7 @@ def test_mistakes_sheet_shows_the_most_confident_mistakes(tested):
     if not wrong.any():
         assert not osp.exists(sheet)
         return
-    assert _magic(sheet, 3) == JPEG
+    assert file_magic(sheet, 3) == JPEG
     shown = min(6, int(wrong.sum()))  # --mistakes 6, 4 a row
     with Image.open(sheet) as img:
         assert img.width > 4 * 200 if shown >= 4 else img.width > 200
@@ -113,7 +96,7 @@ def test_tta_changes_the_scores_and_says_so(tested):
     assert np.array_equal(labels, tta_labels)
     assert np.abs(plain - tta).max() > 1e-3  # 8 views averaged, not 1
     np.testing.assert_allclose(tta.sum(1), 1, atol=1e-4)
-    summary = _json(osp.join(tested['tta'], 'summary.json'))
+    summary = read_json(osp.join(tested['tta'], 'summary.json'))
     assert summary['tta'] is True and summary['num_images'] == len(labels)
     assert 'accuracy/top1' in summary['metrics']
 
@@ -127,7 +110,7 @@ def test_predict_tta_gives_the_test_tools_tta_scores(quickstart_model,
                     quickstart_model['checkpoint'], image, '--tta',
                     '--out', out)
     assert 'TTA' in proc.stdout
-    got = _json(out)['predictions'][0]['scores']
+    got = read_json(out)['predictions'][0]['scores']
     np.testing.assert_allclose([got[c] for c in classes], tta[0], atol=1e-4)
     bad = run_tool('tools/predict.py', quickstart_model['config'],
                    quickstart_model['checkpoint'], image, '--tta',

@@ -1,6 +1,4 @@
 """tools/test.py and tools/dist_test.sh run as a user would (subprocess)."""
-import csv
-import json
 import math
 import os
 import os.path as osp
@@ -11,8 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from conftest import (REPO, TINY_CLASSES, TINY_CONFIG, free_port,
-                      load_tool, make_class_folders, run_tool)
+from conftest import (REPO, TINY_CLASSES, TINY_CONFIG, file_magic, free_port,
+                      load_tool, make_class_folders, read_csv_dicts,
+                      read_csv_rows, read_json, run_tool)
 
 # One thread per process: the CPUs are shared, and OpenMP threads spinning
 # on busy cores make a 6-image test take seconds instead of milliseconds.
@@ -22,26 +21,6 @@ JPEG = b'\xff\xd8\xff'
 RESULT_FILES = ('per_class.csv', 'confusion_matrix.csv',
                 'confusion_matrix.png', 'prediction_results.csv',
                 'summary.json')
-
-
-def _rows(path):
-    with open(path, newline='', encoding='utf-8') as f:
-        return list(csv.reader(f))
-
-
-def _dicts(path):
-    with open(path, newline='', encoding='utf-8') as f:
-        return list(csv.DictReader(f))
-
-
-def _json(path):
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
-
-
-def _magic(path, n):
-    with open(path, 'rb') as f:
-        return f.read(n)
 
 
 def _val_files(data_root, ratio, fold, seed, split='val'):
@@ -91,7 +70,7 @@ def test_writes_every_result_file_and_prints_the_table(tested):
     for name in RESULT_FILES:
         assert osp.isfile(osp.join(results, name)), name
     assert not [f for f in os.listdir(results) if f.endswith('.tmp')]
-    assert _magic(osp.join(results, 'confusion_matrix.png'), 8) == PNG
+    assert file_magic(osp.join(results, 'confusion_matrix.png'), 8) == PNG
     log = proc.stdout + proc.stderr
     assert 'Per-class results' in log and 'macro avg' in log
     assert all(name in log for name in TINY_CLASSES)
@@ -102,13 +81,13 @@ def test_writes_every_result_file_and_prints_the_table(tested):
 
 def test_evaluates_the_training_runs_validation_fold(tested, tiny_data):
     results, _, _, _ = tested
-    summary = _json(osp.join(results, 'summary.json'))
+    summary = read_json(osp.join(results, 'summary.json'))
     # 3 classes x 8 images, ratio 0.25: 2 per class; the split seed is the
     # training seed read from the checkpoint, so no training image leaks in
     assert summary['num_images'] == 6
     assert summary['split']['seed'] == 1
     files = sorted(r['File'] for r in
-                   _dicts(osp.join(results, 'prediction_results.csv')))
+                   read_csv_dicts(osp.join(results, 'prediction_results.csv')))
     assert files == _val_files(tiny_data, 0.25, None, 1)
     assert not set(files) & set(_val_files(tiny_data, 0.25, None, 1,
                                            split='train'))
@@ -116,7 +95,7 @@ def test_evaluates_the_training_runs_validation_fold(tested, tiny_data):
 
 def test_prediction_results_csv(tested):
     results, _, _, _ = tested
-    rows = _rows(osp.join(results, 'prediction_results.csv'))
+    rows = read_csv_rows(osp.join(results, 'prediction_results.csv'))
     assert rows[0] == ['File', 'Pre_label', 'True_label', 'Success',
                        *TINY_CLASSES]
     assert len(rows) - 1 == 6
@@ -132,12 +111,12 @@ def test_prediction_results_csv(tested):
 
 def test_per_class_and_confusion_equal_sklearn_on_the_predictions(tested):
     results, _, _, _ = tested
-    preds = _dicts(osp.join(results, 'prediction_results.csv'))
+    preds = read_csv_dicts(osp.join(results, 'prediction_results.csv'))
     y_true = [r['True_label'] for r in preds]
     y_pred = [r['Pre_label'] for r in preds]
     p, r, f, s = precision_recall_fscore_support(
         y_true, y_pred, labels=list(TINY_CLASSES), zero_division=0)
-    table = _dicts(osp.join(results, 'per_class.csv'))
+    table = read_csv_dicts(osp.join(results, 'per_class.csv'))
     assert list(table[0]) == ['class', 'precision', 'recall', 'f1-score',
                               'support']
     by_class = {row['class']: row for row in table}
@@ -156,7 +135,7 @@ def test_per_class_and_confusion_equal_sklearn_on_the_predictions(tested):
     # top-5 is capped to the 3 classes: always 100
     assert float(by_class['accuracy/top3']['f1-score']) == 100
 
-    matrix = _rows(osp.join(results, 'confusion_matrix.csv'))
+    matrix = read_csv_rows(osp.join(results, 'confusion_matrix.csv'))
     assert matrix[0] == ['true \\ predicted', *TINY_CLASSES]
     assert [row[0] for row in matrix[1:]] == list(TINY_CLASSES)
     counts = np.array([[int(v) for v in row[1:]] for row in matrix[1:]])
@@ -164,7 +143,7 @@ def test_per_class_and_confusion_equal_sklearn_on_the_predictions(tested):
     np.testing.assert_array_equal(
         counts, confusion_matrix(y_true, y_pred, labels=list(TINY_CLASSES)))
 
-    summary = _json(osp.join(results, 'summary.json'))
+    summary = read_json(osp.join(results, 'summary.json'))
     assert summary['metrics']['accuracy/top1'] == pytest.approx(acc)
     assert summary['metrics']['f1-score'] == pytest.approx(f.mean() * 100)
     assert summary['classes'] == list(TINY_CLASSES)
@@ -174,8 +153,8 @@ def test_per_class_and_confusion_equal_sklearn_on_the_predictions(tested):
 
 def test_out_json_and_show_dir(tested):
     results, out, show, _ = tested
-    dump = _json(out)
-    rows = _dicts(osp.join(results, 'prediction_results.csv'))
+    dump = read_json(out)
+    rows = read_csv_dicts(osp.join(results, 'prediction_results.csv'))
     assert len(dump) == len(rows) == 6
     for item, row in zip(dump, rows):
         assert item['img_path'] == row['File']
@@ -186,7 +165,7 @@ def test_out_json_and_show_dir(tested):
     assert len(images) == 6
     assert images[0].startswith('00000_')
     for name in images:
-        assert _magic(osp.join(show, name), 3) == JPEG
+        assert file_magic(osp.join(show, name), 3) == JPEG
 
 
 def test_split_validation_metrics_out_and_wrong_only(trained, tiny_data,
@@ -199,13 +178,13 @@ def test_split_validation_metrics_out_and_wrong_only(trained, tiny_data,
              res, '--split-validation', '--ratio', '0.5', '--fold', '1',
              '--out', out, '--out-item', 'metrics', '--show-dir', show,
              '--show-wrong-only', '--interval', '2', env=ENV)
-    rows = _dicts(osp.join(res, 'prediction_results.csv'))
+    rows = read_csv_dicts(osp.join(res, 'prediction_results.csv'))
     assert sorted(r['File'] for r in rows) == _val_files(tiny_data, 0.5, 1, 1)
     assert len(rows) == 12
-    summary = _json(osp.join(res, 'summary.json'))
+    summary = read_json(osp.join(res, 'summary.json'))
     assert summary['num_images'] == 12
     assert summary['split'] == dict(split='val', ratio=0.5, fold=1, seed=1)
-    assert _json(out) == summary['metrics']
+    assert read_json(out) == summary['metrics']
     wrong = sum(r['Success'] == 'False' for r in rows)
     assert len(os.listdir(show)) == math.ceil(wrong / 2)
 
@@ -225,17 +204,17 @@ def test_dist_test_two_cpu_processes_give_the_same_results(trained, tested,
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
-    a = _json(osp.join(single, 'summary.json'))
-    b = _json(osp.join(res, 'summary.json'))
+    a = read_json(osp.join(single, 'summary.json'))
+    b = read_json(osp.join(res, 'summary.json'))
     assert b['world_size'] == 2 and a['world_size'] == 1
     # every image once (no sampler padding), in dataset order
     assert b['num_images'] == a['num_images'] == 6
     for key, value in a['metrics'].items():
         assert b['metrics'][key] == pytest.approx(value)
     for name in ('per_class.csv', 'confusion_matrix.csv'):
-        assert _rows(osp.join(res, name)) == _rows(osp.join(single, name))
-    pa = _rows(osp.join(single, 'prediction_results.csv'))
-    pb = _rows(osp.join(res, 'prediction_results.csv'))
+        assert read_csv_rows(osp.join(res, name)) == read_csv_rows(osp.join(single, name))
+    pa = read_csv_rows(osp.join(single, 'prediction_results.csv'))
+    pb = read_csv_rows(osp.join(res, 'prediction_results.csv'))
     assert [r[:4] for r in pb] == [r[:4] for r in pa]
     np.testing.assert_allclose(np.array([r[4:] for r in pb[1:]], float),
                                np.array([r[4:] for r in pa[1:]], float),
@@ -309,12 +288,12 @@ def test_real_rocks_train_then_test(shared_data, tmp_path):
                     '--device', 'cpu', '--data-root', shared_data,
                     '--work-dir', work, *opts, env=ENV)
     results = osp.join(work, 'test_results')
-    summary = _json(osp.join(results, 'summary.json'))
+    summary = read_json(osp.join(results, 'summary.json'))
     assert summary['classes'] == classes
     assert summary['num_images'] == len(_val_files(shared_data, 0.25, None, 3))
-    rows = _rows(osp.join(results, 'prediction_results.csv'))
+    rows = read_csv_rows(osp.join(results, 'prediction_results.csv'))
     assert rows[0][4:] == classes and len(rows) - 1 == summary['num_images']
     counts = np.array([[int(v) for v in row[1:]] for row in
-                       _rows(osp.join(results, 'confusion_matrix.csv'))[1:]])
+                       read_csv_rows(osp.join(results, 'confusion_matrix.csv'))[1:]])
     assert counts.shape == (11, 11) and counts.sum() == summary['num_images']
     assert 'ResidualCalcareniticDolomite' in proc.stdout

@@ -137,16 +137,40 @@ def add_check_args(parser: argparse.ArgumentParser, strict_help: str) -> None:
                         help='show the full traceback on errors')
 
 
-def add_split_args(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--split-validation --ratio --fold`` of tools/train.py and
-    tools/test.py."""
-    parser.add_argument('--split-validation', action='store_true', help=help)
+def add_model_args(parser: argparse.ArgumentParser,
+                   optional: bool = False) -> None:
+    """``CONFIG CHECKPOINT``, the positionals of every tool that loads a
+    trained model (``optional``: both may be left out)."""
+    nargs = '?' if optional else None
+    parser.add_argument('config', nargs=nargs, help='the training config')
+    parser.add_argument('checkpoint', nargs=nargs,
+                        help='the trained .pth checkpoint')
+
+
+def add_folder_args(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """``SRC OUT`` of the tools that read a folder per class and write."""
+    parser.add_argument('src', help='folder with one sub-folder per class')
+    parser.add_argument('out', help=out_help)
+
+
+def add_data_args(parser: argparse.ArgumentParser, split_help: str,
+                  seed_help: str) -> None:
+    """The data flags of tools/train.py and tools/test.py: ``--data-root``,
+    ``--split-validation --ratio --fold``, ``--seed`` and
+    ``--skip-bad-images``."""
+    parser.add_argument('--data-root', help='set data_root of every dataset')
+    parser.add_argument('--split-validation', action='store_true',
+                        help=split_help)
     parser.add_argument('--ratio', type=float, default=None,
                         help='validation fraction with --split-validation '
                         '(default 0.2)')
     parser.add_argument('--fold', type=int, default=None,
                         help='validation fold index with --split-validation '
                         '(default: derived from the seed)')
+    parser.add_argument('--seed', type=int, default=None, help=seed_help)
+    parser.add_argument('--skip-bad-images', action='store_true',
+                        help='leave out unreadable images (with a warning '
+                        'each and a count) instead of stopping')
 
 
 def check_split_args(args: argparse.Namespace) -> None:

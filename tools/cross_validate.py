@@ -19,7 +19,6 @@ tools/cross_validate.py CONFIG --folds 5 --launcher pytorch``.
 import argparse
 import copy
 import gc
-import glob
 import json
 import os
 import os.path as osp
@@ -192,8 +191,8 @@ def train_fold(cfg, k, folds):
     del runner
     gc.collect()  # ends the dataloader workers before the next runner
     last = open(osp.join(fold_dir, 'last_checkpoint')).read().strip()
-    best = sorted(glob.glob(osp.join(glob.escape(fold_dir), 'best_*.pth')))
-    trained = dict(last=last, best=best[-1] if best else None)
+    best = osp.join(fold_dir, 'best.pth')  # RockCheckpointHook's name
+    trained = dict(last=last, best=best if osp.isfile(best) else None)
     if is_main_process():
         _dump_json(trained, osp.join(fold_dir, TRAINED_FILE))
     barrier()

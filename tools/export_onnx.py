@@ -10,7 +10,8 @@ non-zero when ONNX Runtime and PyTorch differ by more than 1e-4.
 import argparse
 from typing import Any, Dict
 
-from _common import add_common_args, check_files, run, setup_env
+from _common import (add_common_args, add_model_args, check_files, run,
+                     setup_env)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -20,8 +21,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Export a trained rock classifier to ONNX (one file, '
         'dynamic batch, softmax scores, class names in the metadata) and '
         'check ONNX Runtime against PyTorch.')
-    parser.add_argument('config', help='the training config')
-    parser.add_argument('checkpoint', help='the trained .pth checkpoint')
+    add_model_args(parser)
     parser.add_argument('--out', default='model.onnx',
                         help='output .onnx file (default: model.onnx)')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),

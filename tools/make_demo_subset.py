@@ -13,15 +13,14 @@ when the total would exceed ``--max-mb`` MiB. See
 """
 import argparse
 
-from _common import run
+from _common import add_folder_args, run
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description='Write a small downscaled JPEG subset of a '
         'folder-per-class dataset (e.g. a bundled demo).')
-    parser.add_argument('src', help='folder with one sub-folder per class')
-    parser.add_argument('out', help='output folder')
+    add_folder_args(parser, 'output folder')
     parser.add_argument('--per-class', type=int, default=None,
                         help='images per class (default: all)')
     parser.add_argument('--size', type=int, default=256,

@@ -18,7 +18,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
-from _common import add_common_args, check_files, run, setup_env
+from _common import (add_common_args, add_model_args, check_files, run,
+                     setup_env)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,9 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Predict rock classes of an image, a folder of images '
         '(recursive) or a video (every N-th frame).')
     # CONFIG and CKPT may be left out with --onnx (INPUT alone).
-    parser.add_argument('config', nargs='?', help='the training config')
-    parser.add_argument('checkpoint', nargs='?',
-                        help='the trained .pth checkpoint')
+    add_model_args(parser, optional=True)
     parser.add_argument('input', help='an image, a folder of images or a '
                         'video file')
     parser.add_argument('--topk', type=int, default=5,

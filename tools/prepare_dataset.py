@@ -17,7 +17,7 @@ import os.path as osp
 import shutil
 import time
 
-from _common import add_check_args, run
+from _common import add_check_args, add_folder_args, run
 
 SPLIT_FILES = ('train.txt', 'test.txt', 'annotations.txt', 'classes.txt')
 
@@ -26,8 +26,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         description='Check a folder-per-class image dataset and write a '
         'stratified train/test split in the original annotation format.')
-    parser.add_argument('src', help='folder with one sub-folder per class')
-    parser.add_argument('out', help='output folder (created if needed)')
+    add_folder_args(parser, 'output folder (created if needed)')
     parser.add_argument('--test-ratio', type=float, default=0.2,
                         help='fraction of each class in test.txt '
                         '(default: 0.2)')

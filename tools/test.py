@@ -12,7 +12,8 @@ import argparse
 import copy
 import os.path as osp
 
-from _common import (add_common_args, add_split_args, cfg_options_guard,
+from _common import (add_common_args, add_data_args, add_model_args,
+                     cfg_options_guard,
                      check_files, check_split_args, default_work_dir,
                      load_config, run, setup_env)
 
@@ -22,8 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Evaluate a rock classifier checkpoint on the test set: '
         'per-class table, confusion matrix and per-image predictions.')
-    parser.add_argument('config', help='config file path')
-    parser.add_argument('checkpoint', help='checkpoint file (.pth)')
+    add_model_args(parser)
     parser.add_argument('--work-dir', help='where the run log goes (default: '
                         'work_dirs/<config name>)')
     parser.add_argument('--results-dir', help='where the result files go '
@@ -38,15 +38,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='with --show-dir: save every N-th image')
     parser.add_argument('--show-wrong-only', action='store_true',
                         help='with --show-dir: only misclassified images')
-    parser.add_argument('--data-root', help='set data_root of the datasets')
-    add_split_args(parser, 'evaluate on the validation fold carved out of '
-                   'the training annotations (as in training)')
-    parser.add_argument('--seed', type=int, default=None,
-                        help='seed of the split (default: the seed stored in '
-                        'the checkpoint, i.e. the training run\'s)')
-    parser.add_argument('--skip-bad-images', action='store_true',
-                        help='leave out unreadable images (with a warning '
-                        'each and a count) instead of stopping')
+    add_data_args(
+        parser, split_help='evaluate on the validation fold carved out of '
+        'the training annotations (as in training)',
+        seed_help='seed of the split (default: the seed stored in the '
+        "checkpoint, i.e. the training run's)")
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation: average the scores of '
                         "the config's tta_pipeline views (flips and 90-degree "
@@ -61,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not osp.isfile(osp.expanduser(args.checkpoint)):
         raise FileNotFoundError(
             f'{args.checkpoint}: checkpoint not found (give a .pth file, e.g. '
-            'work_dirs/rock_b4/best_accuracy_top1_epoch_N.pth)')
+            'work_dirs/rock_b4/best.pth)')
     if args.out and not args.out.lower().endswith('.json'):
         raise ValueError(f'--out {args.out}: use a .json file (pickle files '
                          'can run code when loaded, so none are written)')

@@ -7,7 +7,7 @@ runner, train). ``--help`` lists the flags; several processes:
 """
 import argparse
 
-from _common import (add_common_args, add_split_args, cfg_options_guard,
+from _common import (add_common_args, add_data_args, cfg_options_guard,
                      check_split_args, default_work_dir, load_config, run,
                      setup_env)
 
@@ -25,28 +25,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='continue a run: with a path, from that checkpoint; without, '
         'from the latest checkpoint in the work dir (--resume-from is the '
         "original's name)")
-    parser.add_argument('--fresh', action='store_true',
-                        help='start over in a work dir that holds an earlier '
-                        "run: its files move to <work dir>/previous_runs/")
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision (float16 on CUDA, bfloat16 '
-                        'autocast on CPU)')
-    parser.add_argument('--no-validate', action='store_true',
-                        help='do not validate during training')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the lr by the real batch size')
-    parser.add_argument('--data-root', help='set data_root of every dataset')
-    parser.add_argument('--seed', type=int, default=None,
-                        help='random seed (default: the config\'s, else '
-                        'random, broadcast from rank 0; logged and stored in '
-                        'checkpoints)')
-    parser.add_argument('--deterministic', action='store_true',
-                        help='deterministic algorithms (cuDNN, torch)')
-    add_split_args(parser, 'validate on a stratified fold of the training '
-                   'annotations instead of the test set')
-    parser.add_argument('--skip-bad-images', action='store_true',
-                        help='leave out unreadable images (with a warning '
-                        'each and a count) instead of stopping')
+    for flag, text in (
+            ('--fresh', 'start over in a work dir that holds an earlier run: '
+             'its files move to <work dir>/previous_runs/'),
+            ('--amp', 'mixed precision (float16 on CUDA, bfloat16 autocast '
+             'on CPU)'),
+            ('--no-validate', 'do not validate during training'),
+            ('--auto-scale-lr', 'scale the lr by the real batch size'),
+            ('--deterministic', 'deterministic algorithms (cuDNN, torch)')):
+        parser.add_argument(flag, action='store_true', help=text)
+    add_data_args(
+        parser, split_help='validate on a stratified fold of the training '
+        'annotations instead of the test set',
+        seed_help="random seed (default: the config's, else random, "
+        'broadcast from rank 0; logged and stored in checkpoints)')
     parser.add_argument('--patience', type=int, default=None,
                         help='stop when the selection metric (accuracy/top1) '
                         'has not improved for N validations')

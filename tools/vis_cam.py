@@ -18,7 +18,8 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-from _common import add_common_args, check_files, run, setup_env
+from _common import (add_common_args, add_model_args, check_files, run,
+                     setup_env)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -27,8 +28,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Save class-activation-map overlays of an image or a '
         'folder of images (recursive).')
-    parser.add_argument('config', help='the training config')
-    parser.add_argument('checkpoint', help='the trained .pth checkpoint')
+    add_model_args(parser)
     parser.add_argument('input', help='an image or a folder of images')
     parser.add_argument('--method', default='gradcam', choices=CAM_METHODS,
                         help='CAM method (default gradcam; eigencam needs no '

@@ -15,7 +15,8 @@ import os
 import os.path as osp
 from typing import List, Optional
 
-from _common import REPO, add_common_args, check_files, run, setup_env
+from _common import (REPO, add_common_args, add_model_args, check_files,
+                     run, setup_env)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -24,8 +25,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Serve a web page that classifies rock thin sections '
         'and shows a Grad-CAM overlay.')
-    parser.add_argument('config', help='the training config')
-    parser.add_argument('checkpoint', help='the trained .pth checkpoint')
+    add_model_args(parser)
     parser.add_argument('--onnx', help='score with this exported .onnx '
                         'model (ONNX Runtime) instead of PyTorch')
     parser.add_argument('--port', type=int, default=7860,

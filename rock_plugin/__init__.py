@@ -7,7 +7,8 @@ do it with ``custom_imports = dict(imports=['rock_plugin'])``.
 import warnings
 
 # mmcv-lite has no compiled ops; mmcv warns about one we never use.
-warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformable')
+warnings.filterwarnings('ignore',
+                        message='Fail to import ``MultiScaleDeformable')
 
 from . import datasets, engine, evaluation, hooks, models  # noqa: E402,F401
 from .version import __version__  # noqa: E402

@@ -1,4 +1,4 @@
-"""``RockImageClassifier``: an ``ImageClassifier`` that can freeze its backbone."""
+"""``RockImageClassifier``: an ImageClassifier that can freeze its backbone."""
 from contextlib import contextmanager
 from itertools import chain
 from types import SimpleNamespace
@@ -15,39 +15,25 @@ from .frozen_fastpath import FrozenEngine, is_tracing
 class RockImageClassifier(ImageClassifier):
     """``ImageClassifier`` with the original's ``freeze_layers=('backbone',)``.
 
-    The freeze happens when the model is built, not in ``train()``: mmpretrain's
-    ``EfficientNet`` applies ``frozen_stages`` only in ``train()``, after DDP has
-    wrapped the model and registered every parameter, so DDP then fails with
-    "Expected to have finished reduction". A frozen backbone also stays in
-    eval mode (BN statistics frozen) and runs without autograd, so only the
-    neck/head build a graph.
-
-    Fast path (``fast_frozen``, on by default): a frozen backbone is a fixed
-    function, so its forward runs a fused copy of it (BN folded into the
-    convolutions, static "same" padding, fused SiLU, ``channels_last``) on
-    the fastest exact engine (ONNX Runtime on CPU; see
-    :mod:`rock_plugin.models.frozen_fastpath`). Same maths, outputs equal to
-    float rounding (~1e-6 relative); the backbone module itself, its
-    ``state_dict`` and checkpoints are unchanged. The copy is rebuilt when any
-    backbone tensor is replaced, moved or modified in place (its version
-    counter), and skipped under tracing/export (ONNX, TorchScript,
-    ``torch.compile``). Call :meth:`reset_fast_path` after writing weights
-    through ``.data``, which bypasses version counters.
+    The freeze happens at build time: mmpretrain's ``frozen_stages`` acts in
+    ``train()``, after DDP has registered every parameter ("Expected to have
+    finished reduction"). A frozen backbone stays in eval mode and runs
+    without autograd, by default as a fused copy (BN folded, static padding,
+    ``channels_last``) on the fastest exact engine
+    (:mod:`rock_plugin.models.frozen_fastpath`), equal to ~1e-6 relative. The
+    copy is rebuilt when a backbone tensor changes (version counters; call
+    :meth:`reset_fast_path` after writing ``.data``) and skipped under
+    tracing/export; ``state_dict`` and checkpoints are unchanged.
 
     Args:
-        freeze_backbone (bool): Freeze every backbone parameter and its BN
+        freeze_backbone (bool): Freeze the backbone's parameters and BN
             statistics. Defaults to False.
-        fast_frozen (bool | str): Use the fused copy for a frozen backbone:
-            True (default) on the fastest exact engine, or an engine name
-            (``'eager'``, ``'onnxruntime'``, ``'compile'``, ``'bf16'``:
-            not exact, opt-in); False runs the plain backbone (the
-            reference).
+        fast_frozen (bool | str): True (default): the fused copy on the
+            fastest exact engine; an engine name (``'eager'``,
+            ``'onnxruntime'``, ``'compile'``, inexact ``'bf16'``); False: the
+            plain backbone.
         channels_last (bool): Run the fused copy NHWC. Defaults to True.
         **kwargs: Passed to :class:`mmpretrain.models.ImageClassifier`.
-
-    Example:
-        >>> model = dict(type='RockImageClassifier', freeze_backbone=True,
-        ...              backbone=dict(type='EfficientNet', arch='b4'), ...)
     """
 
     def __init__(self, *args, freeze_backbone: bool = False,
@@ -60,13 +46,10 @@ class RockImageClassifier(ImageClassifier):
         self._fast_state = None  # (key, FrozenEngine); not a submodule
         self._backbone_grad = False  # see backbone_grad()
         if freeze_backbone:
-            for param in self.backbone.parameters():
-                param.requires_grad_(False)
-            self.backbone.eval()
+            self.backbone.requires_grad_(False).eval()
 
-    # mmpretrain's `inference_model` picks its inferencer by the task of the
-    # model-zoo entry in `_metainfo`, which `get_model` sets to None for a
-    # config file; without one it refuses any model. This one classifies.
+    # mmpretrain's `inference_model` picks its inferencer by the model-zoo
+    # task in `_metainfo`, None for a config file (then it refuses any model).
     @property
     def _metainfo(self):
         return self.__dict__.get('_zoo_metainfo') or SimpleNamespace(
@@ -98,12 +81,8 @@ class RockImageClassifier(ImageClassifier):
 
     @contextmanager
     def backbone_grad(self):
-        """Run a frozen backbone with autograd, for class-activation maps.
-
-        Inside the block gradients reach the backbone's activations (the
-        input is made to require grad); its weights stay frozen
-        (``requires_grad=False``, BN in eval mode) and the fused fast path
-        still runs.
+        """Run a frozen backbone with autograd (for class-activation maps):
+        gradients reach its activations, its weights stay frozen.
 
         Example:
             >>> with model.backbone_grad():
@@ -115,13 +94,6 @@ class RockImageClassifier(ImageClassifier):
         finally:
             self._backbone_grad = previous
 
-    # -- fast path -------------------------------------------------------------
-    def _backbone_key(self, inputs: torch.Tensor) -> tuple:
-        tensors = chain(self.backbone.parameters(), self.backbone.buffers())
-        return (inputs.device, self.channels_last, self.fast_frozen) + tuple(
-            (id(t), t.data_ptr(), t._version, t.dtype, t.device)
-            for t in tensors)
-
     def fast_backbone(self, inputs: torch.Tensor):
         """The fused copy of the frozen backbone for ``inputs``, or None when
         the plain backbone must run (fast path off, not frozen, backbone put
@@ -129,8 +101,11 @@ class RockImageClassifier(ImageClassifier):
         if not (self.freeze_backbone and self.fast_frozen) or \
                 self.backbone.training or is_tracing(inputs):
             return None
+        tensors = chain(self.backbone.parameters(), self.backbone.buffers())
         try:
-            key = self._backbone_key(inputs)
+            key = (inputs.device, self.channels_last, self.fast_frozen) + \
+                tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device)
+                      for t in tensors)
         except (RuntimeError, NotImplementedError):  # storage-less tensors
             return None
         state = self._fast_state
@@ -146,7 +121,8 @@ class RockImageClassifier(ImageClassifier):
         backbone's current weights."""
         self._fast_state = None
 
-    def extract_feat(self, inputs: torch.Tensor, stage: Optional[str] = 'neck'):
+    def extract_feat(self, inputs: torch.Tensor,
+                     stage: Optional[str] = 'neck'):
         assert stage in ('backbone', 'neck', 'pre_logits'), \
             f'Invalid output stage "{stage}"'
         x = self.backbone_features(inputs)

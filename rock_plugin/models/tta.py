@@ -1,12 +1,6 @@
-"""Test-time augmentation the mmpretrain way: ``tta_model`` + ``tta_pipeline``.
-
-The configs declare ``tta_model = dict(type='AverageClsScoreTTA')`` and a
-``tta_pipeline`` ending in mmcv's ``TestTimeAug``; ``--tta`` in
-``tools/test.py``, ``tools/predict.py`` and ``tools/cross_validate.py``
-swaps them in with :func:`tta_config`, as mmpretrain's ``tools/test.py``
-does, and checks that the TTA pipeline prepares images as the test pipeline
-does (a child config that changes ``test_pipeline`` but inherits its base's
-``tta_pipeline`` would otherwise test at the base's image size).
+"""Test-time augmentation the mmpretrain way: ``tta_model`` + ``tta_pipeline``,
+swapped in by :func:`tta_config` after checking that the TTA pipeline
+prepares images as the (possibly overridden) test pipeline does.
 """
 import copy
 
@@ -21,8 +15,7 @@ def check_tta_pipeline(cfg: Config) -> list:
     """The config's ``tta_pipeline``, checked against its test pipeline.
 
     Args:
-        cfg (Config): A config with ``tta_pipeline`` and
-            ``test_dataloader.dataset.pipeline``.
+        cfg (Config): With ``tta_pipeline`` and a test dataset pipeline.
 
     Returns:
         list: The TTA pipeline.
@@ -30,7 +23,7 @@ def check_tta_pipeline(cfg: Config) -> list:
     Raises:
         KeyError: No ``tta_pipeline``.
         ValueError: It does not end in ``TestTimeAug``, or its steps before
-            that differ from the test pipeline's steps before ``PackInputs``.
+            that differ from the test pipeline's before ``PackInputs``.
     """
     source = cfg.filename or 'the config'
     if cfg.get('tta_pipeline') is None:
@@ -54,19 +47,13 @@ def check_tta_pipeline(cfg: Config) -> list:
 
 
 def tta_config(cfg: Config) -> Config:
-    """Wrap the model in ``tta_model`` and test with ``tta_pipeline``.
+    """Wrap ``cfg.model`` in ``tta_model`` and test with ``tta_pipeline``.
 
     Args:
-        cfg (Config): The test config (changed in place and returned).
+        cfg (Config): The test config, changed in place.
 
     Returns:
-        Config: ``cfg`` with ``model = tta_model(module=model)`` and the test
-        dataset's pipeline replaced by the checked ``tta_pipeline``.
-
-    Example:
-        >>> cfg = tta_config(Config.fromfile('configs/rock_quickstart.py'))
-        >>> cfg.model.type
-        'AverageClsScoreTTA'
+        Config: ``cfg``.
     """
     pipeline = check_tta_pipeline(cfg)
     tta_model = copy.deepcopy(cfg.get('tta_model') or

@@ -1,10 +1,5 @@
-"""``AtomicLocalBackend``: mmengine's local file backend with atomic writes.
-
-Registered with mmengine's file-backend registry under a name of its own,
-``'rock_atomic_local'``; nothing of mmengine's is replaced. A writer opts in
-with ``backend_args=dict(backend='rock_atomic_local')``, as
-:class:`~rock_plugin.hooks.RockCheckpointHook` does for checkpoints.
-"""
+"""mmengine's local file backend with atomic writes, registered under its own
+name ``'rock_atomic_local'`` (nothing of mmengine's is replaced)."""
 from pathlib import Path
 from typing import Union
 
@@ -18,18 +13,10 @@ ATOMIC_LOCAL_BACKEND = 'rock_atomic_local'
 class AtomicLocalBackend(LocalBackend):
     """``LocalBackend`` whose ``put`` / ``put_text`` replace files atomically.
 
-    mmengine's ``LocalBackend.put`` opens the destination with ``'wb'``: a
-    process killed (or a disk that fills) mid-write leaves a truncated
-    checkpoint under its real name, and the previous one is already gone.
-    Here the bytes go to a temporary file beside it, which is renamed over the
-    destination only once complete (:func:`~rock_plugin.utils.atomic_io.
-    atomic_write`).
-
-    Example:
-        >>> from mmengine.fileio import get_file_backend
-        >>> backend = get_file_backend(
-        ...     'work_dirs/x', backend_args=dict(backend='rock_atomic_local'))
-        >>> backend.put(b'...', 'work_dirs/x/epoch_1.pth')
+    mmengine's ``put`` opens the destination with ``'wb'``: a kill or a full
+    disk mid-write leaves a truncated checkpoint under its real name, the
+    previous one already gone. Here the bytes go through
+    :func:`~rock_plugin.utils.atomic_io.atomic_write`.
     """
 
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:

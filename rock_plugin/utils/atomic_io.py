@@ -24,13 +24,10 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = 'w', **open_kwargs) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it over ``path`` on success.
-
-    The rename is atomic on POSIX and Windows, so readers (and a process
-    killed at any moment) see either the old file or the complete new one.
-    The file gets the mode a plain ``open`` would give (``0o666`` less the
-    umask), not the ``0o600`` of :func:`tempfile.mkstemp`, so colleagues on a
-    shared server can read results.
+    """Write to a temporary file beside ``path``, renamed over it on success:
+    readers, and a process killed at any moment, see the old file or the
+    complete new one. The mode is ``open``'s (``0o666`` less the umask), not
+    ``mkstemp``'s ``0o600``, so others on a shared server can read results.
 
     Args:
         path (str): Destination file.
@@ -39,10 +36,6 @@ def atomic_write(path: str, mode: str = 'w', **open_kwargs) -> Iterator[IO]:
 
     Yields:
         file: The temporary file to write to.
-
-    Example:
-        >>> with atomic_write('history.csv', newline='') as f:
-        ...     f.write('epoch,lr\\n')
     """
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)

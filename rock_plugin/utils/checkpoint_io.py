@@ -1,22 +1,10 @@
 """Reading checkpoints without ever running code from them.
 
-Two ways a checkpoint could run code, both closed here:
-
-* **Pickles.** Everything loads with ``torch.load(weights_only=True)``. Our
-  checkpoints hold only plain types (:func:`to_plain`, applied on save by
-  ``SafeCheckpointHook``), so they need no allowlist. Stock mmengine
-  checkpoints pickle ``HistoryBuffer`` objects whose statistics methods are
-  stored as ``getattr(buffer, 'mean')``; allowing the real
-  ``builtins.getattr`` would let a pickle reach any attribute of any object
-  (e.g. the builtins module's ``__dict__``) and so run code. Trust mode maps
-  the pickle's ``getattr`` to :func:`_history_buffer_getattr`, which only
-  returns a ``HistoryBuffer``'s registered statistics methods.
-* **Config text.** mmengine's ``Runner.resume`` and ``BaseInferencer`` run
-  ``Config.fromstring(text, '.py')`` on strings stored in a checkpoint
-  (``meta['config']``, ``meta['cfg']``, the message hub's ``cfg``): plain
-  data that executes as Python. :func:`strip_config_text` removes them after
-  loading and :func:`read_config_literal` reads a value from such text with
-  :mod:`ast` (parsed, never executed).
+Pickles load with ``weights_only=True``: ours hold only plain types
+(:func:`to_plain`); trust mode allows stock mmengine ones, whose pickled
+``getattr`` is restricted to ``HistoryBuffer`` statistics (the real one could
+reach anything). Config text that mmengine executes (resume, inferencers) is
+stripped on load (:func:`strip_config_text`) and read only with :mod:`ast`.
 """
 import ast
 import contextlib
@@ -42,22 +30,9 @@ CONFIG_TEXT_KEYS = (('meta', 'config'), ('meta', 'cfg'),
 
 
 def to_plain(obj: Any) -> Any:
-    """Rewrite ``obj`` into types ``torch.load(weights_only=True)`` accepts.
-
+    """Rewrite ``obj`` into types ``torch.load(weights_only=True)`` accepts:
     ``HistoryBuffer`` and numpy arrays become marked dicts (undone by
-    :func:`from_plain`), numpy scalars become Python numbers; tensors, dicts,
-    lists, tuples, str, numbers, bool and None are kept.
-
-    Args:
-        obj: Any checkpoint value.
-
-    Returns:
-        The same value made of allowlisted types only.
-
-    Example:
-        >>> to_plain({'x': np.float32(1.5)})
-        {'x': 1.5}
-    """
+    :func:`from_plain`), numpy scalars Python numbers; the rest is kept."""
     if isinstance(obj, HistoryBuffer):
         return {_HB_MARK: True, 'log': obj._log_history.tolist(),
                 'count': obj._count_history.tolist(),
@@ -92,17 +67,10 @@ def from_plain(obj: Any) -> Any:
     return obj
 
 
-def trust_legacy_checkpoints() -> bool:
-    """Whether the user opted in to load stock/legacy mmengine checkpoints."""
-    return os.environ.get(TRUST_ENV, '').lower() in ('1', 'true', 'yes')
-
-
 def _history_buffer_getattr(obj: Any, name: str, *default: Any) -> Any:
-    """What a stock checkpoint's pickled ``getattr`` may do: fetch a
-    ``HistoryBuffer``'s statistics method (``min``, ``max``, ``mean``, ...),
-    nothing else."""
-    # mmengine pickles the class-level table of statistics functions as
-    # getattr(HistoryBuffer, 'mean') and so on.
+    """A stock checkpoint's pickled ``getattr``: only a ``HistoryBuffer``'s
+    statistics methods (mmengine pickles ``getattr(HistoryBuffer, 'mean')``
+    and so on)."""
     is_buffer = obj is HistoryBuffer or isinstance(obj, HistoryBuffer)
     if is_buffer and isinstance(name, str) and \
             name in HistoryBuffer._statistics_methods:
@@ -127,25 +95,16 @@ def _legacy_globals() -> List[Any]:
     return allowed
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
-
-
 def load_checkpoint_file(filename: str, map_location=None,
                          trust: Optional[bool] = None) -> Dict[str, Any]:
-    """Load a checkpoint file with ``weights_only=True``, safely.
-
-    Config text stored in the file is removed (see :func:`strip_config_text`)
-    so that no later step can execute it.
+    """Load a checkpoint with ``weights_only=True`` and strip its config text
+    (:func:`strip_config_text`) so that no later step can execute it.
 
     Args:
         filename (str): The ``.pth`` file.
         map_location: As :func:`torch.load`.
-        trust (bool, optional): Allow stock mmengine checkpoints
-            (``HistoryBuffer``, numpy types and a ``getattr`` restricted to
-            ``HistoryBuffer`` statistics). Defaults to the
-            ``ROCK_PLUGIN_TRUST_CHECKPOINTS`` variable.
+        trust (bool, optional): Also allow stock mmengine checkpoints;
+            defaults to the ``ROCK_PLUGIN_TRUST_CHECKPOINTS`` variable.
 
     Returns:
         dict: The checkpoint.
@@ -154,9 +113,6 @@ def load_checkpoint_file(filename: str, map_location=None,
         FileNotFoundError: No such file.
         CheckpointError: Empty, truncated or corrupt file, or a pickle that
             refers to anything outside the allowlist (never executed).
-
-    Example:
-        >>> ckpt = load_checkpoint_file('work_dirs/rock_b4/last.pth')
     """
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
@@ -167,7 +123,8 @@ def load_checkpoint_file(filename: str, map_location=None,
     if osp.getsize(filename) == 0:
         raise CheckpointError(f'{filename}: the checkpoint file is empty '
                               '(0 bytes): an interrupted copy or download?')
-    trust = trust_legacy_checkpoints() if trust is None else trust
+    if trust is None:  # the user opted in to stock mmengine checkpoints
+        trust = os.environ.get(TRUST_ENV, '').lower() in ('1', 'true', 'yes')
     ctx = torch.serialization.safe_globals(_legacy_globals()) if trust \
         else contextlib.nullcontext()
     try:
@@ -193,9 +150,11 @@ def load_checkpoint_file(filename: str, map_location=None,
             + hint) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError,
             ValueError, IndexError) as exc:
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()),
+                     type(exc).__name__)[:200]
         raise CheckpointError(
             f'{filename}: the checkpoint is truncated or corrupt '
-            f'({type(exc).__name__}: {_first_line(exc)}). Use another '
+            f'({type(exc).__name__}: {first}). Use another '
             'checkpoint (a run keeps the previous one beside the latest).') \
             from None
     if not isinstance(checkpoint, dict):
@@ -210,17 +169,10 @@ def load_checkpoint_file(filename: str, map_location=None,
 
 
 def strip_config_text(checkpoint: dict) -> Dict[str, str]:
-    """Remove config text that mmengine would execute; return what was removed.
-
-    Args:
-        checkpoint (dict): A loaded checkpoint, changed in place.
+    """Remove, in place, config text that mmengine would execute.
 
     Returns:
         dict: ``{'meta.config': text, ...}`` for each string removed.
-
-    Example:
-        >>> strip_config_text({'meta': {'config': 'x = 1'}})
-        {'meta.config': 'x = 1'}
     """
     removed = {}
     for path in CONFIG_TEXT_KEYS:
@@ -238,7 +190,7 @@ def read_config_literal(text: Any, name: str, default: Any = None) -> Any:
     Args:
         text: Config text (anything else gives ``default``).
         name (str): A top-level variable.
-        default: Returned when the text has no literal assignment to it.
+        default: Returned when there is no literal assignment to it.
 
     Returns:
         The value, from :func:`ast.literal_eval`.
@@ -263,10 +215,9 @@ def read_config_literal(text: Any, name: str, default: Any = None) -> Any:
 def load_url_checkpoint(url: str, map_location=None,
                         model_dir: Optional[str] = None,
                         progress: bool = False) -> Dict[str, Any]:
-    """Download a checkpoint once (torch hub cache), then load it safely.
-
-    mmengine's http(s) loader calls ``torch.load`` itself and fails offline
-    with a bare ``URLError``. In distributed runs local rank 0 downloads.
+    """Download a checkpoint once into torch hub's cache (local rank 0),
+    then load it safely; mmengine's http(s) loader calls ``torch.load``
+    itself and fails offline with a bare ``URLError``.
 
     Args:
         url (str): ``http(s)://`` address of the ``.pth`` file.
@@ -277,13 +228,10 @@ def load_url_checkpoint(url: str, map_location=None,
 
     Returns:
         dict: The checkpoint.
-
-    Example:
-        >>> load_url_checkpoint('https://download.openmmlab.com/x.pth')
     """
     from urllib.parse import urlparse
 
-    import torch.distributed as dist
+    from mmengine.dist import barrier
     from torch.hub import download_url_to_file, get_dir
     model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
     cached = osp.join(model_dir, osp.basename(urlparse(url).path))
@@ -300,24 +248,15 @@ def load_url_checkpoint(url: str, map_location=None,
                 'e.g. --cfg-options '
                 'model.backbone.init_cfg.checkpoint=/path/to/file.pth') \
                 from None
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    barrier()
     return load_checkpoint_file(cached, map_location)
 
 
 @contextlib.contextmanager
 def safe_checkpoint_loaders() -> Iterator[None]:
-    """Route mmengine's checkpoint loading through the loaders above while
-    the block runs, and restore mmengine's own afterwards.
-
-    ``CheckpointLoader`` is mmengine's registry of loaders by path prefix;
-    pretrained ``init_cfg`` and ``load_checkpoint`` go through it. Scoping the
-    registration keeps importing ``rock_plugin`` free of global changes.
-
-    Example:
-        >>> with safe_checkpoint_loaders():
-        ...     runner.train()
-    """
+    """Route mmengine's ``CheckpointLoader`` (pretrained ``init_cfg``,
+    ``load_checkpoint``) through the loaders above while the block runs;
+    scoped, so importing ``rock_plugin`` changes nothing global."""
     from mmengine.runner.checkpoint import CheckpointLoader
     saved = dict(CheckpointLoader._schemes)
     CheckpointLoader.register_scheme(prefixes='', loader=load_checkpoint_file,

@@ -1,7 +1,5 @@
-"""The product's error types: one home, used by every layer.
-
-Each one is a mistake a user can cause and fix; the tools print it as one
-``error: ...`` line (a traceback only with ``--debug``).
+"""The product's error types: mistakes a user can cause and fix, which the
+tools print as one ``error: ...`` line (a traceback only with ``--debug``).
 """
 from typing import Optional
 

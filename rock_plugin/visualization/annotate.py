@@ -1,8 +1,7 @@
-"""Labelled image tiles and grids (OpenCV), for previews and predictions.
+"""Labelled image tiles and grids, for previews and predictions.
 
-Drawn with OpenCV, not matplotlib: these run on a hook's background thread
-(pyplot is not thread-safe) and per video frame, where a figure per image is
-far too slow. Images are RGB ``uint8`` ``H x W x 3`` arrays throughout.
+OpenCV, not matplotlib: these run on a hook's background thread (pyplot is
+not thread-safe) and per video frame. Images are RGB ``uint8`` ``H x W x 3``.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -31,14 +30,8 @@ def fit_size(image: np.ndarray, size: int) -> np.ndarray:
 def text_band(lines: Sequence[str], width: int,
               colors: Optional[Sequence[Color]] = None,
               background: Color = WHITE) -> np.ndarray:
-    """A ``width``-wide band with one text line per entry.
-
-    The font shrinks until the longest line fits (class names such as
-    ``ResidualCalcareniticDolomite`` are long).
-
-    Returns:
-        np.ndarray: RGB band, ``len(lines)`` lines high.
-    """
+    """A ``width``-wide RGB band with one text line per entry, the font
+    shrunk until the longest line fits (class names can be long)."""
     import cv2
     font = cv2.FONT_HERSHEY_SIMPLEX
     scale = max(0.3, min(0.6, width / 400))
@@ -64,8 +57,7 @@ def labelled_tile(image: np.ndarray, lines: Sequence[str],
         image (np.ndarray): RGB ``uint8``.
         lines (Sequence[str]): Text lines under the image.
         size (int, optional): Longer side of the image; None keeps it.
-        frame (tuple, optional): RGB colour of a 4 px frame (e.g. red for
-            a mistake).
+        frame (tuple, optional): RGB colour of a 4 px frame.
         colors (Sequence[tuple], optional): One RGB colour per line.
 
     Returns:
@@ -83,11 +75,7 @@ def labelled_tile(image: np.ndarray, lines: Sequence[str],
 
 def image_grid(tiles: Sequence[np.ndarray], cols: Optional[int] = None,
                pad: int = 4, background: Color = WHITE) -> np.ndarray:
-    """Tiles of any size in rows of ``cols`` (default: about square).
-
-    Returns:
-        np.ndarray: RGB ``uint8``.
-    """
+    """Tiles of any size in rows of ``cols`` (default: about square), RGB."""
     if not tiles:
         raise ValueError('no tiles to draw')
     cols = cols or int(np.ceil(np.sqrt(len(tiles))))
@@ -103,13 +91,6 @@ def image_grid(tiles: Sequence[np.ndarray], cols: Optional[int] = None,
     return grid
 
 
-def hstack(images: Sequence[np.ndarray], pad: int = 4,
-           background: Color = WHITE) -> np.ndarray:
-    """Images side by side, top-aligned."""
-    return image_grid(images, cols=len(images), pad=pad,
-                      background=background)
-
-
 def topk_lines(topk: Sequence[Tuple[str, float]]) -> list:
     """``['1. Chert 0.931', '2. Bauxite 0.040', ...]``."""
     return [f'{i}. {name} {score:.3f}'
@@ -118,15 +99,8 @@ def topk_lines(topk: Sequence[Tuple[str, float]]) -> list:
 
 def draw_topk_on_frame(frame: np.ndarray,
                        topk: Sequence[Tuple[str, float]]) -> np.ndarray:
-    """Top-k classes in a translucent box in a frame's top-left corner.
-
-    Args:
-        frame (np.ndarray): BGR or RGB ``uint8`` (colours are neutral).
-        topk: ``(class, score)`` pairs, best first.
-
-    Returns:
-        np.ndarray: A copy of the frame with the box.
-    """
+    """A copy of a BGR or RGB frame with its top-k ``(class, score)`` pairs
+    in a translucent box in the top-left corner."""
     lines = topk_lines(topk)
     width = min(frame.shape[1], max(160, min(frame.shape[1] // 2, 360)))
     band = text_band(lines, width)
@@ -161,8 +135,8 @@ def annotate_prediction(image: np.ndarray,
                         overlay: Optional[np.ndarray] = None,
                         cam_class: Optional[str] = None,
                         size: int = 448) -> np.ndarray:
-    """An image above its top-k classes and scores; with ``overlay`` (a
-    CAM heat map, RGB) that image beside it, labelled with its class.
+    """An image above its top-k classes and scores; with ``overlay`` (a CAM
+    heat map) that beside it, labelled with ``cam_class``.
 
     Args:
         image (np.ndarray): RGB ``uint8``.
@@ -178,5 +152,5 @@ def annotate_prediction(image: np.ndarray,
     if overlay is not None:
         tiles.append(labelled_tile(overlay, [f'Grad-CAM: {cam_class}'],
                                    size))
-    return hstack(tiles) if len(tiles) > 1 else tiles[0]
+    return image_grid(tiles, cols=2) if len(tiles) > 1 else tiles[0]
 

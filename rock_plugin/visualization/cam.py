@@ -1,12 +1,6 @@
-"""Class-activation maps of a rock classifier, with the ``grad-cam`` package.
-
-The CAM maths (Grad-CAM, Grad-CAM++, LayerCAM, EigenCAM, the heat-map
-overlay) is ``pytorch_grad_cam``'s; this module feeds it the model the way
-testing does (test pipeline, data preprocessor) and makes a frozen backbone
-give gradients: :meth:`RockImageClassifier.backbone_grad` runs it with
-autograd on while its weights stay frozen, through the fused fast path when
-the target layer exists there, else through the plain backbone (and says so
-in :attr:`RockCAM.path`).
+"""Class-activation maps of a rock classifier, with the ``grad-cam`` package,
+fed as testing does (test pipeline, data preprocessor); a frozen backbone runs
+under :meth:`RockImageClassifier.backbone_grad`, fused where it can.
 """
 import contextlib
 from itertools import chain
@@ -17,16 +11,6 @@ import torch
 from torch import nn
 
 CAM_METHODS = ('gradcam', 'gradcam++', 'layercam', 'eigencam')
-
-
-def _cam_class(method: str):
-    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
-    classes = dict(zip(CAM_METHODS, (GradCAM, GradCAMPlusPlus, LayerCAM,
-                                     EigenCAM)))
-    if method not in classes:
-        raise ValueError(f'--method must be one of {", ".join(CAM_METHODS)}, '
-                         f'got {method!r}')
-    return classes[method]
 
 
 class _Logits(nn.Module):
@@ -56,42 +40,16 @@ def _trace(backbone: nn.Module, inputs: torch.Tensor) -> List[tuple]:
     return fired + [('', out[-1] if isinstance(out, (tuple, list)) else out)]
 
 
-def default_target_layer(backbone: nn.Module, inputs: torch.Tensor) -> str:
-    """The name of the module that produces ``backbone``'s last feature map.
-
-    mmpretrain's ``vis_cam`` takes the last norm layer, but the fused fast
-    path folds every BatchNorm away. The module that fires last among those
-    returning the final feature map is the same in the plain and the fused
-    backbone (``layers.6`` of mmpretrain's EfficientNet, ``timm_model.bn2``
-    of EfficientNet-Lite), and its output is the map after any in-place
-    activation.
-
-    Args:
-        backbone (nn.Module): The backbone that runs (plain or fused).
-        inputs (torch.Tensor): A normalised batch to trace it with.
-
-    Returns:
-        str: A name in ``backbone.named_modules()``.
-    """
-    *fired, (_, final) = _trace(backbone, inputs)
-    names = [n for n, o in fired if o is final]
-    if not names:
-        raise ValueError(f'no module of {type(backbone).__name__} returns its '
-                         'last feature map; give --target-layer')
-    return names[-1]
-
-
 class RockCAM:
     """Class-activation maps of images for a :class:`RockInferencer`'s model.
 
     Args:
-        inferencer (RockInferencer): A PyTorch-backend inferencer (its
-            model, test pipeline and class names are used).
+        inferencer (RockInferencer): A PyTorch-backend inferencer.
         method (str): One of :data:`CAM_METHODS`. Defaults to 'gradcam'.
-        target_layers (list[str], optional): Module names of the model, e.g.
-            ``['backbone.layers.5']`` (several are averaged); defaults to the
-            module that produces the backbone's last feature map
-            (:func:`default_target_layer`).
+        target_layers (list[str], optional): Module names, e.g.
+            ``['backbone.layers.5']`` (several are averaged). Defaults to the
+            last module returning the backbone's final feature map (the last
+            norm layer, mmpretrain's choice, is folded away when fused).
         fast (bool): Try the fused fast path first. Defaults to True.
 
     Example:
@@ -109,7 +67,13 @@ class RockCAM:
                              'a checkpoint), not an ONNX file')
         self.inferencer = inferencer
         self.model = inferencer.model
-        self.cam_class = _cam_class(method)
+        from pytorch_grad_cam import (EigenCAM, GradCAM, GradCAMPlusPlus,
+                                      LayerCAM)
+        classes = (GradCAM, GradCAMPlusPlus, LayerCAM, EigenCAM)
+        if method not in CAM_METHODS:
+            raise ValueError(f'--method must be one of '
+                             f'{", ".join(CAM_METHODS)}, got {method!r}')
+        self.cam_class = dict(zip(CAM_METHODS, classes))[method]
         self.method = method
         if isinstance(target_layers, str):
             target_layers = [target_layers]
@@ -216,8 +180,7 @@ class RockCAM:
         """The CAM of one image for one class.
 
         Args:
-            item: An image path, a BGR array or a ``(name, array)`` pair (as
-                :meth:`RockInferencer.load` takes).
+            item: An image path, a BGR array or a ``(name, array)`` pair.
             target_class (str | int, optional): The class to explain;
                 defaults to the predicted one.
             eigen_smooth (bool): ``pytorch_grad_cam``'s first-principal-

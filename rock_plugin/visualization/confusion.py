@@ -7,7 +7,8 @@ import numpy as np
 from rock_plugin.utils.atomic_io import atomic_save_figure, atomic_write
 
 
-def save_confusion_csv(matrix, class_names: Sequence[str], out_file: str) -> str:
+def save_confusion_csv(matrix, class_names: Sequence[str],
+                       out_file: str) -> str:
     """Write the matrix as CSV: rows true class, columns predicted class."""
     matrix = np.asarray(matrix)
     with atomic_write(out_file, newline='', encoding='utf-8') as f:
@@ -30,9 +31,6 @@ def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,
 
     Returns:
         str: ``out_file``.
-
-    Example:
-        >>> plot_confusion_matrix([[3, 1], [0, 4]], ['a', 'b'], 'cm.png')
     """
     # The object API (no pyplot): no global backend switch, no figure
     # registry, so HistoryFigureHook can draw from a background thread.

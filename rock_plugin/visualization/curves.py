@@ -6,9 +6,8 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from rock_plugin.utils.atomic_io import atomic_save_figure
 
-# (title, ((column, curve label), ...)) of each panel: train and validation
-# of one quantity share an axis (the overfitting picture). A panel is drawn
-# when some run has one of its columns.
+# (title, ((column, curve label), ...)) a panel, drawn when some run has one
+# of its columns; train and validation share an axis (overfitting shows).
 PANELS = (
     ('Loss', (('train_loss', 'train'), ('val_loss', 'val'))),
     ('Top-1 accuracy (%)', (('train_accuracy/top1', 'train'),
@@ -34,13 +33,14 @@ def read_history(path: str) -> List[Dict[str, str]]:
 
     Raises:
         FileNotFoundError: No history there.
-        ValueError: A damaged file (not text, a row longer than the header,
-            a value that is not a number), naming the file and line.
+        ValueError: A damaged file (not text, a row longer than the header, a
+            value that is not a number), naming the file and line.
     """
     if osp.isdir(path):
         path = osp.join(path, 'history.csv')
     if not osp.isfile(path):
-        raise FileNotFoundError(f'{path}: no history file (train a model first)')
+        raise FileNotFoundError(
+            f'{path}: no history file (train a model first)')
     try:
         with open(path, newline='', encoding='utf-8') as f:
             text = f.read()
@@ -83,16 +83,12 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
     train (dashed) and validation (solid) on shared axes.
 
     Args:
-        histories: Rows of one run, or ``{run name: rows}`` to compare runs
-            on one figure.
+        histories: Rows of one run, or ``{run name: rows}`` to compare runs.
         out_file (str): Image to write (atomically).
         title (str, optional): Figure title.
 
     Returns:
         str: ``out_file``.
-
-    Example:
-        >>> plot_curves(read_history('work_dirs/rock_b4'), 'curves.png')
     """
     # The object API (no pyplot): no global backend switch, no figure
     # registry, so HistoryFigureHook can draw from a background thread.
@@ -101,9 +97,7 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
         histories = {'': histories}
     panels = [(name, curves) for name, curves in PANELS
               if any(_series(rows, col)[0] for col, _ in curves
-                     for rows in histories.values())]
-    if not panels:
-        panels = list(PANELS[:1])
+                     for rows in histories.values())] or list(PANELS[:1])
     ncols = min(3, len(panels))
     nrows = (len(panels) + ncols - 1) // ncols
     fig = Figure(figsize=(5 * ncols, 3.6 * nrows))
@@ -116,8 +110,7 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
                 xs, ys = _series(rows, col)
                 if not xs:
                     continue
-                # one run: a colour for train, one for val; several: a
-                # colour a run (train dashed, val solid)
+                # one run: a colour for train, one for val; several: per run
                 color = f'C{i % 10}' if len(histories) > 1 else \
                     ('C1' if part == 'val' else 'C0')
                 label = ' '.join(t for t in (run, part) if t) or None
@@ -136,9 +129,8 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
         ax.axis('off')
     if title:
         fig.suptitle(title)
-    # Fixed margins instead of tight_layout(): the panels and labels are
-    # always the same, and tight_layout's text measuring was 60 % of the
-    # drawing time, paid every epoch.
+    # Fixed margins: tight_layout's text measuring was 60 % of the drawing
+    # time, paid every epoch, for a layout that never changes.
     height = 3.6 * nrows
     fig.subplots_adjust(left=0.055 * 3 / ncols, right=0.985,
                         bottom=0.45 / height, top=1 - (0.75 if title else 0.35)

@@ -1,11 +1,6 @@
-"""Class names that plots can draw: a font that has their characters, or
-the class index.
-
-matplotlib's default DejaVu Sans has no CJK glyphs, so Chinese class names
-came out as empty boxes. A font that covers the names is looked up among the
-installed ones (matplotlib only falls back per glyph from a family list it is
-given); if none covers them, the plot shows ``#<index>`` and the CSV beside
-it keeps the real names.
+"""Class names that plots can draw: an installed font with their characters
+(matplotlib's DejaVu Sans has no CJK glyphs), else ``#<index>`` labels (the
+CSV beside the plot keeps the names).
 """
 from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple
@@ -28,12 +23,7 @@ def _covers(path: str, text: str) -> bool:
 
 def font_for(names: Sequence[str]) -> Optional[str]:
     """The family of an installed font that has every character of
-    ``names`` (DejaVu Sans first), or None.
-
-    Example:
-        >>> font_for(['Chert', 'Bauxite'])
-        'DejaVu Sans'
-    """
+    ``names`` (DejaVu Sans first), or None."""
     text = ''.join(set(''.join(names)))
     ordered = sorted(_fonts(), key=lambda f: f[0] != 'DejaVu Sans')
     return next((name for name, path in ordered if _covers(path, text)), None)
@@ -45,10 +35,6 @@ def drawable_names(names: Sequence[str]) -> Tuple[List[str], Optional[str]]:
     Returns:
         tuple: ``(names, family)``; ``(['#0', '#1', ...], None)`` when no
         installed font has their characters.
-
-    Example:
-        >>> drawable_names(['Chert'])
-        (['Chert'], 'DejaVu Sans')
     """
     family = font_for(names)
     if family is None:

@@ -17,12 +17,6 @@ def most_confident_mistakes(predictions: Sequence[dict], n: int
     Returns:
         list[dict]: The predictions, most confident first, each with
         ``pred_label`` and ``score`` (of the predicted class).
-
-    Example:
-        >>> most_confident_mistakes(
-        ...     [dict(img_path='a.jpg', gt_label=0, pred_score=[.2, .8])], 5)
-        [{'img_path': 'a.jpg', 'gt_label': 0, 'pred_score': [0.2, 0.8], \
-'pred_label': 1, 'score': 0.8}]
     """
     wrong = []
     for p in predictions:
@@ -38,10 +32,8 @@ def draw_mistakes_sheet(predictions: Sequence[dict],
                         class_names: Sequence[str], out_file: str,
                         n: int = 16, tile: int = 224, columns: int = 4
                         ) -> Optional[str]:
-    """Save a grid of the ``n`` most confident mistakes as one image.
-
-    Each tile shows the image and, below it, the true class, the predicted
-    class, its score and the file name.
+    """Save a grid of the ``n`` most confident mistakes as one image, each
+    captioned with the true and predicted class, the score and file name.
 
     Args:
         predictions (Sequence[dict]): As for :func:`most_confident_mistakes`.
@@ -53,9 +45,6 @@ def draw_mistakes_sheet(predictions: Sequence[dict],
 
     Returns:
         str | None: ``out_file``, or None when there is no mistake.
-
-    Example:
-        >>> draw_mistakes_sheet(preds, ['a', 'b'], 'mistakes.jpg', n=8)
     """
     from PIL import Image, ImageDraw, ImageFont
     mistakes = most_confident_mistakes(predictions, n)

@@ -11,10 +11,8 @@ _AVERAGES = ('macro', 'micro')
 
 def plot_roc_pr(curves: Dict[str, Dict[str, dict]], kind: str, out_file: str,
                 title: str = '') -> str:
-    """Draw one-vs-rest ROC (``kind='roc'``) or PR (``kind='pr'``) curves.
-
-    Every class gets a thin line with its AUC / AP in the legend; the macro
-    and micro averages are thick dashed lines.
+    """Draw one-vs-rest ROC (``kind='roc'``) or PR (``kind='pr'``) curves:
+    a thin line a class (AUC / AP in the legend), thick dashed averages.
 
     Args:
         curves (dict): From
@@ -25,10 +23,6 @@ def plot_roc_pr(curves: Dict[str, Dict[str, dict]], kind: str, out_file: str,
 
     Returns:
         str: ``out_file``.
-
-    Example:
-        >>> plot_roc_pr(roc_pr_curves(scores, labels, names), 'roc',
-        ...             'roc_curves.png')
     """
     # The object API: no pyplot state, safe off the main thread.
     from matplotlib import colormaps
@@ -84,13 +78,9 @@ def save_roc_pr(out_dir: str, predictions: Sequence[dict],
         title (str): Figure title prefix.
 
     Returns:
-        tuple: ``({kind: path}, areas)``; ``areas`` is ``{'roc_auc':
+        tuple: ``({kind: path}, areas)``, ``areas`` being ``{'roc_auc':
         {curve: AUC}, 'average_precision': {curve: AP}}`` for every class,
         ``macro`` and ``micro`` (NaN for a class absent from the labels).
-
-    Example:
-        >>> files, areas = save_roc_pr('results', preds, ['a', 'b', 'c'])
-        >>> areas['roc_auc']['macro']
     """
     from rock_plugin.evaluation.roc_pr import roc_pr_curves, write_roc_pr_csvs
     scores = np.array([p['pred_score'] for p in predictions], np.float64)
@@ -98,12 +88,10 @@ def save_roc_pr(out_dir: str, predictions: Sequence[dict],
     curves = roc_pr_curves(scores, labels, class_names)
     summary, roc_csv, pr_csv = write_roc_pr_csvs(curves,
                                                  osp.join(out_dir, ''))
-    files = dict(
-        roc_pr_summary=summary, roc_csv=roc_csv, pr_csv=pr_csv,
-        roc_png=plot_roc_pr(curves, 'roc', osp.join(out_dir,
-                                                    'roc_curves.png'), title),
-        pr_png=plot_roc_pr(curves, 'pr', osp.join(out_dir, 'pr_curves.png'),
-                           title))
+    files = dict(roc_pr_summary=summary, roc_csv=roc_csv, pr_csv=pr_csv)
+    for kind in ('roc', 'pr'):
+        files[f'{kind}_png'] = plot_roc_pr(
+            curves, kind, osp.join(out_dir, f'{kind}_curves.png'), title)
     areas = {key: {name: float(c['area']) for name, c in curves[kind].items()}
              for key, kind in (('roc_auc', 'roc'),
                                ('average_precision', 'pr'))}

@@ -1,28 +1,24 @@
 """Annotated prediction videos (OpenCV), for ``tools/predict.py``."""
+import contextlib
+import os
+import os.path as osp
+
 import numpy as np
 
 from .annotate import draw_topk_on_frame
 
 
 class AnnotatedVideoWriter:
-    """Video frames with their top-k classes drawn on (OpenCV).
-
-    Written to a temporary file beside ``path`` and renamed on
-    :meth:`close`, so a crash never leaves a truncated video under the
-    final name.
+    """Video frames with their top-k classes drawn on (OpenCV), written to a
+    temporary file renamed on :meth:`close`: a crash never leaves a truncated
+    video under the final name.
 
     Args:
         path (str): Output video (``.mp4``: MPEG-4 Part 2, ``.avi``: MJPG).
         fps (float): Frame rate of the output.
-
-    Example:
-        >>> with AnnotatedVideoWriter('out.mp4', fps=2.5) as video:
-        ...     video.write(frame_bgr, [('Chert', 0.93), ('Bauxite', 0.04)])
     """
 
     def __init__(self, path: str, fps: float):
-        import os
-        import os.path as osp
         self.path = path
         self.fps = fps if fps and fps > 0 else 1.0
         base, ext = osp.splitext(path)
@@ -34,9 +30,6 @@ class AnnotatedVideoWriter:
 
     def write(self, frame: np.ndarray, topk) -> None:
         """Draw ``topk`` on a BGR frame and append it."""
-        import os
-        import os.path as osp
-
         import cv2
         if self._writer is None:
             os.makedirs(osp.dirname(osp.abspath(self.path)), exist_ok=True)
@@ -50,28 +43,23 @@ class AnnotatedVideoWriter:
         self._writer.write(draw_topk_on_frame(frame, topk))
         self.frames += 1
 
-    def close(self) -> None:
-        """Finish the file and move it to ``path`` (nothing if no frame)."""
-        import os
+    def close(self, keep: bool = True) -> None:
+        """Finish the file and move it to ``path`` (nothing if no frame);
+        with ``keep=False`` drop it instead."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-            os.replace(self._tmp, self.path)
+            if keep:
+                os.replace(self._tmp, self.path)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._tmp)
 
     def __del__(self):
-        # Never closed (an error on the way): drop the partial file.
-        self.__exit__(RuntimeError)
+        self.close(keep=False)  # never closed (an error on the way)
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
-        if exc_type is None:
-            self.close()
-        elif self._writer is not None:
-            import contextlib
-            import os
-            self._writer.release()
-            self._writer = None
-            with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
+        self.close(keep=exc_type is None)

@@ -1,9 +1,5 @@
-"""A Gradio page for a rock classifier: top-5 classes and a Grad-CAM overlay.
-
-Laid out like mmpretrain's ``projects/gradio_demo`` (a tab class with
-``create_ui`` and ``inference``, an input ``gr.Image``, a ``gr.Label`` with
-``num_top_classes=5`` shown as bars, a Run button, ``gr.Blocks(
-analytics_enabled=False)``), for one trained model instead of a model zoo.
+"""A Gradio page for a rock classifier: top-5 classes and a Grad-CAM overlay,
+laid out like mmpretrain's ``projects/gradio_demo`` for one trained model.
 """
 import os
 import os.path as osp
@@ -15,9 +11,9 @@ TITLE = 'Rock thin-section classifier'
 
 
 def bundled_examples(root: str, per_class: int = 1) -> list:
-    """The first ``per_class`` image(s) of each class folder under ``root``
-    (e.g. ``demo/rock_thin_sections``), sorted; empty when it is missing."""
-    from rock_plugin.apis.inferencer import list_images
+    """The first ``per_class`` image(s) of each class folder under ``root``,
+    sorted; empty when ``root`` is missing."""
+    from rock_plugin.utils.image_files import list_images
     if not osp.isdir(root):
         return []
     found = []
@@ -32,10 +28,8 @@ class RockClassificationTab:
     """mmpretrain's ``ImageClassificationTab`` for one rock model + Grad-CAM.
 
     Args:
-        inferencer (RockInferencer): Gives the class scores (PyTorch or ONNX
-            Runtime).
-        cam (RockCAM, optional): Gives the overlay for the top-1 class; None
-            shows no overlay.
+        inferencer (RockInferencer): Gives the class scores.
+        cam (RockCAM, optional): Gives the top-1 class overlay; None: none.
         examples (Sequence[str]): Images offered under the input.
     """
 
@@ -98,11 +92,6 @@ def build_demo(inferencer, cam=None, examples: Sequence[str] = (),
 
     Returns:
         gradio.Blocks: Call ``.launch(server_port=7860)`` on it.
-
-    Example:
-        >>> demo = build_demo(RockInferencer(cfg, ckpt),
-        ...                   RockCAM(RockInferencer(cfg, ckpt)))
-        >>> demo.launch(server_name='127.0.0.1', server_port=7860)
     """
     import gradio as gr
     with gr.Blocks(analytics_enabled=False, title=title) as demo:

@@ -9,14 +9,8 @@ from mmengine.registry import OPTIM_WRAPPERS
 
 @OPTIM_WRAPPERS.register_module()
 class CpuAmpOptimWrapper(OptimWrapper):
-    """Mixed precision on CPU: bfloat16 autocast, no loss scaling needed.
-
-    ``AmpOptimWrapper`` asserts CUDA; on CPU ``--amp`` selects this instead.
-
-    Example:
-        >>> optim_wrapper = dict(type='CpuAmpOptimWrapper',
-        ...                      optimizer=dict(type='SGD', lr=0.01))
-    """
+    """Mixed precision on CPU (``AmpOptimWrapper`` asserts CUDA): bfloat16
+    autocast, no loss scaling needed."""
 
     @contextlib.contextmanager
     def optim_context(self, model) -> Iterator:

@@ -1,11 +1,4 @@
-"""Distributed training on CPU processes (gloo), where mmengine assumes CUDA.
-
-mmengine's pytorch launcher calls ``torch.cuda.set_device`` and defaults to
-nccl, and the runner gives DDP ``device_ids``; both fail without CUDA.
-:func:`init_distributed` starts the process group first (mmengine then skips
-its own init) and :class:`RockDistributedDataParallel`, named in the configs
-as ``model_wrapper_cfg``, drops ``device_ids`` for a CPU module.
-"""
+"""Distributed training on CPU processes (gloo): mmengine assumes CUDA."""
 import os
 from typing import Optional
 
@@ -22,15 +15,13 @@ def use_cuda(device: Optional[str] = None) -> bool:
 
 
 def init_distributed(launcher: str, device: Optional[str] = None,
-                     backend: Optional[str] = None, timeout: int = 1800) -> str:
-    """Start the process group before the runner, working without CUDA.
-
-    mmengine's ``_init_dist_pytorch`` calls ``torch.cuda.set_device`` and
-    defaults to nccl; on a CPU machine we start gloo ourselves, after which
-    ``Runner.setup_env`` sees an initialised group and skips its own init.
+                     backend: Optional[str] = None,
+                     timeout: int = 1800) -> str:
+    """Start the process group before the runner, working without CUDA
+    (``Runner.setup_env`` then skips its own init).
 
     Args:
-        launcher (str): ``'none'`` or ``'pytorch'`` (others left to mmengine).
+        launcher (str): ``'pytorch'`` starts it; others are left to mmengine.
         device (str, optional): ``'cpu'`` forces the CPU path.
         backend (str, optional): Overrides the backend choice.
         timeout (int): Seconds for collectives.
@@ -53,15 +44,11 @@ def init_distributed(launcher: str, device: Optional[str] = None,
 
 @MODEL_WRAPPERS.register_module()
 class RockDistributedDataParallel(MMDistributedDataParallel):
-    """``MMDistributedDataParallel`` that also runs on CPU processes.
-
-    The runner always passes ``device_ids=[LOCAL_RANK]``; DDP needs
-    ``device_ids=None`` for a CPU module, so drop it then.
+    """``MMDistributedDataParallel`` that also runs on CPU processes: the
+    runner always passes ``device_ids``, which DDP refuses for a CPU module.
     """
 
     def __init__(self, module, device_ids=None, **kwargs):
         on_cpu = all(not p.is_cuda for p in module.parameters())
         super().__init__(module=module,
                          device_ids=None if on_cpu else device_ids, **kwargs)
-
-

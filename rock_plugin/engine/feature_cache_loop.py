@@ -1,5 +1,4 @@
-"""``FeatureCacheTrainLoop``: opt-in linear probing on cached augmented views
-(not the recipe's maths: see the class docstring)."""
+"""``FeatureCacheTrainLoop``: approximate head training on cached views."""
 import time
 from typing import List, Optional
 
@@ -16,31 +15,19 @@ from torch.utils.data import BatchSampler
 class FeatureCacheTrainLoop(EpochBasedTrainLoop):
     """Train only the head on features of ``num_views`` cached views per image.
 
-    **Approximate, opt-in mode** (``configs/rock_b4_featcache.py``): where
-    the recipe runs the frozen backbone on a fresh random crop of every image
-    each epoch, here the training pipeline runs ``num_views`` times per image
-    before epoch 1 and the frozen backbone + neck turn each view into
-    features once; every epoch then trains the head (same loss, optimizer,
-    batches, schedule) on one random cached view per image, in the sampler's
-    order. Epochs take milliseconds; results differ from the recipe's (fewer
-    distinct crops). Validation is unaffected. Needs a frozen backbone and
-    neck, no batch augments, one process; ``--resume`` draws the views again.
+    **Approximate, opt-in** (``configs/rock_b4_featcache.py``): the frozen
+    backbone + neck run once on ``num_views`` augmented views of each image;
+    each epoch trains the head on one random cached view per image, in the
+    sampler's order: milliseconds an epoch, but fewer distinct crops than
+    the recipe. One process only; ``--resume`` draws the views again.
 
     Args:
-        runner: The runner.
-        dataloader: Training dataloader (its dataset, sampler and batch size
-            are used; its workers are never started).
-        max_epochs (int): Epochs.
-        val_begin (int): First epoch to validate.
-        val_interval (int): Validation interval.
-        dynamic_intervals: As ``EpochBasedTrainLoop``.
+        runner, dataloader, max_epochs, val_begin, val_interval,
+            dynamic_intervals: As :class:`EpochBasedTrainLoop` (the
+            dataloader's workers are never started).
         num_views (int): Augmented views cached per image. Defaults to 8.
         feature_batch_size (int, optional): Images per backbone pass when
             caching. Defaults to the dataloader's batch size.
-
-    Example:
-        >>> train_cfg = dict(type='FeatureCacheTrainLoop', max_epochs=100,
-        ...                  val_interval=1, num_views=8)
     """
 
     def __init__(self, runner, dataloader, max_epochs: int,
@@ -61,7 +48,11 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         model = self.runner.model
         return model.module if is_model_wrapper(model) else model
 
-    def _check(self, model) -> None:
+    @torch.no_grad()
+    def build_cache(self) -> None:
+        """Run the pipeline ``num_views`` times, the backbone on each view."""
+        from mmengine.dataset import pseudo_collate
+        model = self._model()
         if get_world_size() > 1:
             raise RuntimeError('FeatureCacheTrainLoop runs in one process '
                                'only; train without a launcher')
@@ -77,14 +68,6 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         if getattr(model.data_preprocessor, 'batch_augments', None):
             raise ValueError('FeatureCacheTrainLoop cannot cache batch '
                              'augments (mixup/cutmix)')
-
-    @torch.no_grad()
-    def build_cache(self) -> None:
-        """Run the training pipeline ``num_views`` times per image and the
-        frozen backbone + neck on every view."""
-        from mmengine.dataset import pseudo_collate
-        model = self._model()
-        self._check(model)
         dataset = self.dataloader.dataset
         size = self.feature_batch_size or self.dataloader.batch_size or 1
         start = time.perf_counter()
@@ -111,12 +94,6 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
                   'trains on these fixed views, not on a fresh augmentation '
                   'every epoch)', logger='current')
 
-    def _batches(self) -> List[List[int]]:
-        # torch's BatchSampler: the loader's batch size and drop_last
-        return list(BatchSampler(self.dataloader.sampler,
-                                 self.dataloader.batch_size or 1,
-                                 getattr(self.dataloader, 'drop_last', False)))
-
     def run_epoch(self) -> None:
         """One epoch over the cached features."""
         # DistSamplerSeedHook sets the sampler's epoch in this hook.
@@ -124,7 +101,10 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         if self._feats is None:
             self.build_cache()  # counted in the first epoch's time
         self.runner.model.train()
-        for idx, batch in enumerate(self._batches()):
+        batches = list(BatchSampler(
+            self.dataloader.sampler, self.dataloader.batch_size or 1,
+            getattr(self.dataloader, 'drop_last', False)))
+        for idx, batch in enumerate(batches):
             views = torch.randint(self.num_views, (len(batch), ))
             index = torch.tensor(batch)
             feats = tuple(level[views.to(level.device),

@@ -6,12 +6,8 @@ from mmpretrain.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """Like the default constructor, but only ``requires_grad`` parameters.
-
-    The default constructor hands every parameter to the optimizer, frozen
-    ones included; with a frozen backbone that puts millions of parameters
-    (and their weight decay bookkeeping) into SGD for nothing. The original
-    trainer trained only the unfrozen layers.
+    """Like the default constructor, but only ``requires_grad`` parameters:
+    a frozen backbone's millions of parameters stay out of the optimizer.
 
     Example:
         >>> optim_wrapper = dict(

@@ -1,4 +1,4 @@
-"""``RockRunner``: mmengine's Runner, minus the code it runs from checkpoints."""
+"""``RockRunner``: mmengine's Runner, running no code from checkpoints."""
 from typing import Callable, Union
 
 from mmengine.model import is_model_wrapper
@@ -16,22 +16,10 @@ from rock_plugin.utils.checkpoint_io import (read_config_literal,
 class RockRunner(Runner):
     """The MMEngine ``Runner`` with checkpoint reading that never runs code.
 
-    * ``Runner.resume`` executes ``Config.fromstring(meta['config'])`` to
-      compare GPU counts: text in a checkpoint that runs as Python. Here the
-      text is removed on load (:func:`strip_config_text`) and the one value
-      the check needs, ``gpu_ids``, is read with :mod:`ast`.
-    * While the runner trains, validates or tests, mmengine's checkpoint
-      loaders (pretrained ``init_cfg``, ``load_from``, resume) are the safe
-      ones of :mod:`rock_plugin.utils.checkpoint_io`: ``weights_only=True``,
-      clear errors, an opt-in trust mode that still runs no code. mmengine's
-      own loaders come back when the call returns.
-
-    Named in configs as ``runner_type = 'RockRunner'``; tools build it with
-    ``RUNNERS.build(cfg)``, as mmpretrain's ``tools/train.py`` does.
-
-    Example:
-        >>> from mmengine.registry import RUNNERS
-        >>> runner = RUNNERS.build(Config.fromfile('configs/rock_b4.py'))
+    ``Runner.resume`` runs the config text of a checkpoint to compare GPU
+    counts; here that text is removed and ``gpu_ids`` read with :mod:`ast`.
+    While it trains, validates or tests, mmengine's checkpoint loaders are
+    the safe ones of :mod:`rock_plugin.utils.checkpoint_io`.
     """
 
     def train(self):
@@ -50,8 +38,8 @@ class RockRunner(Runner):
                         map_location: Union[str, Callable] = 'cpu',
                         strict: bool = False,
                         revise_keys: list = [(r'^module.', '')]):
-        """As :meth:`Runner.load_checkpoint`, through the safe loaders, with
-        config text removed before any hook or ``resume`` sees it."""
+        """:meth:`Runner.load_checkpoint` through the safe loaders, config
+        text removed before any hook sees it."""
         with safe_checkpoint_loaders():
             checkpoint = _load_checkpoint(filename, map_location=map_location)
         removed = strip_config_text(checkpoint)  # the loader did; be sure

@@ -3,7 +3,7 @@ import csv
 import io
 import json
 import os.path as osp
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 
@@ -15,15 +15,10 @@ SUMMARY_METRICS = (('top1', 'accuracy/top1'), ('precision', 'precision'),
                    ('recall', 'recall'), ('f1', 'f1-score'))
 
 
-def _fold_row(predictions: Sequence[dict], class_names: Sequence[str]
-              ) -> Dict[str, float]:
+def _metrics(predictions: Sequence[dict], num_classes: int) -> dict:
     scores = np.array([p['pred_score'] for p in predictions], np.float64)
     labels = np.array([p['gt_label'] for p in predictions])
-    m = compute_rock_metrics(scores, labels, len(class_names), topk=(1, ))
-    row = {col: m[key] for col, key in SUMMARY_METRICS}
-    row.update({f'f1/{name}': f for name, f in
-                zip(class_names, m['f1-score_per_class'])})
-    return row
+    return compute_rock_metrics(scores, labels, num_classes, topk=(1, ))
 
 
 def summarize_folds(fold_predictions: Dict[int, Sequence[dict]],
@@ -31,39 +26,32 @@ def summarize_folds(fold_predictions: Dict[int, Sequence[dict]],
     """Metrics of every fold, their mean and std, and the pooled result.
 
     Args:
-        fold_predictions (dict): ``{fold: predictions}``; a prediction has
-            ``img_path``, ``gt_label`` and ``pred_score`` (as
-            :class:`PredictionCollector` gives).
+        fold_predictions (dict): ``{fold: predictions}`` as
+            :class:`PredictionCollector` gives them.
         class_names (Sequence[str]): Names in label order.
 
     Returns:
-        dict: ``folds`` (one row a fold: ``fold``, ``top1``, ``precision``,
-        ``recall``, ``f1`` macro, ``f1/<class>``; percent), ``mean``,
-        ``std`` (sample std over folds, ``ddof=1``), ``pooled`` (every
-        metric of :func:`compute_rock_metrics` on all out-of-fold
-        predictions, confusion matrix included) and ``num_images``.
-
-    Example:
-        >>> s = summarize_folds({0: preds0, 1: preds1}, ['a', 'b'])
-        >>> s['mean']['top1'], s['std']['top1']
+        dict: ``folds`` (a row per fold: ``fold``, ``top1``, macro
+        ``precision``, ``recall``, ``f1``, ``f1/<class>``; percent),
+        ``mean``, ``std`` (``ddof=1``), ``pooled`` (all out-of-fold
+        predictions' :func:`compute_rock_metrics`), ``num_images``,
+        ``classes``.
     """
-    rows = [dict(fold=k, **_fold_row(preds, class_names))
-            for k, preds in sorted(fold_predictions.items())]
+    rows = []
+    for k, preds in sorted(fold_predictions.items()):
+        m = _metrics(preds, len(class_names))
+        rows.append(dict(fold=k, **{c: m[key] for c, key in SUMMARY_METRICS},
+                         **{f'f1/{n}': f for n, f in
+                            zip(class_names, m['f1-score_per_class'])}))
     keys = [k for k in rows[0] if k != 'fold']
     table = np.array([[r[k] for k in keys] for r in rows], np.float64)
-    std = table.std(axis=0, ddof=1) if len(rows) > 1 else \
-        np.zeros(len(keys))
+    std = table.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros(len(keys))
     pooled = [p for k in sorted(fold_predictions)
               for p in fold_predictions[k]]
-    scores = np.array([p['pred_score'] for p in pooled], np.float64)
-    labels = np.array([p['gt_label'] for p in pooled])
-    return dict(
-        folds=rows,
-        mean=dict(zip(keys, table.mean(axis=0).tolist())),
-        std=dict(zip(keys, std.tolist())),
-        pooled=compute_rock_metrics(scores, labels, len(class_names), (1, )),
-        num_images=len(pooled),
-        classes=list(class_names))
+    return dict(folds=rows, mean=dict(zip(keys, table.mean(axis=0).tolist())),
+                std=dict(zip(keys, std.tolist())),
+                pooled=_metrics(pooled, len(class_names)),
+                num_images=len(pooled), classes=list(class_names))
 
 
 def format_cv_table(summary: dict, title: str = 'Cross-validation') -> str:
@@ -92,11 +80,10 @@ def format_cv_table(summary: dict, title: str = 'Cross-validation') -> str:
                              else 'right')
     pooled = summary['pooled']
     for i, name in enumerate(summary['classes']):
-        key = f'f1/{name}'
-        per_class.add_row(
-            name, f"{summary['mean'][key]:.2f} ± {summary['std'][key]:.2f}",
-            f"{pooled['f1-score_per_class'][i]:.2f}",
-            str(pooled['support'][i]))
+        mean, std = summary['mean'][f'f1/{name}'], summary['std'][f'f1/{name}']
+        per_class.add_row(name, f'{mean:.2f} ± {std:.2f}',
+                          f"{pooled['f1-score_per_class'][i]:.2f}",
+                          str(pooled['support'][i]))
     buf = io.StringIO()
     console = Console(file=buf, width=120, color_system=None)
     console.print(folds)
@@ -110,17 +97,15 @@ def save_cv_results(out_dir: str, summary: dict,
                     ) -> Dict[str, str]:
     """Write the summary (CSV, JSON), OOF predictions and confusion matrix.
 
-    Files (``suffix`` before the extension, e.g. ``'_tta'``):
-    ``cv_summary.csv`` (a row per fold, then ``mean`` and ``std``),
-    ``cv_summary.json`` (:func:`summarize_folds`), ``oof_predictions.csv``
-    (``file, true, predicted, fold``, then one score column a class) and
-    ``oof_confusion_matrix.csv/.png`` (pooled over folds).
+    Files ``cv_summary.csv/.json``, ``oof_predictions.csv`` (``file, true,
+    predicted, fold`` and a score per class) and
+    ``oof_confusion_matrix.csv/.png`` (pooled), ``suffix`` before the dot.
 
     Args:
         out_dir (str): Folder (exists).
         summary (dict): From :func:`summarize_folds`.
         fold_predictions (dict): ``{fold: predictions}``.
-        suffix (str): File name suffix.
+        suffix (str): File name suffix, e.g. ``'_tta'``.
         title (str): Confusion-matrix title.
 
     Returns:
@@ -138,11 +123,9 @@ def save_cv_results(out_dir: str, summary: dict,
                       encoding='utf-8') as f:
         writer = csv.writer(f)
         writer.writerow(['fold', *keys])
-        for row in summary['folds']:
-            writer.writerow([row['fold'], *(f'{row[k]:.4f}' for k in keys)])
-        for stat in ('mean', 'std'):
-            writer.writerow([stat, *(f'{summary[stat][k]:.4f}'
-                                     for k in keys)])
+        for name, row in [(r['fold'], r) for r in summary['folds']] + [
+                ('mean', summary['mean']), ('std', summary['std'])]:
+            writer.writerow([name, *(f'{row[k]:.4f}' for k in keys)])
     with atomic_write(files['summary_json'], encoding='utf-8') as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
         f.write('\n')
@@ -163,4 +146,3 @@ def save_cv_results(out_dir: str, summary: dict,
         confusion, names, join('oof_confusion_matrix', 'png'),
         title=f'{title}, out of fold')
     return files
-

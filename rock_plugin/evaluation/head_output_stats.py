@@ -1,4 +1,4 @@
-"""Per-epoch training accuracy/P/R/F1 and validation loss from a head's output."""
+"""Per-epoch training accuracy/P/R/F1 and validation loss from the head."""
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -10,23 +10,13 @@ from .rock_metric import macro_metrics_from_confusion
 
 
 class HeadOutputStats:
-    """Collect what the original trainer recorded besides the validation
-    metric: training loss, top-1 and macro P/R/F1 of the predictions made on
-    the augmented training batches, and the validation loss.
+    """Training loss, top-1 and macro P/R/F1 on the augmented training
+    batches, and the validation loss, as the original trainer recorded them.
 
-    The class scores are read with a forward hook on ``model.head`` (the
-    forward that computes the training loss, and the one of validation), so
-    nothing runs twice and a cached validation (which calls only the head)
-    gives the same values. The validation loss is the head's own loss module
-    (the training loss function, class weights included) per image, averaged
-    over the validation set without the distributed sampler's padding.
-    Training counts are summed over all ranks.
-
-    Example:
-        >>> stats = HeadOutputStats()
-        >>> stats.attach(runner.model)
-        >>> stats.add_train_batch(data_batch['data_samples'], loss)
-        >>> stats.train_values()['train_accuracy/top1']
+    Class scores come from a forward hook on ``model.head``, so nothing runs
+    twice and a cached validation gives the same values. The validation
+    loss is the head's loss module per image, averaged over the set without
+    the distributed sampler's padding; training counts are summed over ranks.
     """
 
     def __init__(self):
@@ -58,13 +48,11 @@ class HeadOutputStats:
             return None
         return scores
 
-    # -- training ------------------------------------------------------------
     def start_train_epoch(self) -> None:
         self._loss.zero_()
-        num_classes = getattr(self.head, 'num_classes', None)
-        self._confusion = torch.zeros(num_classes, num_classes,
-                                      dtype=torch.int64) \
-            if isinstance(num_classes, int) else None
+        n = getattr(self.head, 'num_classes', None)
+        self._confusion = torch.zeros(n, n, dtype=torch.int64) \
+            if isinstance(n, int) else None
 
     def add_train_batch(self, samples: Optional[Sequence],
                         loss: Optional[float]) -> None:
@@ -76,14 +64,12 @@ class HeadOutputStats:
                 scores.shape[1] != len(self._confusion):
             return
         labels = torch.cat([s.gt_label for s in samples]).cpu()
-        cells = labels * len(self._confusion) + scores.argmax(1).cpu()
-        self._confusion += torch.bincount(
-            cells, minlength=self._confusion.numel()).view_as(self._confusion)
+        self._confusion.index_put_((labels, scores.argmax(1).cpu()),
+                                   torch.ones_like(labels), accumulate=True)
 
     def train_values(self) -> Dict[str, float]:
-        """``train_loss``, ``train_accuracy/top1``, ``train_precision``,
-        ``train_recall``, ``train_f1-score`` over all ranks (a collective:
-        every rank calls it)."""
+        """``train_loss`` and ``train_<metric>`` of
+        :func:`macro_metrics_from_confusion` over all ranks (a collective)."""
         all_reduce(self._loss)
         total, count = self._loss.tolist()
         values = dict(train_loss=total / count if count else float('nan'))
@@ -93,7 +79,6 @@ class HeadOutputStats:
             values.update({f'train_{k}': v for k, v in train.items()})
         return values
 
-    # -- validation ----------------------------------------------------------
     def start_val(self) -> None:
         self._val_losses = []
 
@@ -111,7 +96,6 @@ class HeadOutputStats:
         self._val_losses.extend(losses.reshape(-1).tolist())
 
     def val_loss(self, size: int) -> float:
-        """Mean validation loss over the ``size`` images of the validation
-        set (a collective: every rank calls it)."""
+        """Mean loss over the ``size`` validation images (a collective)."""
         losses = collect_results(self._val_losses, size)  # padding removed
         return float(np.mean(losses)) if losses else float('nan')

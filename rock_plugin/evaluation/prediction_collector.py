@@ -10,24 +10,12 @@ from mmpretrain.registry import METRICS
 class PredictionCollector(BaseMetric):
     """Collect ``img_path``, true label and class scores of every test image.
 
-    A metric rather than a hook because mmengine already gathers a metric's
-    results from every rank onto rank 0, in dataset order, with the padding
-    of the distributed sampler removed; a hook would have to redo that. It
-    returns no metric; after ``runner.test()`` rank 0 reads
-    :attr:`predictions` (other ranks see an empty list).
+    A metric, so mmengine gathers the results on rank 0 in dataset order;
+    it returns none: after ``runner.test()`` rank 0 reads :attr:`predictions`.
 
     Args:
         collect_device (str): See :class:`mmengine.evaluator.BaseMetric`.
         prefix (str, optional): Unused (no metric is returned).
-
-    Example:
-        >>> test_evaluator = [dict(type='RockMetric'),
-        ...                   dict(type='PredictionCollector')]
-        >>> # after runner.test():
-        >>> collector = next(m for m in runner.test_evaluator.metrics
-        ...                  if isinstance(m, PredictionCollector))
-        >>> collector.predictions[0]['pred_label']
-        2
     """
     default_prefix: Optional[str] = ''
 
@@ -39,13 +27,11 @@ class PredictionCollector(BaseMetric):
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
             score = np.asarray(sample['pred_score'].cpu(), dtype=np.float64)
-            self.results.append(
-                dict(img_path=str(sample.get('img_path', '')),
-                     gt_label=int(sample['gt_label'].item()),
-                     pred_label=int(score.argmax()),
-                     pred_score=score.tolist()))
+            self.results.append(dict(
+                img_path=str(sample.get('img_path', '')),
+                gt_label=int(sample['gt_label'].item()),
+                pred_label=int(score.argmax()), pred_score=score.tolist()))
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
-        # Runs on rank 0 only, with every rank's results in dataset order.
         self.predictions = list(results)
         return {}

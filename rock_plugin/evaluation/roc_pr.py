@@ -8,8 +8,7 @@ from sklearn.metrics import (auc, average_precision_score,
 
 from rock_plugin.utils.atomic_io import atomic_write
 
-# Common grid for the macro-average curves (sklearn's documented recipe:
-# interpolate each class's curve onto one axis and average).
+# Macro averages: each class's curve interpolated onto one grid (sklearn).
 _GRID = np.linspace(0.0, 1.0, 201)
 
 
@@ -21,10 +20,8 @@ def _curve(x, y, thresholds, area: float, positives: int) -> dict:
 
 def roc_pr_curves(scores: np.ndarray, labels: np.ndarray,
                   class_names: Sequence[str]) -> Dict[str, Dict[str, dict]]:
-    """Per-class one-vs-rest ROC and PR curves, plus macro and micro averages.
-
-    A class without positives (or without negatives) in ``labels`` has no
-    curve: its AUC and AP are NaN and it is left out of the macro average.
+    """Per-class one-vs-rest ROC and PR curves, plus macro and micro averages
+    (a class without positives or negatives: NaN area, not in the macro).
 
     Args:
         scores (np.ndarray): ``(N, C)`` class scores.
@@ -33,14 +30,9 @@ def roc_pr_curves(scores: np.ndarray, labels: np.ndarray,
 
     Returns:
         dict: ``{'roc': {...}, 'pr': {...}}``, each ``{name: curve}`` for every
-        class, then ``'macro'`` and ``'micro'``. A curve is a dict of ``x``
-        (FPR or recall), ``y`` (TPR or precision), ``thresholds``, ``area``
-        (AUC or AP) and ``positives``.
-
-    Example:
-        >>> curves = roc_pr_curves(np.eye(3), np.arange(3), 'abc')
-        >>> curves['roc']['macro']['area'], curves['pr']['micro']['area']
-        (1.0, 1.0)
+        class, ``'macro'`` and ``'micro'``; a curve has ``x`` (FPR, recall),
+        ``y`` (TPR, precision), ``thresholds``, ``area`` (AUC, AP) and
+        ``positives``.
     """
     scores = np.asarray(scores, float)
     labels = np.asarray(labels)
@@ -48,38 +40,30 @@ def roc_pr_curves(scores: np.ndarray, labels: np.ndarray,
     roc: Dict[str, dict] = {}
     pr: Dict[str, dict] = {}
     empty = _curve([], [], [], np.nan, 0)
+
+    def add(name, truth, score, pos):
+        fpr, tpr, thr = roc_curve(truth, score)
+        roc[name] = _curve(fpr, tpr, thr, auc(fpr, tpr), pos)
+        prec, rec, thr = precision_recall_curve(truth, score)
+        pr[name] = _curve(rec, prec, np.append(thr, np.nan),
+                          average_precision_score(truth, score), pos)
     for c, name in enumerate(class_names):
         pos = int(onehot[:, c].sum())
         if pos == 0 or pos == len(labels):
             roc[name] = dict(empty, positives=pos)
             pr[name] = dict(empty, positives=pos)
-            continue
-        fpr, tpr, thr = roc_curve(onehot[:, c], scores[:, c])
-        roc[name] = _curve(fpr, tpr, thr, auc(fpr, tpr), pos)
-        prec, rec, thr = precision_recall_curve(onehot[:, c], scores[:, c])
-        ap = average_precision_score(onehot[:, c], scores[:, c])
-        pr[name] = _curve(rec, prec, np.append(thr, np.nan), ap, pos)
+        else:
+            add(name, onehot[:, c], scores[:, c], pos)
     valid = [n for n in class_names if not np.isnan(roc[n]['area'])]
     if valid:
-        tpr = np.mean([np.interp(_GRID, roc[n]['x'], roc[n]['y'])
-                       for n in valid], axis=0)
-        # precision_recall_curve returns decreasing recall; np.interp needs
-        # increasing x.
-        prec = np.mean([np.interp(_GRID, pr[n]['x'][::-1], pr[n]['y'][::-1])
-                        for n in valid], axis=0)
-        roc['macro'] = _curve(_GRID, tpr, np.full_like(_GRID, np.nan),
-                              np.mean([roc[n]['area'] for n in valid]),
-                              len(labels))
-        pr['macro'] = _curve(_GRID, prec, np.full_like(_GRID, np.nan),
-                             np.mean([pr[n]['area'] for n in valid]),
-                             len(labels))
-        fpr, tpr, thr = roc_curve(onehot.ravel(), scores.ravel())
-        roc['micro'] = _curve(fpr, tpr, thr, auc(fpr, tpr), len(labels))
-        prec, rec, thr = precision_recall_curve(onehot.ravel(), scores.ravel())
-        pr['micro'] = _curve(rec, prec, np.append(thr, np.nan),
-                             average_precision_score(onehot.ravel(),
-                                                     scores.ravel()),
-                             len(labels))
+        # PR curves come with decreasing recall; np.interp needs rising x.
+        for table, step in ((roc, 1), (pr, -1)):
+            y = np.mean([np.interp(_GRID, table[n]['x'][::step],
+                                   table[n]['y'][::step]) for n in valid], 0)
+            table['macro'] = _curve(_GRID, y, np.full_like(_GRID, np.nan),
+                                    np.mean([table[n]['area']
+                                             for n in valid]), len(labels))
+        add('micro', onehot.ravel(), scores.ravel(), len(labels))
     else:
         for table in (roc, pr):
             table['macro'] = table['micro'] = dict(empty)
@@ -88,11 +72,9 @@ def roc_pr_curves(scores: np.ndarray, labels: np.ndarray,
 
 def write_roc_pr_csvs(curves: Dict[str, Dict[str, dict]], out_prefix: str
                       ) -> List[str]:
-    """Write the curves and their areas as CSV (atomically).
-
-    Files: ``<prefix>roc_pr_summary.csv`` (``curve, auc, ap, positives``),
-    ``<prefix>roc_curves.csv`` (``curve, fpr, tpr, threshold``) and
-    ``<prefix>pr_curves.csv`` (``curve, recall, precision, threshold``).
+    """Write ``<prefix>roc_pr_summary.csv`` (``curve, auc, ap, positives``),
+    ``roc_curves.csv`` (``curve, fpr, tpr, threshold``) and ``pr_curves.csv``
+    (``curve, recall, precision, threshold``), atomically.
 
     Args:
         curves (dict): From :func:`roc_pr_curves`.
@@ -110,8 +92,8 @@ def write_roc_pr_csvs(curves: Dict[str, Dict[str, dict]], out_prefix: str
                              f"{curves['pr'][name]['area']:.6f}",
                              roc['positives']])
     files = [summary]
-    for kind, cols in (('roc', ('fpr', 'tpr')), ('pr', ('recall',
-                                                       'precision'))):
+    for kind, cols in (('roc', ('fpr', 'tpr')),
+                       ('pr', ('recall', 'precision'))):
         path = f'{out_prefix}{kind}_curves.csv'
         with atomic_write(path, newline='', encoding='utf-8') as f:
             writer = csv.writer(f)

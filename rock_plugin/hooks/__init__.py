@@ -9,6 +9,6 @@ from .safe_checkpoint_hook import SafeCheckpointHook
 from .training_preview_hook import TrainingPreviewHook
 
 __all__ = ['HistoryHook', 'HistoryFigureHook', 'ResumeValidationHook',
-           'RngStateHook', 'NanGuardHook',
-           'TrainingDivergedError', 'SafeCheckpointHook', 'AutoClassWeightHook',
-           'RockCheckpointHook', 'TrainingPreviewHook']
+           'RngStateHook', 'NanGuardHook', 'TrainingDivergedError',
+           'SafeCheckpointHook', 'AutoClassWeightHook', 'RockCheckpointHook',
+           'TrainingPreviewHook']

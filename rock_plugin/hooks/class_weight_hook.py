@@ -4,7 +4,6 @@ from typing import Optional, Sequence
 import numpy as np
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from rock_plugin.utils.errors import DataError
@@ -13,10 +12,8 @@ from rock_plugin.utils.errors import DataError
 def inverse_frequency_weights(labels: Sequence[int], num_classes: int,
                               class_names: Optional[Sequence[str]] = None
                               ) -> np.ndarray:
-    """Class weights ``N / (C * n_c)``: inverse class frequency, mean 1.
-
-    sklearn's ``compute_class_weight('balanced')``: every class then carries
-    the same total weight in the loss, and a balanced set gets all ones.
+    """Class weights ``N / (C * n_c)`` (sklearn's ``'balanced'``): every
+    class carries the same total weight in the loss.
 
     Args:
         labels (Sequence[int]): Training labels.
@@ -28,10 +25,6 @@ def inverse_frequency_weights(labels: Sequence[int], num_classes: int,
 
     Raises:
         DataError: A class has no training image (its weight is undefined).
-
-    Example:
-        >>> inverse_frequency_weights([0, 0, 0, 1], 2).tolist()
-        [0.6666666666666666, 2.0]
     """
     from sklearn.utils.class_weight import compute_class_weight
     labels = np.asarray(labels, dtype=np.int64)
@@ -50,23 +43,13 @@ class AutoClassWeightHook(Hook):
     """Turn ``class_weight='auto'`` in the model's losses into numbers.
 
     Before training, every loss module whose ``class_weight`` is ``'auto'``
-    (e.g. ``model.head.loss=dict(type='CrossEntropyLoss',
-    class_weight='auto')``) gets :func:`inverse_frequency_weights` of the
-    training dataloader's labels, which are logged with the class names. The
-    weights follow the training split (a cross-validation fold, a
-    ``--split-validation`` part), never the validation data. Losses with
-    other weights are left alone, so the hook is harmless in any config.
-
-    Example:
-        >>> custom_hooks = [dict(type='AutoClassWeightHook')]
-        >>> # python tools/train.py CONFIG --class-weight auto
+    gets :func:`inverse_frequency_weights` of the training split's labels
+    (logged). Other losses are left alone, so the hook is harmless anywhere.
     """
     priority = 'VERY_HIGH'
 
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
-        losses = [m for m in model.modules()
+        losses = [m for m in runner.model.modules()  # wrapped or not
                   if isinstance(getattr(m, 'class_weight', None), str)]
         if not losses:
             return

@@ -1,6 +1,7 @@
 """``HistoryFigureHook``: curves and confusion matrix, drawn while training."""
 import os.path as osp
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Optional
 
 from mmengine.dist import master_only
@@ -17,24 +18,15 @@ class HistoryFigureHook(Hook):
     """Redraw ``curves.png`` from ``history.csv`` and write the latest
     validation confusion matrix (``confusion_matrix.csv`` / ``.png``).
 
-    The curves are redrawn whenever :class:`HistoryHook` has rewritten the
-    history (it runs first: this hook's priority is lower). The confusion
-    matrix comes from :meth:`RockMetric.details_of`; its image is redrawn only
-    when the matrix changes, so its title names the first epoch that gave it.
-    Drawing both figures costs about 1 s an epoch on a CPU, as much as a
-    head-only epoch of the fast recipe, so it happens in a background thread
-    while the next epoch runs: at most one drawing is pending, every drawing
-    is finished before the run ends, and a failed drawing only warns.
+    Each figure is redrawn only when its data changed, on a background
+    thread (about 1 s, a head-only epoch): at most one drawing pending, all
+    finished before the run ends, failures only warn.
 
     Args:
         history_file (str): The history CSV in the work dir.
         curves (bool): Draw ``curves.png``. Defaults to True.
         confusion (bool): Write the confusion matrix files. Defaults to True.
         background (bool): Draw in a background thread. Defaults to True.
-
-    Example:
-        >>> custom_hooks = [dict(type='HistoryHook'),
-        ...                 dict(type='HistoryFigureHook')]
     """
     priority = 'LOW'
 
@@ -65,10 +57,10 @@ class HistoryFigureHook(Hook):
             drawn = (list(names), [list(map(int, r)) for r in matrix])
             if drawn != self._drawn_confusion:
                 self._drawn_confusion = drawn
-                jobs.append((plot_confusion_matrix, (
-                    matrix, list(names),
-                    osp.join(runner.work_dir, 'confusion_matrix.png')),
-                    dict(title=f'Validation, epoch {runner.epoch}')))
+                jobs.append(partial(
+                    plot_confusion_matrix, matrix, list(names),
+                    osp.join(runner.work_dir, 'confusion_matrix.png'),
+                    title=f'Validation, epoch {runner.epoch}'))
         self._draw(runner, jobs)
 
     def _curves_job(self, runner) -> list:
@@ -83,34 +75,29 @@ class HistoryFigureHook(Hook):
         if rows == self._drawn_history:
             return []  # unchanged since the last drawing
         self._drawn_history = rows
-        return [(plot_curves, (rows, osp.join(runner.work_dir, 'curves.png')),
-                 dict(title=osp.basename(runner.work_dir.rstrip('/'))))]
+        return [partial(plot_curves, rows,
+                        osp.join(runner.work_dir, 'curves.png'),
+                        title=osp.basename(runner.work_dir.rstrip('/')))]
 
     def _draw(self, runner, jobs: list) -> None:
         if not jobs:
             return
-
-        def draw():
-            for func, args, kwargs in jobs:
-                func(*args, **kwargs)
-
         self.wait_for_drawing(runner)
         if not self.background:
-            draw()
+            for job in jobs:
+                job()
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix='HistoryFigureHook')
-        self._drawing = self._executor.submit(draw)
+        self._drawing = self._executor.submit(lambda: [job() for job in jobs])
 
     def wait_for_drawing(self, runner) -> None:
-        """Block until the pending drawing (if any) is written; a failed
-        drawing is logged as a warning, it never stops training."""
+        """Block until the pending drawing (if any) is written."""
         drawing, self._drawing = self._drawing, None
-        if drawing is None:
-            return
         try:
-            drawing.result()
+            if drawing is not None:
+                drawing.result()
         except Exception as exc:  # a plot must never kill a long run
             runner.logger.warning(
                 f'HistoryFigureHook: drawing failed: {exc!r}')

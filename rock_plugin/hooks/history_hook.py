@@ -1,4 +1,4 @@
-"""``HistoryHook``: the original's per-epoch history, as ``history.csv``."""
+"""``HistoryHook``: a row of metrics per epoch in ``history.csv``."""
 import csv
 import os
 import os.path as osp
@@ -16,37 +16,19 @@ from rock_plugin.utils.atomic_io import atomic_write
 from rock_plugin.visualization import read_history
 from .resume_validation_hook import validates_after
 
-PER_CLASS_KEYS = ('precision', 'recall', 'f1-score')
-
 
 @HOOKS.register_module()
 class HistoryHook(Hook):
-    """Write a row per epoch to ``history.csv``: the original trainer's
-    ``metrics_outputs.csv`` and more.
+    """Write a row per epoch to ``history.csv``, rewritten atomically:
+    ``epoch``, ``lr``, :class:`HeadOutputStats` values, scalar validation
+    metrics and :class:`RockMetric`'s per-class ``<metric>/<class>``.
 
-    A row holds ``epoch``, ``lr``; ``train_loss`` (mean of the iterations'
-    losses), ``train_accuracy/top1`` and macro ``train_precision``,
-    ``train_recall``, ``train_f1-score`` of the predictions made on the
-    augmented training batches, and ``val_loss`` (the training loss function
-    on the validation set), all from :class:`HeadOutputStats`; then every
-    scalar validation metric and the per-class ``precision/<class>``,
-    ``recall/<class>``, ``f1-score/<class>`` of :class:`RockMetric`.
-
-    The file is rewritten atomically every epoch. On ``--resume`` it is
-    continued: rows after the resumed epoch are dropped, a row written again
-    replaces the old one. ``epoch_N.pth`` is saved before epoch N is
-    validated, so it carries the epoch's train values; the row is completed
-    when :class:`ResumeValidationHook` validates that epoch again (or
-    written without validation values if nothing does). A fresh run keeps an
-    earlier history as ``history.<time>.csv``.
+    ``--resume`` continues the file; ``epoch_N.pth`` carries the row's train
+    values until :class:`ResumeValidationHook` validates the epoch again. A
+    fresh run keeps an earlier history as ``history.<time>.csv``.
 
     Args:
         filename (str): CSV name in the work dir. Defaults to 'history.csv'.
-
-    Example:
-        >>> custom_hooks = [dict(type='HistoryHook'),
-        ...                 dict(type='HistoryFigureHook'),
-        ...                 dict(type='ResumeValidationHook')]
     """
     priority = 'NORMAL'
 
@@ -140,7 +122,7 @@ class HistoryHook(Hook):
                 values.setdefault(key, float(value))
         details = RockMetric.details_of(runner.val_loop.evaluator) or {}
         names = details.get('classes', [])
-        for key in PER_CLASS_KEYS:
+        for key in ('precision', 'recall', 'f1-score'):
             per_class = details.get(f'{key}_per_class') or []
             if len(per_class) == len(names):
                 values.update({f'{key}/{n}': float(v)

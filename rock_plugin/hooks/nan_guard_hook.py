@@ -1,4 +1,4 @@
-"""``NanGuardHook``: stop at the first non-finite loss, keep good checkpoints."""
+"""``NanGuardHook``: stop at the first non-finite loss."""
 import math
 import os.path as osp
 
@@ -11,16 +11,9 @@ from rock_plugin.utils.errors import TrainingDivergedError
 
 @HOOKS.register_module()
 class NanGuardHook(Hook):
-    """Raise :class:`TrainingDivergedError` when the loss is NaN or inf.
-
-    mmengine would go on training and save checkpoints full of NaN weights,
-    overwriting the good ones. Stopping in ``after_train_iter`` happens before
-    the epoch's checkpoint is written, so the last good checkpoint stays; the
-    message says which epoch and iteration diverged and where that checkpoint
-    is.
-
-    Example:
-        >>> custom_hooks = [dict(type='NanGuardHook')]
+    """Raise :class:`TrainingDivergedError` when the loss is NaN or inf,
+    before the epoch's checkpoint (mmengine would save NaN weights over the
+    good ones); the message names the last good checkpoint.
     """
     priority = 'VERY_HIGH'
 

@@ -1,4 +1,4 @@
-"""``ResumeValidationHook``: validate the resumed epoch, as the run would have."""
+"""``ResumeValidationHook``: validate the resumed epoch first."""
 from typing import Optional
 
 from mmengine.hooks import Hook
@@ -6,21 +6,12 @@ from mmpretrain.registry import HOOKS
 
 
 def validates_after(runner, epoch: Optional[int] = None) -> bool:
-    """Whether ``EpochBasedTrainLoop.run`` validates after ``epoch``.
-
-    Args:
-        runner: The runner.
-        epoch (int, optional): 1-based epoch; default the epoch now ending
-            (the loop advances its counter after ``after_train_epoch``).
-
-    Returns:
-        bool: Its condition, read from the train loop.
-    """
+    """Whether ``EpochBasedTrainLoop.run`` validates after ``epoch``
+    (1-based; default the one now ending)."""
     loop = runner.train_loop
     if runner.val_loop is None:
         return False
-    if epoch is None:
-        epoch = runner.epoch + 1
+    epoch = runner.epoch + 1 if epoch is None else epoch
     return (epoch >= loop.val_begin
             and (epoch % loop.val_interval == 0 or epoch == loop.max_epochs))
 
@@ -29,19 +20,10 @@ def validates_after(runner, epoch: Optional[int] = None) -> bool:
 class ResumeValidationHook(Hook):
     """On ``--resume``, validate the checkpoint's epoch before training on.
 
-    mmengine writes ``epoch_N.pth`` in ``after_train_epoch``, before epoch N
-    is validated. A run killed during that validation loses it: its history
-    row, its chance to be the best checkpoint, early stopping's count. The
-    resumed run starts from the state saved *before* that validation, so
-    validating first repeats what the uninterrupted run did next (same
-    model, same numbers, random generators advanced the same way).
-
-    It runs in ``before_train`` with the lowest priority: after every other
-    hook has set up (``CheckpointHook`` its file backend, the history hook
-    its pending row), before the first resumed epoch starts.
-
-    Example:
-        >>> custom_hooks = [dict(type='ResumeValidationHook')]
+    ``epoch_N.pth`` is written before epoch N is validated, so a run killed
+    during that validation loses it (history row, best checkpoint, early
+    stopping); validating first repeats what the uninterrupted run did.
+    Lowest priority: every other hook has set up by then.
     """
     priority = 'LOWEST'
 

@@ -1,4 +1,4 @@
-"""``RngStateHook``: save and restore random number generators with checkpoints."""
+"""``RngStateHook``: random generator states in checkpoints."""
 import random
 
 import numpy as np
@@ -11,16 +11,9 @@ from mmpretrain.registry import HOOKS
 class RngStateHook(Hook):
     """Store Python, NumPy and torch (CPU and CUDA) RNG states in checkpoints.
 
-    mmengine re-seeds only at start, so after ``--resume`` every random
-    augmentation drawn in the main process (``num_workers=0``) and the seed
-    that each epoch's data loader draws would differ from an uninterrupted
-    run. Restoring the generators right after the checkpoint is loaded makes a
-    resumed ``--deterministic`` run repeat the uninterrupted one exactly.
-    States are kept as plain lists and tensors so checkpoints still load with
-    ``weights_only=True``.
-
-    Example:
-        >>> custom_hooks = [dict(type='RngStateHook')]
+    mmengine only seeds at start; restoring the generators on ``--resume``
+    makes a resumed ``--deterministic`` run repeat the uninterrupted one.
+    States are plain lists and tensors, for ``weights_only=True`` loading.
     """
     priority = 'NORMAL'
 

@@ -11,33 +11,23 @@ class SafeCheckpointHook(Hook):
     """Write checkpoints that load with ``weights_only=True`` and no extra
     allowlist; restore them after loading.
 
-    mmengine's checkpoints hold ``HistoryBuffer`` objects (and numpy values)
-    that torch>=2.6's ``weights_only=True`` refuses, and allowing them needs
-    ``builtins.getattr``, which lets a pickle call any method.
-    ``before_save_checkpoint`` rewrites them into plain types before
-    ``torch.save``; ``after_load_checkpoint`` undoes that right after loading,
-    before the runner restores the message hub. On resume, the configured
-    ``end`` of every LR scheduler wins over the saved one, so a run resumed
-    with more epochs keeps its schedule.
-
-    Example:
-        >>> custom_hooks = [dict(type='SafeCheckpointHook')]
+    mmengine's ``HistoryBuffer`` and numpy values, which ``weights_only``
+    refuses, are saved as plain types and restored on load. On resume, the
+    configured ``end`` of every LR scheduler wins over the saved one.
     """
     priority = 'VERY_LOW'
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+    @staticmethod
+    def _convert(checkpoint: dict, convert) -> None:
         for key in list(checkpoint):
             if key not in ('state_dict', 'optimizer'):
-                checkpoint[key] = to_plain(checkpoint[key])
+                checkpoint[key] = convert(checkpoint[key])
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        self._convert(checkpoint, to_plain)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        for key in list(checkpoint):
-            if key not in ('state_dict', 'optimizer'):
-                checkpoint[key] = from_plain(checkpoint[key])
-        self._keep_configured_schedule_end(runner, checkpoint)
-
-    @staticmethod
-    def _keep_configured_schedule_end(runner, checkpoint: dict) -> None:
+        self._convert(checkpoint, from_plain)
         saved = checkpoint.get('param_schedulers')
         built = getattr(runner, 'param_schedulers', None)
         if not saved or not built or not getattr(runner, '_resume', False):

@@ -22,29 +22,31 @@ def _is_image_batch(inputs) -> bool:
         first.shape[-3] == 3
 
 
+def _classes(loader) -> list:
+    metainfo = getattr(getattr(loader, 'dataset', None), 'metainfo', None)
+    return list((metainfo or {}).get('classes') or [])
+
+
+def _name(classes: list, label) -> str:
+    index = int(label.item() if hasattr(label, 'item') else label)
+    return classes[index] if index < len(classes) else str(index)
+
+
 @HOOKS.register_module()
 class TrainingPreviewHook(Hook):
     """Write ``train_batch0.jpg`` and ``val_predictions.jpg`` to the work dir.
 
-    As Ultralytics does: when training starts, the first augmented batch as
-    the model gets it (after the data preprocessor, de-normalised, each image
-    labelled with its class); after each validation, a grid of
-    ``max_images`` validation images spread over the set (every k-th), each
-    with its predicted class, score and true class, mistakes framed red;
-    redrawn only when a prediction changed.
-    Drawing and writing run on a background thread (rank 0 only); a failed
-    drawing is logged, never stops training.
+    As Ultralytics does: the first augmented batch as the model gets it,
+    labelled; after each validation where a prediction changed, a grid of
+    ``max_images`` validation images (every k-th) with predicted class,
+    score and true class, mistakes framed red. Drawn on a background thread
+    (rank 0 only); a failed drawing is logged, never stops training.
 
     Args:
         enabled (bool): False turns both pictures off. Defaults to True.
         max_images (int): Images per picture. Defaults to 16.
-        tile_size (int): Longer side of each image, in pixels.
-            Defaults to 192.
-
-    Example:
-        >>> custom_hooks = [dict(type='TrainingPreviewHook')]
+        tile_size (int): Longer image side in pixels. Defaults to 192.
     """
-
     priority = 'LOW'
 
     def __init__(self, enabled: bool = True, max_images: int = 16,
@@ -63,20 +65,17 @@ class TrainingPreviewHook(Hook):
     def _active(self) -> bool:
         return self.enabled and is_main_process()
 
-    def _submit(self, runner, draw, *args) -> None:
+    def _submit(self, runner, draw, filename: str, *args) -> None:
         from rock_plugin.visualization.annotate import save_image
-        path = osp.join(runner.work_dir, args[0])
-
-        def job():
-            save_image(path, draw(*args[1:]))
-
+        path = osp.join(runner.work_dir, filename)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix='TrainingPreviewHook')
         done = [f for f in self._pending if f.done()]
         self._pending = [f for f in self._pending if not f.done()]
         self._report(runner, done)
-        self._pending.append(self._executor.submit(job))
+        self._pending.append(
+            self._executor.submit(lambda: save_image(path, draw(*args))))
 
     @staticmethod
     def _report(runner, futures) -> None:
@@ -85,12 +84,6 @@ class TrainingPreviewHook(Hook):
                 future.result()
             except Exception as exc:  # a picture must never kill a run
                 runner.logger.warning(f'TrainingPreviewHook: {exc!r}')
-
-    @staticmethod
-    def _classes(runner, loader) -> list:
-        dataset = getattr(loader, 'dataset', None)
-        return list((getattr(dataset, 'metainfo', None) or {}).get(
-            'classes') or [])
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
@@ -104,25 +97,23 @@ class TrainingPreviewHook(Hook):
             return
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
-        prep = model.data_preprocessor
-        n = self.max_images
+        prep, n = model.data_preprocessor, self.max_images
         with torch.no_grad():
             # What the model gets (channel order, normalisation), undone.
             x = prep(dict(inputs=inputs[:n]), False)['inputs'].float()
             if getattr(prep, '_enable_normalize', False):
                 x = x * prep.std.view(1, -1, 1, 1) + \
                     prep.mean.view(1, -1, 1, 1)
-        images = tensors_to_rgb(x, getattr(prep, 'to_rgb', False))
-        classes = self._classes(runner, runner.train_dataloader)
+        classes = _classes(runner.train_dataloader)
         labels = [_name(classes, s.gt_label)
                   for s in data_batch.get('data_samples', [])[:n]]
-        self._submit(runner, draw_train_batch, 'train_batch0.jpg', images,
+        self._submit(runner, draw_train_batch, 'train_batch0.jpg',
+                     tensors_to_rgb(x, getattr(prep, 'to_rgb', False)),
                      labels, self.tile_size)
 
     def before_val_epoch(self, runner) -> None:
         self._val_labels, self._seen = {}, 0
-        # Every k-th sample, so that the grid spans the classes of a
-        # validation set sorted by class.
+        # Every k-th sample, to span the classes of a set sorted by class.
         size = len(getattr(runner.val_dataloader, 'dataset', ()))
         self._stride = max(1, size // (self.max_images * get_world_size()))
 
@@ -130,10 +121,9 @@ class TrainingPreviewHook(Hook):
                        outputs=None) -> None:
         if not self._active() or not outputs:
             return
+        # The cached validation loop keeps only its first pass's pixels;
+        # the pipeline is deterministic, so they stand for every later one.
         inputs = (data_batch or {}).get('inputs')
-        # The cached validation loop drops pixels after its first pass: the
-        # validation pipeline is deterministic, so the first pass's images
-        # stand for every later one.
         has_images = inputs is not None and _is_image_batch(inputs)
         for i, sample in enumerate(outputs):
             index, self._seen = self._seen, self._seen + 1
@@ -143,7 +133,7 @@ class TrainingPreviewHook(Hook):
             if has_images and index not in self._val_images:
                 # Packed validation images: BGR 0-255, not normalised.
                 self._val_images[index] = tensors_to_rgb(inputs[i:i + 1],
-                                                     False)[0]
+                                                         False)[0]
             score = sample.pred_score.max().item() \
                 if 'pred_score' in sample else float('nan')
             self._val_labels[index] = (int(sample.pred_label.item()), score,
@@ -158,7 +148,7 @@ class TrainingPreviewHook(Hook):
         if preds == self._val_drawn:
             return  # nothing changed since the last picture
         self._val_drawn = preds
-        classes = self._classes(runner, runner.val_dataloader)
+        classes = _classes(runner.val_dataloader)
         rows = [(_name(classes, p), s, _name(classes, g))
                 for p, s, g in labels]
         right = sum(p == g for p, _, g in labels)
@@ -178,8 +168,3 @@ class TrainingPreviewHook(Hook):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-
-
-def _name(classes: list, label) -> str:
-    index = int(label.item() if hasattr(label, 'item') else label)
-    return classes[index] if index < len(classes) else str(index)

@@ -1,27 +1,14 @@
 """Faster, exact forward passes of a frozen backbone.
 
-A frozen backbone (parameters fixed, BatchNorm in eval mode, no autograd) is
-a fixed function, so its training forward is inference and can run on an
-inference engine. Two steps:
-
-* :func:`build_fast_frozen_copy` rewrites a copy of the backbone into the same
-  maths with less work: every eval-mode BatchNorm folded into its convolution
-  (``torch.nn.utils.fusion.fuse_conv_bn_eval``), the "same" padding of
-  stride-1 ``Conv2dAdaptivePadding`` (a ``F.pad`` copy of the activation per
-  call) turned into the convolution's own symmetric padding, mmcv's ``Swish``
-  into the fused in-place ``nn.SiLU``, and weights stored ``channels_last``.
-* :class:`FrozenEngine` runs that copy on one of :data:`ENGINES`, in
-  micro-batches (images are independent once BN is frozen, and on a CPU one
-  380 px image's activations stay in cache where four do not).
-
-Measured on a 2-core AMD EPYC (Zen 4) with EfficientNet-B4 at 380 px
-(``python tools/benchmark.py --engines``, docs/benchmark.md), the fastest
-exact engine on CPU is ONNX Runtime, which is the ``'auto'`` choice there;
-CUDA uses the eager copy (cuDNN, ``channels_last``). ``'bf16'`` is faster but
-not exact (features within about 2 % of their scale) and is opt-in only.
-
-The original backbone, its ``state_dict`` and checkpoints are untouched: the
-copy and the engine are not registered submodules.
+A frozen backbone (fixed weights, eval-mode BN, no autograd) is a fixed
+function: its training forward is inference. :func:`build_fast_frozen_copy`
+folds each BN into its convolution (``fuse_conv_bn_eval``), makes stride-1
+"same" padding static and ``Swish`` an in-place ``SiLU``;
+:class:`FrozenEngine` runs that copy on one of :data:`ENGINES` in
+micro-batches. On CPU the fastest exact engine measured
+(``tools/benchmark.py --engines``) is ONNX Runtime, the ``'auto'`` choice;
+CUDA uses the eager copy. The original backbone and its checkpoints are
+untouched: the copy is not a registered submodule.
 """
 import copy
 import importlib.util
@@ -122,10 +109,8 @@ def _fuse(module: nn.Module) -> int:
 
 def build_fast_frozen_copy(backbone: nn.Module, channels_last: bool = True
                            ) -> Tuple[nn.Module, int]:
-    """A fused, eval-mode, autograd-free copy of a frozen ``backbone``.
-
-    Modules it does not know are copied as they are, so any backbone works
-    (timm backbones get the ``channels_last`` part).
+    """A fused, eval-mode, autograd-free copy of a frozen ``backbone``
+    (modules it does not know are copied as they are).
 
     Args:
         backbone (nn.Module): The frozen backbone, in eval mode.
@@ -179,24 +164,20 @@ class FrozenEngine:
     Args:
         backbone (nn.Module): The frozen backbone (eval mode); it is copied,
             never modified.
-        engine (str): One of :data:`ENGINES` or ``'auto'``
-            (:func:`default_engine`). ``'onnxruntime'`` exports the copy
-            once per input size (seconds, in memory) and runs the
-            micro-batches on ``torch.get_num_threads()`` threads at once,
-            one single-threaded call each; ``'compile'`` is
-            ``torch.compile`` (inductor keeps its persistent cache, under
-            ``/tmp/torchinductor_<user>`` unless ``TORCHINDUCTOR_CACHE_DIR``
-            says otherwise); ``'bf16'`` runs the eager copy under bfloat16
-            autocast (not exact).
+        engine (str): One of :data:`ENGINES` or ``'auto'``.
+            ``'onnxruntime'`` exports the copy once per input size (in
+            memory) and runs one single-threaded call per micro-batch on
+            ``torch.get_num_threads()`` threads; ``'compile'`` is
+            ``torch.compile`` (inductor's persistent cache); ``'bf16'`` is
+            bfloat16 autocast (not exact).
         channels_last (bool): Eager/compiled copy NHWC. Defaults to True.
         device (torch.device | str): Where inputs will be. Defaults to cpu.
         micro_batch (int, optional): Images per engine call. Defaults to
             :data:`CPU_MICRO_BATCH` on CPU and the whole batch elsewhere.
 
-    With autograd on (e.g. Grad-CAM through the backbone), under a tracer,
-    or for inputs the engine cannot take (ONNX Runtime: a non-CPU or
-    non-float32 tensor, or autocast on, i.e. ``--amp``), the eager copy runs
-    instead.
+    With autograd on (Grad-CAM), under a tracer, or for inputs the engine
+    cannot take (ONNX Runtime: non-CPU, non-float32 or autocast), the eager
+    copy runs instead.
 
     Example:
         >>> engine = FrozenEngine(model.backbone, 'auto')

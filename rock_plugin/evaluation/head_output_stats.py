@@ -64,8 +64,9 @@ class HeadOutputStats:
                 scores.shape[1] != len(self._confusion):
             return
         labels = torch.cat([s.gt_label for s in samples]).cpu()
-        self._confusion.index_put_((labels, scores.argmax(1).cpu()),
-                                   torch.ones_like(labels), accumulate=True)
+        cells = labels * len(self._confusion) + scores.argmax(1).cpu()
+        self._confusion += torch.bincount(
+            cells, minlength=self._confusion.numel()).view_as(self._confusion)
 
     def train_values(self) -> Dict[str, float]:
         """``train_loss`` and ``train_<metric>`` of

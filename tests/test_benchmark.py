@@ -51,3 +51,17 @@ def test_bad_flags_are_one_clear_error(tmp_path):
                     check=False)
     assert proc.returncode == 2
     assert 'nowhere: data folder not found' in proc.stderr
+
+
+def test_only_ours_reports_the_whole_recipe_time(tmp_path):
+    out = str(tmp_path / 'only.json')
+    proc = run_tool('tools/benchmark.py', '--tiny', '--only', 'ours',
+                    '--epochs', '3', '--work-dir', str(tmp_path / 'work'),
+                    '--out', out, timeout=900)
+    assert re.search(r'ours alone: 3 epochs \(train \+ val \+ hooks\) in '
+                     r'\d+\.\d min; epoch 1 ', proc.stdout), proc.stdout
+    with open(out) as f:
+        res = json.load(f)
+    assert not res['runs'] and res['only']['role'] == 'ours'
+    assert res['only']['model'] == 'RockImageClassifier'
+    assert res['only']['train_images'] == [res['n_train']] * 3

@@ -78,6 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'for both (default: the same random weights, BN '
                         'statistics measured on the images)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--only', choices=['ours', 'stock'],
+                        help='one run of that trainer alone (no pairs): the '
+                        'whole-recipe wall time, e.g. --only ours --epochs '
+                        '100')
     parser.add_argument('--engines', action='store_true',
                         help='only time the frozen backbone on each engine')
     parser.add_argument('--tiny', action='store_true',
@@ -458,12 +462,23 @@ def benchmark(args) -> dict:
                images=len(data['images']), epochs=args.epochs,
                cpus=os.cpu_count(), load_before=load, runs=[])
     print(f'[benchmark] {data["n_train"]} train / {data["n_val"]} val images '
-          f'of {args.data_root}, {args.epochs} epochs, {args.repeats} pairs; '
+          f'of {args.data_root}, {args.epochs} epochs, '
+          f'{args.only or "ours+stock"} x{1 if args.only else args.repeats}; '
           f'1-min load {load:.1f} on {os.cpu_count()} CPUs', flush=True)
     if args.engines:
         res['engines'] = in_child('time_engines', dict(
             base, work_dir=osp.join(work, 'engines'),
             engine_reps=2 if args.tiny else 5), args.timeout)['rows']
+        res['load_after'] = os.getloadavg()[0]
+        return res
+    if args.only:
+        start = time.perf_counter()
+        res['only'] = in_child('train_and_predict', dict(
+            base, role=args.only, work_dir=osp.join(work, args.only),
+            save=base['checkpoint']),
+            args.timeout)
+        res['only'].update(role=args.only,
+                           wall_s=time.perf_counter() - start)
         res['load_after'] = os.getloadavg()[0]
         return res
     for rep in range(args.repeats):
@@ -504,6 +519,17 @@ def summarize(res: dict) -> str:
                 f'{r["ips"] / plain["ips"]:>9.2f}x{r["cpu_ms"]:>11.0f}'
                 f'{plain["cpu_ms"] / r["cpu_ms"]:>9.2f}x'
                 f'{r["first_call_s"]:>11.1f}{r["max_rel_error"]:>12.1e}')
+        return '\n'.join(lines)
+    if 'only' in res:
+        r = res['only']
+        add(f'{r["role"]} alone: {len(r["epoch_s"])} epochs (train + val + '
+            f'hooks) in {sum(r["epoch_s"]) / 60:.1f} min; epoch 1 '
+            f'{r["epoch_s"][0]:.1f} s, epochs 2..N median '
+            f'{statistics.median(r["epoch_s"][1:]):.1f} s (min '
+            f'{min(r["epoch_s"][1:]):.1f}, max {max(r["epoch_s"][1:]):.1f})')
+        add(f'whole process (build, train, predict {len(r["scores"])} '
+            f'images): {r["wall_s"] / 60:.1f} min; final val top-1 '
+            f'{r["metrics"].get("accuracy/top1", float("nan")):.1f} %')
         return '\n'.join(lines)
     add(f'{"pair":6s}{"epoch s stock":>14s}{"ours":>8s}{"speedup":>9s}'
         f'{"predict img/s stock":>21s}{"ours":>8s}{"speedup":>9s}'

@@ -82,10 +82,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='one run of that trainer alone (no pairs): the '
                         'whole-recipe wall time, e.g. --only ours --epochs '
                         '100')
-    parser.add_argument('--engines', action='store_true',
-                        help='only time the frozen backbone on each engine')
-    parser.add_argument('--tiny', action='store_true',
-                        help='seconds-long run: B0 at 32 px, 4 images a class')
+    for flag, text in (
+            ('--engines', 'only time the frozen backbone on each engine'),
+            ('--tiny', 'seconds-long run: B0 at 32 px, 4 images a class')):
+        parser.add_argument(flag, action='store_true', help=text)
     parser.add_argument('--work-dir', default=None,
                         help='scratch folder (default: work_dirs/benchmark)')
     parser.add_argument('--out', help='also write the results as JSON here')

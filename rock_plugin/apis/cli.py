@@ -3,21 +3,13 @@ import sys
 from typing import Callable, List, Optional
 
 # What a user can cause and fix: bad data, files, checkpoints, config values.
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError,
-               ValueError, KeyError, OSError)
+USER_ERRORS = (ValueError, KeyError, OSError)  # OSError: missing files too
 
 
 def run_cli(main: Callable[[Optional[List[str]]], object],
             argv: Optional[List[str]] = None) -> int:
-    """Run a tool's ``main``; print ``error: ...`` and return 2 on user errors.
-
-    Args:
-        main: The tool function taking ``argv``.
-        argv: Arguments (default ``sys.argv[1:]``).
-
-    Returns:
-        int: The exit code.
-    """
+    """Run a tool's ``main(argv)`` (default ``sys.argv[1:]``); return the
+    exit code: 2 after printing ``error: ...`` for a user error, else 0."""
     argv = sys.argv[1:] if argv is None else argv
     debug = '--debug' in argv
     from rock_plugin.utils.errors import (CheckpointError,

@@ -1,21 +1,6 @@
-"""Evaluation as a Python API: a checkpoint on a test set (``tools/test.py``).
-
-Runs mmpretrain's test the usual way (``cfg.load_from = checkpoint``, the
-runner's ``test()``) after checking that the checkpoint fits the model
-(strictly: a 3-class checkpoint is refused by an 11-class config, as predict
-and export do), collects every image's prediction with
-:class:`~rock_plugin.evaluation.prediction_collector.PredictionCollector` and
-writes, on rank 0 only and atomically, the files of the original project's
-evaluation: ``per_class.csv``, ``confusion_matrix.csv/.png``,
-``prediction_results.csv`` and ``summary.json``.
-
-Example:
-    >>> from mmengine.config import Config
-    >>> cfg = Config.fromfile('configs/rock_b4.py')
-    >>> cfg.work_dir = 'work_dirs/rock_b4'
-    >>> res = evaluate(cfg, 'work_dirs/rock_b4/epoch_100.pth')
-    >>> res['metrics']['accuracy/top1']
-"""
+"""Evaluation as a Python API (``tools/test.py``): mmpretrain's test of a
+checkpoint that strictly fits the model, then the original project's result
+files, written atomically by rank 0."""
 import copy
 import csv
 import json
@@ -30,20 +15,10 @@ from mmengine.logging import print_log
 
 from rock_plugin.utils.atomic_io import atomic_write
 
-# The original evaluation's prediction_results.csv columns, then the classes.
-PREDICTION_COLUMNS = ('File', 'Pre_label', 'True_label', 'Success')
-PER_CLASS_COLUMNS = ('class', 'precision', 'recall', 'f1-score', 'support')
-
 
 def read_checkpoint_meta(checkpoint: str) -> dict:
-    """The ``meta`` of a checkpoint (seed, dataset classes), loaded safely.
-
-    Args:
-        checkpoint (str): The ``.pth`` file.
-
-    Returns:
-        dict: ``meta`` (empty for a bare state dict).
-    """
+    """The ``meta`` of a checkpoint, loaded safely (empty for a bare state
+    dict)."""
     from rock_plugin.utils.checkpoint_io import load_checkpoint_file
     ckpt = load_checkpoint_file(osp.expanduser(checkpoint), map_location='cpu')
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
@@ -59,76 +34,42 @@ def _evaluator_list(evaluator) -> list:
         else [evaluator]
 
 
-def _rock_metric_topk(cfg: Config) -> Sequence[int]:
-    for metric in _evaluator_list(cfg.get('test_evaluator')):
-        if metric.get('type') in ('RockMetric', 'mmpretrain.RockMetric'):
-            return tuple(metric.get('topk', (1, 5)))
-    return (1, 5)
-
-
-def _fmt(value: float) -> str:
-    return f'{value:.4f}'
+def _write_csv(out_file: str, rows) -> str:
+    with atomic_write(out_file, newline='', encoding='utf-8') as f:
+        csv.writer(f).writerows(rows)
+    return out_file
 
 
 def write_per_class_csv(metrics: Dict[str, object],
                         class_names: Sequence[str], out_file: str) -> str:
-    """Per-class precision / recall / F1 / support, then summary rows.
-
-    Values are percent. After the classes come a ``macro avg`` row and one
-    ``accuracy/topK`` row per top-k accuracy, with the accuracy in the
-    ``f1-score`` column as in sklearn's ``classification_report``.
-
-    Args:
-        metrics (dict): Output of
-            :func:`~rock_plugin.evaluation.rock_metric.compute_rock_metrics`.
-        class_names (Sequence[str]): Names in label order.
-        out_file (str): CSV to write (atomically).
-
-    Returns:
-        str: ``out_file``.
-    """
+    """Write (atomically) and return ``out_file``: per-class precision,
+    recall, F1 (percent) and support from ``compute_rock_metrics``, then a
+    ``macro avg`` row and ``accuracy/topK`` rows (in the ``f1-score``
+    column, as sklearn's ``classification_report`` does)."""
     total = int(sum(metrics['support']))
-    with atomic_write(out_file, newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(PER_CLASS_COLUMNS)
-        for row in zip(class_names, metrics['precision_per_class'],
-                       metrics['recall_per_class'],
-                       metrics['f1-score_per_class'], metrics['support']):
-            writer.writerow([row[0], *map(_fmt, row[1:4]), int(row[4])])
-        writer.writerow(['macro avg', _fmt(metrics['precision']),
-                         _fmt(metrics['recall']), _fmt(metrics['f1-score']),
-                         total])
-        for key in sorted(k for k in metrics if k.startswith('accuracy/top')):
-            writer.writerow([key, '', '', _fmt(metrics[key]), total])
-    return out_file
+    rows = [('class', 'precision', 'recall', 'f1-score', 'support')]
+    for row in zip(class_names, metrics['precision_per_class'],
+                   metrics['recall_per_class'],
+                   metrics['f1-score_per_class'], metrics['support']):
+        rows.append([row[0], *(f'{v:.4f}' for v in row[1:4]), int(row[4])])
+    rows.append(['macro avg', *(f'{metrics[k]:.4f}' for k in
+                                ('precision', 'recall', 'f1-score')), total])
+    rows += [[key, '', '', f'{metrics[key]:.4f}', total] for key in
+             sorted(k for k in metrics if k.startswith('accuracy/top'))]
+    return _write_csv(out_file, rows)
 
 
 def write_prediction_csv(predictions: Sequence[dict],
                          class_names: Sequence[str], out_file: str) -> str:
-    """One row per image as the original's ``prediction_results.csv``.
-
-    Columns: ``File``, ``Pre_label`` (predicted class), ``True_label``,
-    ``Success`` (``True``/``False``), then the score of each class.
-
-    Args:
-        predictions (Sequence[dict]): ``img_path``, ``gt_label``,
-            ``pred_label``, ``pred_score`` per image.
-        class_names (Sequence[str]): Names in label order.
-        out_file (str): CSV to write (atomically).
-
-    Returns:
-        str: ``out_file``.
-    """
-    with atomic_write(out_file, newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow([*PREDICTION_COLUMNS, *class_names])
-        for p in predictions:
-            writer.writerow([
-                p['img_path'], class_names[p['pred_label']],
-                class_names[p['gt_label']],
-                p['pred_label'] == p['gt_label'],
-                *(f'{s:.6f}' for s in p['pred_score'])])
-    return out_file
+    """Write (atomically) and return ``out_file``, the original's
+    ``prediction_results.csv``: per image (``img_path``, ``gt_label``,
+    ``pred_label``, ``pred_score``) ``File, Pre_label, True_label, Success``
+    and each class's score."""
+    header = ['File', 'Pre_label', 'True_label', 'Success', *class_names]
+    return _write_csv(out_file, [header] + [
+        [p['img_path'], class_names[p['pred_label']],
+         class_names[p['gt_label']], p['pred_label'] == p['gt_label'],
+         *(f'{s:.6f}' for s in p['pred_score'])] for p in predictions])
 
 
 def _dump_json(obj, out_file: str) -> str:
@@ -142,18 +83,14 @@ def save_test_results(results_dir: str, predictions: Sequence[dict],
                       details: Dict[str, object], class_names: Sequence[str],
                       summary: dict, title: str = 'Test',
                       mistakes: int = 16) -> Dict[str, str]:
-    """Write every result file of a test run (atomically).
-
-    Besides the tables: one-vs-rest ROC and precision-recall curves
-    (``roc_curves.png/.csv``, ``pr_curves.png/.csv``, AUC and AP per class
-    and macro/micro in ``roc_pr_summary.csv`` and ``summary.json``) and a
-    contact sheet of the most confident mistakes (``mistakes.jpg``).
+    """Write every result file of a test run (atomically): the tables,
+    one-vs-rest ROC and PR curves (AUC and AP also into ``summary``) and a
+    contact sheet of the most confident mistakes.
 
     Args:
         results_dir (str): Folder for the files (created).
         predictions (Sequence[dict]): From ``PredictionCollector``.
-        details (dict): Full metrics
-            (:func:`~rock_plugin.evaluation.rock_metric.compute_rock_metrics`).
+        details (dict): Full metrics (``compute_rock_metrics``).
         class_names (Sequence[str]): Names in label order.
         summary (dict): Written as ``summary.json``.
         title (str): Confusion-matrix figure title.
@@ -161,10 +98,6 @@ def save_test_results(results_dir: str, predictions: Sequence[dict],
 
     Returns:
         dict: ``{kind: path}`` of the files written.
-
-    Example:
-        >>> files = save_test_results('work_dirs/x/test_results', preds,
-        ...                           details, ['a', 'b'], dict(num_images=2))
     """
     from rock_plugin.visualization import (plot_confusion_matrix,
                                            save_confusion_csv)
@@ -192,31 +125,12 @@ def save_test_results(results_dir: str, predictions: Sequence[dict],
         **curve_files, **(dict(mistakes=sheet) if sheet else {}))
 
 
-def _font(size: int):
-    from PIL import ImageFont
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: fixed bitmap font only
-        return ImageFont.load_default()
-
-
 def draw_prediction(img_path: str, pred_class: str, true_class: str,
                     score: float, max_side: int = 512):
-    """The image with a caption band: predicted (score) and true class.
-
-    The band is green for a correct prediction, red for a wrong one.
-
-    Args:
-        img_path (str): Image file.
-        pred_class (str): Predicted class name.
-        true_class (str): True class name.
-        score (float): Score of the predicted class (0-1).
-        max_side (int): Longest side of the saved image.
-
-    Returns:
-        PIL.Image.Image: The annotated image.
-    """
-    from PIL import Image, ImageDraw
+    """The image (longest side ``max_side``) under a caption band, green
+    when right, red when wrong: the predicted class with its ``score`` (0-1)
+    and the true class. Returns a ``PIL.Image.Image``."""
+    from PIL import Image, ImageDraw, ImageFont
     with Image.open(img_path) as img:
         img = img.convert('RGB')
     img.thumbnail((max_side, max_side))
@@ -224,7 +138,10 @@ def draw_prediction(img_path: str, pred_class: str, true_class: str,
         factor = 256 / max(img.size)
         img = img.resize((round(img.width * factor),
                           round(img.height * factor)), Image.NEAREST)
-    font = _font(max(12, img.width // 32))
+    try:
+        font = ImageFont.load_default(size=max(12, img.width // 32))
+    except TypeError:  # Pillow < 10.1: fixed bitmap font only
+        font = ImageFont.load_default()
     lines = [f'pred: {pred_class} ({score:.1%})', f'true: {true_class}']
     measure = ImageDraw.Draw(img)
     boxes = [measure.textbbox((0, 0), line, font=font) for line in lines]
@@ -246,10 +163,8 @@ def save_prediction_images(predictions: Sequence[dict],
                            class_names: Sequence[str], out_dir: str,
                            interval: int = 1,
                            wrong_only: bool = False) -> List[str]:
-    """Save test images annotated with predicted and true class names.
-
-    Files are ``<row>_<image name>.jpg``, ``row`` being the image's row in
-    ``prediction_results.csv`` (0-based), so names never collide.
+    """Save test images annotated with predicted and true class names, as
+    ``<row in prediction_results.csv>_<image name>.jpg`` (no collisions).
 
     Args:
         predictions (Sequence[dict]): From ``PredictionCollector``.
@@ -260,9 +175,6 @@ def save_prediction_images(predictions: Sequence[dict],
 
     Returns:
         list[str]: The files written.
-
-    Example:
-        >>> save_prediction_images(preds, ['a', 'b'], 'show', interval=10)
     """
     chosen = [(i, p) for i, p in enumerate(predictions)
               if not wrong_only or p['pred_label'] != p['gt_label']]
@@ -280,81 +192,41 @@ def save_prediction_images(predictions: Sequence[dict],
     return written
 
 
-def _details(runner, predictions: Sequence[dict], num_classes: int,
-             topk: Sequence[int]) -> Dict[str, object]:
-    """RockMetric's full result; computed from the predictions when the
-    config evaluates with another metric."""
-    from rock_plugin.evaluation.rock_metric import (RockMetric,
-                                                    compute_rock_metrics)
-    details = RockMetric.details_of(runner.test_loop.evaluator)
-    if details and len(details.get('support', [])) == num_classes and \
-            sum(details['support']) == len(predictions):
-        return details
-    scores = np.array([p['pred_score'] for p in predictions], np.float64)
-    labels = np.array([p['gt_label'] for p in predictions])
-    return compute_rock_metrics(scores, labels, num_classes, topk)
-
-
-def add_prediction_collector(cfg: Config) -> Config:
-    """End the test evaluator with a ``PredictionCollector`` (per-image
-    results) and keep ``RockMetric`` from printing its table twice."""
-    # registers PredictionCollector (not imported by the package yet)
-    import rock_plugin.evaluation.prediction_collector  # noqa: F401
-    metrics = [copy.deepcopy(m) for m in
-               _evaluator_list(cfg.get('test_evaluator'))]
-    for metric in metrics:
-        if metric.get('type') in ('RockMetric', 'mmpretrain.RockMetric'):
-            metric['log_table'] = False  # _report prints it, once
-    metrics.append(dict(type='PredictionCollector'))
-    cfg.test_evaluator = metrics
-    return cfg
-
-
-def _own_config_name(cfg: Config) -> Config:
-    """The runner saves its config in the work dir under the config's file
-    name, where the training run's copy lives (predict and export of a
-    custom class count read it); a test run saves its own as
-    ``<name>_test.py`` instead of overwriting it."""
-    stem = osp.splitext(osp.basename(cfg.filename or 'config.py'))[0]
-    return Config(cfg.to_dict(), cfg_text=cfg.text,
-                  filename=f'{stem}_test.py')
-
-
-def evaluate(cfg: Config, checkpoint: str,
-             results_dir: Optional[str] = None,
+def evaluate(cfg: Config, checkpoint: str, results_dir: Optional[str] = None,
              out: Optional[str] = None, out_item: str = 'pred',
              show_dir: Optional[str] = None, interval: int = 1,
-             show_wrong_only: bool = False,
-             meta: Optional[dict] = None, mistakes: int = 16) -> dict:
+             show_wrong_only: bool = False, meta: Optional[dict] = None,
+             mistakes: int = 16) -> dict:
     """Test a checkpoint and write the result files.
 
     Args:
-        cfg (Config): A complete config (``work_dir`` and the test data
-            set). Not changed.
+        cfg (Config): A complete config (``work_dir``, test data); unchanged.
         checkpoint (str): The ``.pth`` file; must fit the model strictly.
-        results_dir (str, optional): Where the result files go (default
-            ``<work_dir>/test_results``).
-        out (str, optional): Also dump per-image predictions (or metrics)
-            to this ``.json`` file.
-        out_item (str): ``'pred'`` or ``'metrics'``: what ``out`` holds.
-        show_dir (str, optional): Save test images annotated with predicted
-            and true class here.
+        results_dir (str, optional): Default ``<work_dir>/test_results``.
+        out (str, optional): Also dump ``out_item`` to this ``.json``.
+        out_item (str): ``'pred'`` (per image) or ``'metrics'``.
+        show_dir (str, optional): Save annotated test images here.
         interval (int): With ``show_dir``: every N-th image.
         show_wrong_only (bool): With ``show_dir``: misclassified only.
-        meta (dict, optional): The checkpoint's ``meta``
-            (:func:`read_checkpoint_meta`), to check its classes.
-        mistakes (int): Most confident mistakes on ``mistakes.jpg`` (0:
-            no sheet).
+        meta (dict, optional): The checkpoint's ``meta``, to check classes.
+        mistakes (int): Mistakes on ``mistakes.jpg`` (0: no sheet).
 
     Returns:
-        dict: ``metrics`` (scalars, every rank); on rank 0 also ``details``
-        (per-class lists, support, confusion), ``predictions`` (per image),
-        ``classes``, ``results_dir`` and ``files`` (``{kind: path}``).
+        dict: ``metrics`` (every rank); on rank 0 also ``details``,
+        ``predictions``, ``classes``, ``results_dir`` and ``files``.
+
+    Example:
+        >>> evaluate(cfg, 'work_dirs/rock_b4/best.pth')['metrics']
     """
     import torch.distributed as dist
-    from mmengine.dist import is_main_process
+    from mmengine.dist import get_world_size, is_main_process
 
-    from rock_plugin.apis.train import build_runner, check_checkpoint_fits
+    from rock_plugin.evaluation.prediction_collector import \
+        PredictionCollector
+    from rock_plugin.evaluation.rock_metric import (RockMetric,
+                                                    compute_rock_metrics,
+                                                    format_per_class_table)
+    from .train import build_runner, check_checkpoint_fits
     if out and not out.lower().endswith('.json'):
         raise ValueError(f'--out {out}: use a .json file (pickle files '
                          'can run code when loaded, so none are written)')
@@ -363,7 +235,17 @@ def evaluate(cfg: Config, checkpoint: str,
     if cfg.get('test_dataloader') is None:
         raise ValueError(f'{cfg.filename}: the config has no test_dataloader')
     config_file = cfg.filename
-    cfg = add_prediction_collector(_own_config_name(cfg))
+    # The runner saves this config as <name>_test.py, not over the training
+    # run's copy in the work dir (which predict and export read).
+    stem = osp.splitext(osp.basename(cfg.filename or 'config.py'))[0]
+    cfg = Config(cfg.to_dict(), cfg_text=cfg.text, filename=f'{stem}_test.py')
+    # Per-image results; RockMetric's table is printed once, below.
+    evaluators = [copy.deepcopy(m) for m in
+                  _evaluator_list(cfg.get('test_evaluator'))]
+    for metric in evaluators:
+        if metric.get('type') in ('RockMetric', 'mmpretrain.RockMetric'):
+            metric['log_table'] = False
+    cfg.test_evaluator = evaluators + [dict(type='PredictionCollector')]
     cfg.load_from = osp.expanduser(checkpoint)
     cfg.resume = False
     runner = build_runner(cfg)
@@ -381,89 +263,78 @@ def evaluate(cfg: Config, checkpoint: str,
             '--cfg-options test_dataloader.dataset.classes=annotations.txt')
 
     metrics = runner.test()
-    result = dict(metrics=metrics)
     try:
-        if is_main_process():
-            result.update(_report(
-                cfg, runner, meta, metrics, classes, checkpoint=checkpoint,
-                config_file=config_file, results_dir=results_dir, out=out,
-                out_item=out_item, show_dir=show_dir, interval=interval,
-                show_wrong_only=show_wrong_only, mistakes=mistakes))
+        if not is_main_process():
+            return dict(metrics=metrics)
+        predictions = next(m for m in runner.test_evaluator.metrics
+                           if isinstance(m, PredictionCollector)).predictions
+        num_classes = len(predictions[0]['pred_score']) if predictions else 0
+        if len(classes) != num_classes:
+            classes = [str(i) for i in range(num_classes)]
+        details = RockMetric.details_of(runner.test_loop.evaluator)
+        if not details or len(details.get('support', [])) != num_classes \
+                or sum(details['support']) != len(predictions):
+            # the config evaluates with another metric
+            topk = next((tuple(m.get('topk', (1, 5))) for m in
+                         _evaluator_list(cfg.get('test_evaluator'))
+                         if m.get('type') in ('RockMetric',
+                                              'mmpretrain.RockMetric')),
+                        (1, 5))
+            details = compute_rock_metrics(
+                np.array([p['pred_score'] for p in predictions], np.float64),
+                np.array([p['gt_label'] for p in predictions]),
+                num_classes, topk)
+        results_dir = results_dir or osp.join(cfg.work_dir, 'test_results')
+        test_ds = cfg.test_dataloader.dataset
+        summary = dict(
+            metrics={k: float(v) for k, v in metrics.items()
+                     if isinstance(v, (int, float))},
+            checkpoint=osp.abspath(osp.expanduser(checkpoint)),
+            config=osp.abspath(config_file) if config_file else None,
+            num_images=len(predictions), classes=classes,
+            data_root=test_ds.get('data_root'),
+            split=None if test_ds.get('split') is None else dict(
+                split=test_ds.get('split'), ratio=test_ds.get('val_ratio'),
+                fold=getattr(dataset, 'fold', test_ds.get('fold')),
+                seed=test_ds.get('split_seed')),
+            checkpoint_epoch=meta.get('epoch'), world_size=get_world_size(),
+            tta=cfg.model.get('module') is not None,  # tta_config wrapped it
+            time=time.strftime('%Y-%m-%d %H:%M:%S'))
+        files = save_test_results(
+            results_dir, predictions, details, classes, summary,
+            title=f'Test, {osp.basename(checkpoint)}', mistakes=mistakes)
+        if out:
+            dump = summary['metrics'] if out_item == 'metrics' else [
+                dict(p, gt_class=classes[p['gt_label']],
+                     pred_class=classes[p['pred_label']])
+                for p in predictions]
+            files['out'] = _dump_json(dump, out)
+        shown = save_prediction_images(predictions, classes, show_dir,
+                                       interval, show_wrong_only) \
+            if show_dir else []
+
+        lines = ['\n' + format_per_class_table(details, classes),
+                 '  '.join(f'{k}: {v:.2f}'
+                           for k, v in summary['metrics'].items())]
+        if 'roc_auc' in summary:
+            lines.append('one-vs-rest ROC AUC macro {:.4f} micro {:.4f}, AP '
+                         'macro {:.4f} micro {:.4f}'.format(
+                             *(summary[k][a] for k in ('roc_auc',
+                                                       'average_precision')
+                               for a in ('macro', 'micro'))))
+        lines.append(f'{len(predictions)} test images; results in '
+                     f'{results_dir}:')
+        lines += [f'  {osp.basename(p)}' for k, p in files.items()
+                  if k != 'out']
+        if out:
+            lines.append(f'--out ({out_item}): {out}')
+        if show_dir:
+            lines.append(f'{len(shown)} annotated images in {show_dir}')
+        print_log('\n'.join(lines), logger='current')
+        return dict(metrics=metrics, details=details, predictions=predictions,
+                    classes=classes, results_dir=results_dir, files=files)
     finally:
         # Ranks leave together: a rank exiting while rank 0 still writes
         # aborts gloo ("terminate called without an active exception").
         if dist.is_available() and dist.is_initialized():
             dist.barrier()
-    return result
-
-
-def _report(cfg: Config, runner, meta: dict, metrics: dict,
-            classes: List[str], checkpoint: str, config_file: Optional[str],
-            results_dir: Optional[str], out: Optional[str], out_item: str,
-            show_dir: Optional[str], interval: int,
-            show_wrong_only: bool, mistakes: int = 16) -> dict:
-    """Rank 0: write the result files, print the table and the file list."""
-    from mmengine.dist import get_world_size
-
-    from rock_plugin.evaluation.prediction_collector import \
-        PredictionCollector
-    from rock_plugin.evaluation.rock_metric import format_per_class_table
-    dataset = runner.test_loop.dataloader.dataset
-    collector = next(m for m in runner.test_evaluator.metrics
-                     if isinstance(m, PredictionCollector))
-    predictions = collector.predictions
-    num_classes = len(predictions[0]['pred_score']) if predictions else 0
-    if len(classes) != num_classes:
-        classes = [str(i) for i in range(num_classes)]
-    details = _details(runner, predictions, num_classes,
-                       _rock_metric_topk(cfg))
-    results_dir = results_dir or osp.join(cfg.work_dir, 'test_results')
-    test_ds = cfg.test_dataloader.dataset
-    summary = dict(
-        metrics={k: float(v) for k, v in metrics.items()
-                 if isinstance(v, (int, float))},
-        checkpoint=osp.abspath(osp.expanduser(checkpoint)),
-        config=osp.abspath(config_file) if config_file else None,
-        num_images=len(predictions),
-        classes=classes,
-        data_root=test_ds.get('data_root'),
-        split=None if test_ds.get('split') is None else dict(
-            split=test_ds.get('split'), ratio=test_ds.get('val_ratio'),
-            fold=getattr(dataset, 'fold', test_ds.get('fold')),
-            seed=test_ds.get('split_seed')),
-        checkpoint_epoch=meta.get('epoch'),
-        world_size=get_world_size(),
-        tta=cfg.model.get('module') is not None,  # tta_config wrapped it
-        time=time.strftime('%Y-%m-%d %H:%M:%S'))
-    files = save_test_results(
-        results_dir, predictions, details, classes, summary,
-        title=f'Test, {osp.basename(checkpoint)}', mistakes=mistakes)
-    if out:
-        dump = summary['metrics'] if out_item == 'metrics' else [
-            dict(p, gt_class=classes[p['gt_label']],
-                 pred_class=classes[p['pred_label']]) for p in predictions]
-        files['out'] = _dump_json(dump, out)
-    shown = []
-    if show_dir:
-        shown = save_prediction_images(predictions, classes, show_dir,
-                                       interval, show_wrong_only)
-
-    scalars = '  '.join(f'{k}: {v:.2f}' for k, v in
-                        summary['metrics'].items())
-    lines = ['\n' + format_per_class_table(details, classes), scalars]
-    if 'roc_auc' in summary:
-        lines.append('one-vs-rest ROC AUC macro {:.4f} micro {:.4f}, AP '
-                     'macro {:.4f} micro {:.4f}'.format(
-                         *(summary[k][a] for k in ('roc_auc',
-                                                   'average_precision')
-                           for a in ('macro', 'micro'))))
-    lines.append(f'{len(predictions)} test images; results in '
-                 f'{results_dir}:')
-    lines += [f'  {osp.basename(p)}' for k, p in files.items() if k != 'out']
-    if out:
-        lines.append(f'--out ({out_item}): {out}')
-    if show_dir:
-        lines.append(f'{len(shown)} annotated images in {show_dir}')
-    print_log('\n'.join(lines), logger='current')
-    return dict(details=details, predictions=predictions, classes=classes,
-                results_dir=results_dir, files=files)

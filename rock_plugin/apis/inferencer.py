@@ -1,12 +1,7 @@
 """Batched prediction with a trained rock classifier (PyTorch or ONNX Runtime).
 
-Why not mmpretrain's ``ImageClassificationInferencer``: it returns no file
-names for a folder, stops at the first unreadable image, and cannot run an
-exported ONNX model. :class:`RockInferencer` is a thin layer over the same
-parts (the config's test pipeline, ``model.test_step``) that names every
-result, reports bad files one by one, and feeds ONNX Runtime exactly the
-tensors the PyTorch path gets, so both backends agree.
-"""
+Unlike mmpretrain's ``ImageClassificationInferencer`` it names every result,
+reports bad files one by one and runs exported ONNX models too."""
 import copy
 import json
 import os
@@ -31,13 +26,14 @@ ONNX_INPUT_FORMAT = ('float32 N x 3 x H x W, RGB channel order, pixel values '
                      'cropped like the test pipeline')
 
 InputItem = Union[str, os.PathLike, np.ndarray, Tuple[str, np.ndarray]]
+OnError = Optional[Callable[[str, Exception], None]]
 
 
 class ImageNotFoundError(FileNotFoundError):
     """An input image that does not exist; ``path`` names it."""
 
-    def __init__(self, path: str, message: Optional[str] = None):
-        super().__init__(message or f'{path}: no such file')
+    def __init__(self, path: str):
+        super().__init__(f'{path}: no such file')
         self.path = self.filename = path
 
     def __str__(self) -> str:
@@ -55,52 +51,33 @@ class ImageReadError(ValueError):
 class RockInferencer:
     """Predict rock classes of images, video frames or arrays, in batches.
 
-    The model and its test-time preprocessing come from the config
-    (``test_dataloader.dataset.pipeline``, then the model's data
-    preprocessor), the weights from the checkpoint, which is loaded with
-    ``weights_only=True`` through :func:`rock_plugin.utils.checkpoint_io.
-    load_checkpoint_file`. Class names come from the checkpoint's
-    ``meta.dataset_meta.classes`` (else the ONNX metadata, the config's
-    dataset, or ``class_<i>``).
-
-    With ``backend='onnxruntime'`` the pipeline still runs in Python and the
-    packed image (BGR ``uint8``) is handed to the exported model as RGB
-    ``float32`` (see :data:`ONNX_INPUT_FORMAT`); the exported model holds the
-    normalisation, so both backends see the same numbers.
+    Class names come from the checkpoint's ``meta.dataset_meta``, else the
+    ONNX metadata, the config's dataset, or ``class_<i>``. ONNX Runtime gets
+    the same packed pixels as RGB float and normalises in the graph.
 
     Args:
         config (str | Config): The training config.
-        checkpoint (str, optional): The ``.pth`` file. May be None with
-            ``backend='onnxruntime'`` (class names then come from the ONNX
-            metadata).
-        device (str): ``'cpu'`` or ``'cuda[:N]'``. Defaults to ``'cpu'``.
-        batch_size (int): Images per forward pass. Defaults to 8.
-        topk (int): How many classes ``topk`` lists. Defaults to 5.
+        checkpoint (str, optional): The ``.pth`` file (optional for ONNX).
+        device (str): ``'cpu'`` or ``'cuda[:N]'``.
+        batch_size (int): Images per forward pass.
+        topk (int): How many classes ``topk`` lists.
         backend (str): ``'pytorch'`` or ``'onnxruntime'``.
-        onnx_model (str, optional): The ``.onnx`` file for
-            ``backend='onnxruntime'``.
-        tta (bool): Test-time augmentation: average the scores over the
-            config's ``tta_pipeline`` views (``tta_model``).
+        onnx_model (str, optional): The ``.onnx`` file for ONNX Runtime.
+        tta (bool): Average the scores over the config's ``tta_pipeline``.
 
     Example:
-        >>> inferencer = RockInferencer('configs/rock_b4.py',
-        ...                             'work_dirs/rock_b4/best.pth')
-        >>> result = inferencer(['a.jpg', 'b.jpg'])[0]
-        >>> result['file'], result['pred_class'], result['topk'][:2]
-        ('a.jpg', 'Chert', [('Chert', 0.93), ('Bauxite', 0.04)])
+        >>> RockInferencer('configs/rock_b4.py', 'best.pth')(['a.jpg'])[0]
+        {'file': 'a.jpg', 'pred_class': 'Chert', 'topk': [...], ...}
     """
 
-    def __init__(self,
-                 config,
-                 checkpoint: Optional[str] = None,
-                 device: str = 'cpu',
-                 batch_size: int = 8,
-                 topk: int = 5,
-                 backend: str = 'pytorch',
-                 onnx_model: Optional[str] = None,
+    def __init__(self, config, checkpoint: Optional[str] = None,
+                 device: str = 'cpu', batch_size: int = 8, topk: int = 5,
+                 backend: str = 'pytorch', onnx_model: Optional[str] = None,
                  tta: bool = False):
         import rock_plugin  # noqa: F401  (registries, safe checkpoint loading)
         from mmengine.config import Config
+
+        from rock_plugin.utils.checkpoint_io import load_checkpoint_file
 
         if backend not in ('pytorch', 'onnxruntime'):
             raise ValueError(f"backend must be 'pytorch' or 'onnxruntime', "
@@ -117,16 +94,11 @@ class RockInferencer:
                 raise ValueError('--tta runs the PyTorch model; it does not '
                                  'combine with --backend onnxruntime')
             from rock_plugin.models.tta import tta_config
-            tta_config(self.cfg)  # the config's tta_model and tta_pipeline
-        self.device = device
-        self.batch_size = batch_size
-        self.topk = topk
-        self.backend = backend
-        self.model = None
-        self.session = None
+            tta_config(self.cfg)
+        self.device, self.batch_size, self.topk = device, batch_size, topk
+        self.backend, self.model, self.session = backend, None, None
         self._loader, self.pipeline = self._build_pipeline(self.cfg)
 
-        classes = None
         if backend == 'pytorch':
             if checkpoint is None:
                 raise ValueError('backend pytorch needs a checkpoint')
@@ -141,9 +113,7 @@ class RockInferencer:
             classes = json.loads(meta['classes']) if 'classes' in meta \
                 else None
             if checkpoint is not None:
-                # Only the meta is needed; a mismatch means the ONNX file was
-                # exported from another run than the checkpoint named.
-                from rock_plugin.utils.checkpoint_io import load_checkpoint_file
+                # A mismatch means the ONNX file came from another run.
                 ckpt_classes = _classes_from_checkpoint(
                     load_checkpoint_file(checkpoint, map_location='cpu'))
                 if classes and ckpt_classes and classes != ckpt_classes:
@@ -157,15 +127,9 @@ class RockInferencer:
     @classmethod
     def from_onnx(cls, onnx_model: str, device: str = 'cpu',
                   batch_size: int = 8, topk: int = 5) -> 'RockInferencer':
-        """An ONNX Runtime inferencer from the ``.onnx`` file alone.
-
-        The test pipeline and class names come from the metadata that
-        ``tools/export_onnx.py`` writes (``test_pipeline``, ``classes``);
-        normalisation is inside the graph. No config, no checkpoint.
-
-        Example:
-            >>> RockInferencer.from_onnx('model.onnx')('rock.jpg')[0]
-        """
+        """An ONNX Runtime inferencer from the ``.onnx`` file alone (test
+        pipeline and classes from the metadata ``tools/export_onnx.py``
+        writes)."""
         import onnx
         from mmengine.config import Config
         if not osp.isfile(onnx_model):
@@ -181,15 +145,11 @@ class RockInferencer:
             raise ValueError(f'{onnx_model}: no test_pipeline in its '
                              'metadata (not exported by tools/export_onnx.py'
                              '); give the config and checkpoint too')
-        pipeline = json.loads(meta['test_pipeline'])
         cfg = Config(dict(test_dataloader=dict(dataset=dict(
-            pipeline=pipeline))))
+            pipeline=json.loads(meta['test_pipeline'])))))
         return cls(cfg, None, device, batch_size, topk, 'onnxruntime',
                    onnx_model)
 
-    # ------------------------------------------------------------------
-    # building
-    # ------------------------------------------------------------------
     @staticmethod
     def _build_pipeline(cfg):
         from mmcv.transforms import Compose
@@ -201,15 +161,15 @@ class RockInferencer:
         except AttributeError:
             raise KeyError('test_dataloader.dataset.pipeline (the config has '
                            'no test pipeline)') from None
-        # The loading step (LoadRockImage, LoadImageFromFile...) is split
-        # off so that arrays (video frames) skip it and a bad file is
-        # reported with its name, not as mmcv's bare AssertionError.
-        load = [t for t in steps[:1] if _is_loader(t)]
-        rest = steps[len(load):]
+        # The loading step is split off so that arrays (video frames) skip it
+        # and a bad file is reported by name, not as mmcv's AssertionError.
+        name = str(steps[0].get('type', '')).split('.')[-1] if steps else ''
+        has_loader = name.startswith('Load') and 'Image' in name
         with DefaultScope.overwrite_default_scope('mmpretrain'):
             loader = TRANSFORMS.build(
-                load[0] if load else dict(type='LoadRockImage'))
-            pipeline = Compose([TRANSFORMS.build(t) for t in rest])
+                steps[0] if has_loader else dict(type='LoadRockImage'))
+            pipeline = Compose([TRANSFORMS.build(t)
+                                for t in steps[int(has_loader):]])
         return loader, pipeline
 
     @staticmethod
@@ -219,6 +179,8 @@ class RockInferencer:
         from mmengine.runner import load_checkpoint
         from mmpretrain.registry import MODELS
 
+        from rock_plugin.utils.checkpoint_io import safe_checkpoint_loaders
+        from rock_plugin.utils.errors import CheckpointError
         if str(device).startswith('cuda') and not torch.cuda.is_available():
             raise ValueError(f'--device {device}: no CUDA device is '
                              'available here; use --device cpu')
@@ -228,16 +190,13 @@ class RockInferencer:
         model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
         with DefaultScope.overwrite_default_scope('mmpretrain'):
             model = MODELS.build(model_cfg)
-        # Pretrained init_cfg is never run (no download): the checkpoint holds
-        # every weight. strict: a checkpoint of another config (class count,
-        # arch) must fail here, not predict with random layers.
-        from rock_plugin.utils.checkpoint_io import safe_checkpoint_loaders
+        # No init_cfg download: the checkpoint holds every weight. strict: a
+        # checkpoint of another config must fail, not leave random layers.
         try:
             with safe_checkpoint_loaders():
                 ckpt = load_checkpoint(model, checkpoint, map_location='cpu',
                                        strict=True, logger='silent')
         except RuntimeError as exc:
-            from rock_plugin.utils.errors import CheckpointError
             if isinstance(exc, CheckpointError):
                 raise
             first = str(exc).strip().splitlines()
@@ -263,27 +222,11 @@ class RockInferencer:
             raise ValueError(f'{onnx_model}: not a usable ONNX model '
                              f'({str(exc).splitlines()[0][:300]})') from None
 
-    # ------------------------------------------------------------------
-    # preprocessing
-    # ------------------------------------------------------------------
     def load(self, item: InputItem, index: int = 0) -> Tuple[str, dict]:
-        """Read one input and run the test pipeline on it.
-
-        Args:
-            item: An image path; a ``H x W x 3`` BGR ``uint8`` array (like
-                ``cv2.imread``; ``H x W`` gray and BGRA are accepted); or a
-                ``(name, array)`` pair.
-            index (int): Position in the input stream, for unnamed arrays.
-
-        Returns:
-            tuple[str, dict]: The name used as ``file`` and the packed sample
-            (``inputs``: ``3 x H x W`` BGR ``uint8`` tensor, ``data_samples``).
-
-        Raises:
-            ImageNotFoundError: A path that does not exist.
-            ImageReadError: A file that is not a readable image, or a bad
-                array.
-        """
+        """Read one input (an image path, a BGR ``uint8`` array like
+        ``cv2.imread``'s, gray and BGRA too, or a ``(name, array)`` pair) and
+        run the test pipeline; returns ``(name, packed sample)``. ``index``
+        names unnamed arrays."""
         if isinstance(item, tuple):
             name, array = item
             results = self._array_results(str(name), array)
@@ -339,42 +282,23 @@ class RockInferencer:
         return dict(img=np.ascontiguousarray(img), img_shape=img.shape[:2],
                     ori_shape=img.shape[:2])
 
-    # ------------------------------------------------------------------
-    # prediction
-    # ------------------------------------------------------------------
     def __call__(self, inputs: Union[InputItem, Iterable[InputItem]],
-                 on_error: Optional[Callable[[str, Exception], None]] = None
-                 ) -> List[Dict[str, Any]]:
-        """Predict every input; see :meth:`iter_predict`.
-
-        Returns:
-            list[dict]: One result per readable input, in input order.
-        """
+                 on_error: OnError = None) -> List[Dict[str, Any]]:
+        """:meth:`iter_predict` as a list, in input order."""
         return list(self.iter_predict(inputs, on_error=on_error))
 
     def iter_predict(self, inputs: Union[InputItem, Iterable[InputItem]],
-                     on_error: Optional[Callable[[str, Exception],
-                                                 None]] = None
-                     ) -> Iterator[Dict[str, Any]]:
-        """Predict lazily, ``batch_size`` inputs per forward pass.
-
-        Inputs are read one batch at a time, so a long video never sits in
-        memory.
+                     on_error: OnError = None) -> Iterator[Dict[str, Any]]:
+        """Predict lazily, reading one batch at a time (long videos too).
 
         Args:
             inputs: One input or an iterable of them (see :meth:`load`).
-            on_error: Called as ``on_error(name, exc)`` for an input that
-                cannot be read, which is then skipped. Without it the first
-                bad input raises.
+            on_error: ``on_error(name, exc)`` for an unreadable input, which
+                is then skipped; without it the first bad input raises.
 
         Yields:
-            dict: ``file``, ``pred_label`` (index), ``pred_class``,
-            ``pred_score``, ``topk`` (``[(class, score)]``, best first) and
-            ``scores`` (``{class: score}`` for every class, in class order).
-
-        Raises:
-            ImageNotFoundError: A missing file (without ``on_error``).
-            ImageReadError: An unreadable input (without ``on_error``).
+            dict: ``file``, ``pred_label``, ``pred_class``, ``pred_score``,
+            ``topk`` (best first) and ``scores`` (``{class: score}``).
         """
         if isinstance(inputs, (str, os.PathLike, np.ndarray, tuple)):
             inputs = [inputs]
@@ -385,7 +309,7 @@ class RockInferencer:
             except (ImageNotFoundError, ImageReadError) as exc:
                 if on_error is None:
                     raise
-                on_error(getattr(exc, 'path', str(item)), exc)
+                on_error(exc.path, exc)
                 continue
             if len(batch) == self.batch_size:
                 yield from self._predict_batch(batch)
@@ -395,12 +319,9 @@ class RockInferencer:
 
     def _predict_batch(self, batch: List[Tuple[str, dict]]
                        ) -> Iterator[Dict[str, Any]]:
-        names = [name for name, _ in batch]
         samples = [sample for _, sample in batch]
-        if self.backend == 'pytorch':
-            scores = self._forward_pytorch(samples)
-        else:
-            scores = self._forward_onnx(samples)
+        scores = self._forward_pytorch(samples) if self.backend == 'pytorch' \
+            else self._forward_onnx(samples)
         if not self.classes:
             self.classes = [f'class_{i}' for i in range(scores.shape[1])]
         if len(self.classes) != scores.shape[1]:
@@ -410,16 +331,21 @@ class RockInferencer:
         finite = np.isfinite(scores).all(axis=1)
         if not finite.all():
             raise ValueError(
-                f'{names[int(np.argmin(finite))]}: the model gave NaN/inf '
+                f'{batch[int(np.argmin(finite))][0]}: the model gave NaN/inf '
                 'scores; the checkpoint is broken (did training diverge?)')
-        for name, row in zip(names, scores):
-            yield self._result(name, row)
+        for (name, _), row in zip(batch, scores):
+            order = np.argsort(-row, kind='stable')  # ties: lower index first
+            top = [(self.classes[i], float(row[i]))
+                   for i in order[:self.topk]]
+            yield dict(file=name, pred_label=int(order[0]),
+                       pred_class=top[0][0], pred_score=top[0][1], topk=top,
+                       scores={c: float(s)
+                               for c, s in zip(self.classes, row)})
 
     def _forward_pytorch(self, samples: List[dict]) -> np.ndarray:
         import torch
         from mmengine.dataset import pseudo_collate
-        # test_step = the model's data preprocessor (BGR->RGB, normalise)
-        # then predict: exactly what validation and testing run.
+        # test_step: the data preprocessor then predict, as in testing.
         # inference_mode: ~8% faster than no_grad on CPU for B4.
         with torch.inference_mode():
             preds = self.model.test_step(pseudo_collate(samples))
@@ -436,23 +362,12 @@ class RockInferencer:
                 'export it again with this config (or --shape to match)')
         return self.session.run(None, {ONNX_INPUT_NAME: batch})[0]
 
-    def _result(self, name: str, row: np.ndarray) -> Dict[str, Any]:
-        order = np.argsort(-row, kind='stable')  # ties: lower index first
-        top = [(self.classes[i], float(row[i])) for i in order[:self.topk]]
-        return dict(file=name, pred_label=int(order[0]),
-                    pred_class=top[0][0], pred_score=top[0][1], topk=top,
-                    scores={c: float(s) for c, s in zip(self.classes, row)})
-
     def input_size(self) -> Tuple[int, int]:
-        """The ``(H, W)`` the test pipeline gives, from two dummy images.
-
-        Raises:
-            ValueError: The pipeline's output size depends on the image.
-        """
-        sizes = set()
-        for shape in ((512, 640, 3), (600, 400, 3)):
-            _, sample = self.load(('dummy', np.zeros(shape, np.uint8)))
-            sizes.add(tuple(sample['inputs'].shape[-2:]))
+        """The ``(H, W)`` the test pipeline gives, from two dummy images
+        (``ValueError`` when it depends on the image)."""
+        sizes = {tuple(self.load(('dummy', np.zeros(shape, np.uint8)))[1]
+                       ['inputs'].shape[-2:])
+                 for shape in ((512, 640, 3), (600, 400, 3))}
         if len(sizes) != 1:
             raise ValueError('the test pipeline gives images of varying size '
                              f'{sorted(sizes)}; give a fixed size (--shape '
@@ -461,22 +376,10 @@ class RockInferencer:
 
 
 def onnx_input(samples: Sequence[dict]) -> np.ndarray:
-    """Stack packed samples into the exported model's input.
-
-    Args:
-        samples: Outputs of the test pipeline (``inputs`` = ``3 x H x W``
-            BGR tensors, as mmcv loads images).
-
-    Returns:
-        np.ndarray: ``N x 3 x H x W`` float32 RGB, 0-255.
-    """
+    """Packed samples (``3 x H x W`` BGR) as the exported model's input:
+    ``N x 3 x H x W`` float32 RGB, 0-255."""
     batch = np.stack([s['inputs'].numpy() for s in samples])
     return np.ascontiguousarray(batch[:, ::-1], dtype=np.float32)
-
-
-def _is_loader(step: dict) -> bool:
-    name = str(step.get('type', '')).split('.')[-1]
-    return name.startswith('Load') and 'Image' in name
 
 
 def _classes_from_checkpoint(ckpt: Optional[dict]) -> Optional[List[str]]:
@@ -492,8 +395,7 @@ def _classes_from_config(cfg) -> Optional[List[str]]:
     if isinstance(classes, (list, tuple)):
         return list(classes)
     if isinstance(classes, str):
-        path = classes if osp.isabs(classes) else osp.join(
-            dataset.get('data_root', ''), classes)
+        path = osp.join(dataset.get('data_root', ''), classes)
         if osp.isfile(path):
             from rock_plugin.datasets.annotations import load_classes
             return list(load_classes(path))
@@ -505,25 +407,12 @@ def _classes_from_config(cfg) -> Optional[List[str]]:
 
 def video_frames(path: str, every_n: int = 10
                  ) -> Tuple[int, Iterator[Tuple[str, np.ndarray]]]:
-    """Open a video and iterate over every ``every_n``-th frame.
-
-    Frames that are skipped are only grabbed, not decoded.
-
-    Args:
-        path (str): The video file (anything ``cv2.VideoCapture`` reads).
-        every_n (int): Keep frames ``0, N, 2N, ...``.
+    """Open a video to read frames ``0, N, 2N, ...`` (``N = every_n``; the
+    others are only grabbed, not decoded).
 
     Returns:
-        tuple: The frame count the container reports (0 when unknown) and a
-        generator of ``('<path>#frame=<index>', BGR frame)`` pairs.
-
-    Raises:
-        ImageReadError: The file cannot be opened as a video, or (when
-            iterated) no frame can be decoded.
-
-    Example:
-        >>> count, frames = video_frames('thin_section.mp4', every_n=25)
-        >>> name, frame = next(frames)  # ('thin_section.mp4#frame=0', ...)
+        tuple: The container's frame count (0 when unknown) and a generator
+        of ``('<path>#frame=<index>', BGR frame)``.
     """
     import cv2
     if every_n < 1:
@@ -562,12 +451,9 @@ def write_predictions(path: str, results: Sequence[Dict[str, Any]],
                       classes: Sequence[str],
                       errors: Sequence[Tuple[str, str]] = (),
                       info: Optional[Dict[str, Any]] = None) -> None:
-    """Write predictions as CSV or JSON (by the extension of ``path``).
-
-    CSV: one row per prediction with ``file, pred_label, pred_class,
-    pred_score, topk`` (``class:score;...``, best first) and a
-    ``score/<class>`` column per class. JSON: ``{..info, classes,
-    predictions: [result dicts], errors: [{file, error}], count}``.
+    """Write predictions as CSV (a row per result, a ``score/<class>``
+    column per class) or JSON (``info`` plus ``classes``, ``count``,
+    ``predictions``, ``errors``), by the extension of ``path``.
 
     Args:
         path (str): ``*.csv`` or ``*.json``.

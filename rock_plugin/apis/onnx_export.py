@@ -21,9 +21,8 @@ class OnnxParityError(ValueError):
 def _scores_module(model):
     """``model`` as ``RGB float 0-255 NCHW -> class scores``, for export.
 
-    The data preprocessor's normalisation and channel order go inside the
-    graph, so a deployment needs no knowledge of mean/std: it feeds the
-    cropped RGB pixels (see :data:`ONNX_INPUT_FORMAT`).
+    Normalisation and channel order go inside the graph, so a deployment
+    feeds the cropped RGB pixels and needs no mean/std.
     """
     import torch
     import torch.nn.functional as F
@@ -65,65 +64,34 @@ def _scores_module(model):
     return Scores().eval()
 
 
-def _normalisation(model) -> Dict[str, Any]:
-    prep = model.data_preprocessor
-    out: Dict[str, Any] = dict(model_channel_order='RGB' if prep.to_rgb
-                               else 'BGR (the graph flips the RGB input)')
-    if prep._enable_normalize:
-        out['mean'] = [float(v) for v in prep.mean.flatten()]
-        out['std'] = [float(v) for v in prep.std.flatten()]
-    return out
-
-
 def _export_graph(module, path: str, shape: Tuple[int, int],
                   opset: Optional[int], exporter: str) -> None:
     import torch
-    dummy = torch.rand(2, 3, *shape) * 255
+    args = dict(f=path, input_names=[ONNX_INPUT_NAME],
+                output_names=[ONNX_OUTPUT_NAME])
+    dummy = (torch.rand(2, 3, *shape) * 255, )
     if exporter == 'dynamo':
-        # torch 2.14's default exporter (torch.export based), maintained,
-        # unlike the TorchScript one, which warns it is deprecated.
-        # external_data=False embeds the weights: one self-contained .onnx
-        # file (fine below protobuf's 2 GB; B4 is about 70 MB) instead of the
-        # default .onnx + .onnx.data pair that breaks when one is copied.
+        # torch's maintained exporter. external_data=False embeds the
+        # weights: one .onnx file (fine below protobuf's 2 GB; B4 is ~70 MB)
+        # instead of an .onnx + .onnx.data pair that breaks when copied.
         batch = torch.export.Dim('batch', min=1, max=4096)
-        torch.onnx.export(module, (dummy, ), path, dynamo=True,
-                          external_data=False, verbose=False,
-                          input_names=[ONNX_INPUT_NAME],
-                          output_names=[ONNX_OUTPUT_NAME],
-                          dynamic_shapes={'x': {0: batch}},
-                          opset_version=opset or 18)
+        torch.onnx.export(module, dummy, dynamo=True, external_data=False,
+                          verbose=False, dynamic_shapes={'x': {0: batch}},
+                          opset_version=opset or 18, **args)
     elif exporter == 'torchscript':
-        # The legacy exporter always writes a single file; kept as a
-        # fallback for models the dynamo exporter cannot trace.
+        # The deprecated exporter, a fallback for what dynamo cannot trace.
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', DeprecationWarning)
             # Conv2dAdaptivePadding's size arithmetic is traced as constants:
             # right, since H x W is fixed and only the batch is dynamic.
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
-            torch.onnx.export(module, (dummy, ), path, dynamo=False,
-                              input_names=[ONNX_INPUT_NAME],
-                              output_names=[ONNX_OUTPUT_NAME],
+            torch.onnx.export(module, dummy, dynamo=False,
                               dynamic_axes={ONNX_INPUT_NAME: {0: 'batch'},
                                             ONNX_OUTPUT_NAME: {0: 'batch'}},
-                              opset_version=opset or 17)
+                              opset_version=opset or 17, **args)
     else:
         raise ValueError(f"exporter must be 'dynamo' or 'torchscript', got "
                          f'{exporter!r}')
-
-
-def _write_metadata(path: str, metadata: Dict[str, str]) -> None:
-    import onnx
-    model = onnx.load(path)
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    model.doc_string = ('Rock thin-section classifier (rock_plugin). Input: '
-                        + ONNX_INPUT_FORMAT + '. Output: ' +
-                        metadata['output'])
-    onnx.checker.check_model(model)
-    # save_as_external_data=False: keep it one file (see _export_graph).
-    onnx.save(model, path, save_as_external_data=False)
 
 
 def _check_images(paths: Optional[Sequence[str]], limit: int = 16
@@ -159,9 +127,8 @@ def _check_images(paths: Optional[Sequence[str]], limit: int = 16
 
 
 def _resize_to(samples: List[dict], shape: Tuple[int, int]) -> List[dict]:
-    """Packed samples at ``shape`` (only when --shape overrides the pipeline;
-    the parity check then compares both models on the same resized pixels).
-    """
+    # Only when --shape overrides the pipeline: both models then get the
+    # same resized pixels.
     import cv2
     import torch
     out = []
@@ -178,9 +145,8 @@ def _resize_to(samples: List[dict], shape: Tuple[int, int]) -> List[dict]:
 
 def load_check_images(inferencer: RockInferencer,
                       images: Sequence[Any]) -> List[dict]:
-    """Run the test pipeline on the parity-check images (packed samples are
-    returned unchanged), so that an unreadable one fails before the export.
-    """
+    """The parity-check images through the test pipeline (packed samples
+    pass unchanged), so that an unreadable one fails before the export."""
     return [item if isinstance(item, dict) and 'inputs' in item
             else inferencer.load(item, i)[1] for i, item in enumerate(images)]
 
@@ -190,27 +156,21 @@ def check_parity(inferencer: RockInferencer, onnx_path: str,
                  tolerance: float = DEFAULT_TOLERANCE) -> Dict[str, Any]:
     """Compare ONNX Runtime with the PyTorch model on the same images.
 
-    Each image goes through the config's test pipeline once; the packed
-    tensors then go to ``model.test_step`` (data preprocessor + predict, as
-    in testing) and, as RGB float, to ONNX Runtime: the check covers the
-    exported normalisation and channel order, not only the network. Batch 1
-    and batch 3 runs check the dynamic batch axis.
+    The same packed tensors go to ``model.test_step`` and, as RGB float, to
+    ONNX Runtime, so the exported normalisation and channel order are
+    checked too; batch 1 and 3 runs check the dynamic batch axis.
 
     Args:
         inferencer (RockInferencer): A PyTorch-backend inferencer.
         onnx_path (str): The exported model.
-        images: Paths, ``(name, BGR array)`` pairs, or samples from
-            :func:`load_check_images`.
+        images: Paths, ``(name, BGR array)`` pairs or packed samples.
         shape (tuple[int, int]): The model's input ``(H, W)``.
-        tolerance (float): Largest allowed absolute score difference.
+        tolerance (float): Largest allowed absolute score difference;
+            beyond it (or a bad shape or batch), ``OnnxParityError``.
 
     Returns:
-        dict: ``max_abs_diff``, ``images`` (count), ``batch_sizes`` run and
-        ``top1_agree`` (fraction).
-
-    Raises:
-        OnnxParityError: A difference above ``tolerance``, wrong output
-            shape, or a batch size the model does not take.
+        dict: ``max_abs_diff``, ``images``, ``batch_sizes``, ``top1_agree``
+        and ``tolerance``.
     """
     import onnxruntime as ort
     samples = load_check_images(inferencer, images)
@@ -219,20 +179,20 @@ def check_parity(inferencer: RockInferencer, onnx_path: str,
     reference = inferencer._forward_pytorch(samples)
     session = ort.InferenceSession(onnx_path,
                                    providers=['CPUExecutionProvider'])
+    def run(batch):
+        return session.run(None, {ONNX_INPUT_NAME: onnx_input(batch)})[0]
+
     # Batch 1 (each image alone) and batch 3 (a dynamic-batch run that does
     # not equal the export's dummy batch of 2); fewer images are repeated.
     triple = [samples[i % len(samples)] for i in range(max(3, len(samples)))]
-    runs = {1: np.concatenate([session.run(None, {
-        ONNX_INPUT_NAME: onnx_input([s])})[0] for s in samples])}
+    runs = {1: np.concatenate([run([s]) for s in samples])}
     try:
-        out = np.concatenate([session.run(None, {
-            ONNX_INPUT_NAME: onnx_input(triple[i:i + 3])})[0]
-            for i in range(0, len(triple), 3)])
+        runs[3] = np.concatenate([run(triple[i:i + 3]) for i in range(
+            0, len(triple), 3)])[:len(samples)]  # triple[:n] is samples
     except Exception as exc:  # ORT's own error types
         raise OnnxParityError(f'{onnx_path}: batch 3 failed in ONNX Runtime '
                               f'({str(exc).splitlines()[0][:300]}): the '
                               'batch axis is not dynamic') from None
-    runs[3] = out[:len(samples)]  # triple[i] is samples[i] for i < n
     diff = 0.0
     for batch, scores in runs.items():
         if scores.shape != reference.shape:
@@ -260,61 +220,52 @@ def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
                 exporter: str = 'dynamo') -> Dict[str, Any]:
     """Export the classifier to one self-contained ONNX file and check it.
 
-    The graph takes ``N x 3 x H x W`` RGB float pixels 0-255 (dynamic ``N``,
-    fixed ``H x W``, by default the test pipeline's crop) and returns softmax
-    scores ``N x num_classes``; normalisation is inside. ``metadata_props``
-    holds ``classes`` (JSON list), ``input_format``, ``input_shape``,
-    ``normalisation`` (JSON), ``output``, ``test_pipeline`` (JSON), and the
-    source config/checkpoint names. The file is written to a temporary name
-    and only moved to ``out`` after ONNX Runtime matched PyTorch within
+    The graph maps ``N x 3 x H x W`` RGB float pixels 0-255 (dynamic ``N``)
+    to softmax scores; ``metadata_props`` holds the classes, the input
+    contract, the normalisation and the test pipeline (JSON). The file is
+    moved to ``out`` only after ONNX Runtime matched PyTorch within
     ``tolerance``; a failed one is kept as ``<out>.failed.onnx``.
 
     Args:
         config (str | Config): The training config.
         checkpoint (str): The ``.pth`` file (loaded with weights_only=True).
-        out (str): Destination ``.onnx``. Defaults to ``'model.onnx'``.
-        shape (Sequence[int], optional): Input ``(H, W)``; default from the
-            test pipeline.
-        opset (int, optional): ONNX opset (default 18 with dynamo, 17 with
-            torchscript).
+        out (str): Destination ``.onnx``.
+        shape (Sequence[int], optional): Input ``(H, W)`` (default: the
+            test pipeline's).
+        opset (int, optional): Default 18 (dynamo), 17 (torchscript).
         device (str): Where PyTorch runs for the export and the check.
         check_images (Sequence[str], optional): Image files/folders for the
-            parity check; three generated images when not given.
-        tolerance (float): Largest allowed score difference. Defaults to
-            1e-4.
-        exporter (str): ``'dynamo'`` (default) or ``'torchscript'``.
+            parity check (default: three generated images).
+        tolerance (float): Largest allowed score difference.
+        exporter (str): ``'dynamo'`` or ``'torchscript'``.
 
     Returns:
-        dict: ``path``, ``shape``, ``classes``, ``size_bytes`` and the
-        :func:`check_parity` report.
+        dict: The :func:`check_parity` report plus ``path``, ``shape``,
+        ``classes``, ``size_bytes`` and ``exporter``.
 
     Example:
-        >>> report = export_onnx('configs/rock_b4.py', 'work_dirs/best.pth',
-        ...                      'rock_b4.onnx', check_images=['data/rocks'])
-        >>> report['max_abs_diff'] <= 1e-4
-        True
+        >>> export_onnx('configs/rock_b4.py', 'best.pth', 'rock_b4.onnx')
     """
+    import onnx
     import torch
 
     import rock_plugin
-
     if not str(out).endswith('.onnx'):
         raise ValueError(f'{out}: the output file must end in .onnx')
     images = _check_images(check_images)  # fail fast on a bad path
     inferencer = RockInferencer(config, checkpoint, device=device)
-    if shape is None:
-        shape = inferencer.input_size()
-    shape = tuple(int(v) for v in shape)
-    if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f'shape must be two positive numbers H W, got '
-                         f'{shape}')
-    pipeline_shape = None
     try:
         pipeline_shape = inferencer.input_size()
     except ValueError:
-        pass
-    # Read and preprocess the check images now: a bad one must fail before
-    # the export, which takes tens of seconds for B4.
+        if shape is None:
+            raise
+        pipeline_shape = None
+    shape = tuple(int(v) for v in (pipeline_shape if shape is None
+                                   else shape))
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f'shape must be two positive numbers H W, got '
+                         f'{shape}')
+    # A bad check image must fail before the export (tens of seconds).
     images = load_check_images(inferencer, images)
     if pipeline_shape is not None and pipeline_shape != shape:
         warnings.warn(f'--shape {shape} differs from the test pipeline\'s '
@@ -333,16 +284,20 @@ def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
     try:
         with torch.no_grad():
             _export_graph(module, tmp, shape, opset, exporter)
-        cfg = inferencer.cfg
+        cfg, prep = inferencer.cfg, inferencer.model.data_preprocessor
+        normalisation = dict(model_channel_order='RGB' if prep.to_rgb else
+                             'BGR (the graph flips the RGB input)')
+        if prep._enable_normalize:
+            normalisation.update(
+                mean=[float(v) for v in prep.mean.flatten()],
+                std=[float(v) for v in prep.std.flatten()])
         metadata = dict(
             classes=json.dumps(inferencer.classes),
             num_classes=str(len(inferencer.classes)),
-            input_name=ONNX_INPUT_NAME,
-            input_format=ONNX_INPUT_FORMAT,
+            input_name=ONNX_INPUT_NAME, input_format=ONNX_INPUT_FORMAT,
             input_shape=json.dumps(['batch', 3, shape[0], shape[1]]),
-            input_dtype='float32',
-            input_channel_order='RGB',
-            normalisation=json.dumps(_normalisation(inferencer.model)),
+            input_dtype='float32', input_channel_order='RGB',
+            normalisation=json.dumps(normalisation),
             output=f'{ONNX_OUTPUT_NAME}: float32 N x {len(inferencer.classes)}'
             ' softmax scores, class order as in "classes"',
             test_pipeline=json.dumps(cfg.test_dataloader.dataset.pipeline,
@@ -351,7 +306,17 @@ def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
             source_checkpoint=osp.basename(checkpoint),
             producer=f'rock_plugin {rock_plugin.__version__}, torch '
             f'{torch.__version__} ({exporter} exporter)')
-        _write_metadata(tmp, metadata)
+        graph = onnx.load(tmp)
+        del graph.metadata_props[:]
+        for key, value in metadata.items():
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = key, value
+        graph.doc_string = ('Rock thin-section classifier (rock_plugin). '
+                            f'Input: {ONNX_INPUT_FORMAT}. Output: '
+                            + metadata['output'])
+        onnx.checker.check_model(graph)
+        # save_as_external_data=False: keep it one file (see _export_graph).
+        onnx.save(graph, tmp, save_as_external_data=False)
         report = check_parity(inferencer, tmp, images, shape, tolerance)
     except OnnxParityError:
         failed = osp.splitext(out)[0] + '.failed.onnx'

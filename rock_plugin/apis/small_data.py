@@ -1,33 +1,19 @@
-"""Controls for small and imbalanced data sets, as config edits.
-
-``tools/train.py`` (and ``tools/cross_validate.py``) apply them for
-``--patience N``, ``--class-weight auto`` and ``--balanced-sampler``; a
-config can say the same directly (see each function).
-"""
+"""Controls for small and imbalanced data sets, as config edits: train's
+``--patience``, ``--class-weight auto`` and ``--balanced-sampler``. Each
+changes ``cfg`` in place and returns it; its example is the same in a
+config."""
 from typing import Optional
 
 from mmengine.config import Config
 
-__all__ = ['set_early_stopping', 'set_class_weight', 'set_balanced_sampler']
-
 
 def set_early_stopping(cfg: Config, patience: int) -> Config:
-    """Stop when the selection metric has not improved for ``patience``
-    validations: mmengine's ``EarlyStoppingHook`` on the checkpoint hook's
-    ``save_best`` metric and rule (``accuracy/top1``, greater).
-
-    An ``EarlyStoppingHook`` already in ``custom_hooks`` gets the new
-    patience. The best checkpoint stays the one to use.
-
-    Args:
-        cfg (Config): Changed in place.
-        patience (int): Validations without improvement, at least 1.
-
-    Returns:
-        Config: ``cfg``.
+    """Stop after ``patience`` (>= 1) validations without improvement:
+    mmengine's ``EarlyStoppingHook`` on the checkpoint hook's ``save_best``
+    metric and rule (default ``accuracy/top1``, greater); an existing one
+    gets the new patience.
 
     Example:
-        >>> # in a config:
         >>> custom_hooks = [dict(type='EarlyStoppingHook',
         ...                      monitor='accuracy/top1', patience=10)]
     """
@@ -55,19 +41,11 @@ def set_early_stopping(cfg: Config, patience: int) -> Config:
 
 
 def set_class_weight(cfg: Config, class_weight: Optional[str]) -> Config:
-    """``class_weight='auto'``: the head's loss weighs each class by its
-    inverse frequency in the training split (``AutoClassWeightHook``
-    computes and logs the weights when training starts).
-
-    Args:
-        cfg (Config): Changed in place.
-        class_weight (str, optional): ``'auto'``; None changes nothing.
-
-    Returns:
-        Config: ``cfg``.
+    """``'auto'``: the loss weighs each class by its inverse frequency in
+    the training split (``AutoClassWeightHook`` computes them at the start);
+    None changes nothing.
 
     Example:
-        >>> # in a config:
         >>> model = dict(head=dict(loss=dict(type='CrossEntropyLoss',
         ...                                  class_weight='auto')))
         >>> custom_hooks = [..., dict(type='AutoClassWeightHook')]
@@ -90,27 +68,17 @@ def set_class_weight(cfg: Config, class_weight: Optional[str]) -> Config:
 
 
 def set_balanced_sampler(cfg: Config) -> Config:
-    """Draw training images so that every class is seen about equally often
-    (``ClassBalancedSampler``); inside an ``EpochSeededSampler`` when the
-    config has one, so augmentation stays seeded per sample.
-
-    Args:
-        cfg (Config): Changed in place.
-
-    Returns:
-        Config: ``cfg``.
+    """Draw every class about equally often (``ClassBalancedSampler``),
+    inside the config's ``EpochSeededSampler`` if any (seeded augmentation).
 
     Example:
-        >>> # in a config:
         >>> train_dataloader = dict(sampler=dict(
         ...     type='EpochSeededSampler',
         ...     sampler=dict(type='ClassBalancedSampler')))
     """
     loader = cfg.train_dataloader
-    sampler = dict(loader.get('sampler') or {})
     balanced = dict(type='ClassBalancedSampler')
-    if sampler.get('type') == 'EpochSeededSampler':
-        loader.sampler = dict(type='EpochSeededSampler', sampler=balanced)
-    else:
-        loader.sampler = balanced
+    if (loader.get('sampler') or {}).get('type') == 'EpochSeededSampler':
+        balanced = dict(type='EpochSeededSampler', sampler=balanced)
+    loader.sampler = balanced
     return cfg

@@ -1,16 +1,7 @@
 """Training as a Python API: config edits the tools share, and :func:`train`.
 
-``tools/train.py`` parses the flags and calls these (``parse_args`` ->
-``merge_args(cfg, args)`` -> :func:`train`); a script can do the same
-without a command line.
-
-Example:
-    >>> from mmengine.config import Config
-    >>> from rock_plugin.apis.train import set_seed, train
-    >>> cfg = Config.fromfile('configs/rock_quickstart.py')
-    >>> cfg.work_dir = 'work_dirs/quick'
-    >>> set_seed(cfg, 0)
-    >>> runner = train(cfg)
+``tools/train.py`` parses the flags and calls these; a script can do the
+same. The config edits change ``cfg`` in place and return it.
 """
 import copy
 import inspect
@@ -27,13 +18,6 @@ from rock_plugin.utils.errors import CheckpointError, DataError
 from .work_dir import (WorkDirLock, check_work_dir, find_resume_checkpoint,
                        prepare_fresh_run)
 
-__all__ = ['merge_cfg_options', 'explain_cfg_options_error',
-           'set_data_options', 'set_seed', 'set_split_validation',
-           'set_amp', 'set_resume', 'fill_schedule_end', 'setup_distributed',
-           'set_dist_backend',
-           'build_runner', 'check_num_classes', 'check_checkpoint_fits',
-           'draw_seed', 'train', 'find_resume_checkpoint']
-
 # Top-level keys the runner reads besides those of mmengine's Runner.
 _EXTRA_TOP_KEYS = {'runner_type', 'model_wrapper_cfg', 'tta_model',
                    'tta_pipeline', 'custom_imports', 'filename'}
@@ -43,27 +27,17 @@ def _datasets(cfg: Config):
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(key)
         if loader is not None and loader.get('dataset') is not None:
-            yield key, loader.dataset
+            yield loader.dataset
 
 
 def merge_cfg_options(cfg: Config, options: dict) -> Config:
-    """``cfg.merge_from_dict(options)`` that refuses likely typos.
+    """``cfg.merge_from_dict(options)`` (``--cfg-options``) that refuses
+    likely typos.
 
     A top-level key that neither the config nor mmengine's ``Runner`` knows,
-    or a dotted path through a dict that has no such key (``model.hed.x``),
-    is an error instead of a setting that is silently ignored. A misspelt
-    last key (``train_cfg.max_epoch``) is reported when the component is
-    built (:func:`explain_cfg_options_error`).
-
-    Args:
-        cfg (Config): Changed in place.
-        options (dict): ``{dotted key: value}`` (``--cfg-options``).
-
-    Returns:
-        Config: ``cfg``.
-
-    Raises:
-        ValueError: ``--cfg-options ...: ...``, one line.
+    or a dotted path through a missing key (``model.hed.x``), is a one-line
+    ``ValueError`` instead of a silently ignored setting; a misspelt last
+    key is caught when built (:func:`explain_cfg_options_error`).
     """
     from mmengine.runner import Runner
     known = set(cfg.keys()) | _EXTRA_TOP_KEYS | set(
@@ -102,9 +76,7 @@ def explain_cfg_options_error(exc: BaseException,
         options (dict, optional): The ``--cfg-options`` given.
 
     Returns:
-        ValueError | None: A one-line ``--cfg-options ...`` error when
-        ``exc`` is an "unexpected keyword argument" that one of ``options``
-        caused, else None.
+        ValueError | None: One line when an option caused ``exc``.
     """
     match = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
     if not match or not options:
@@ -122,7 +94,7 @@ def explain_cfg_options_error(exc: BaseException,
 def set_data_options(cfg: Config, data_root: Optional[str] = None,
                      skip_bad_images: bool = False) -> Config:
     """Set ``data_root`` / ``skip_bad_images`` of every dataset."""
-    for _, dataset in _datasets(cfg):
+    for dataset in _datasets(cfg):
         if data_root:
             dataset.data_root = data_root
         if skip_bad_images:
@@ -137,14 +109,9 @@ def draw_seed() -> int:
 
 def set_seed(cfg: Config, seed: Optional[int] = None,
              deterministic: bool = False) -> int:
-    """Set ``cfg.randomness``: ``seed``, else the config's, else a new one.
-
-    A config whose datasets split by themselves (``split='train'``) gets the
-    same seed as its split seed, so the split follows the run's seed.
-
-    Returns:
-        int: The seed used.
-    """
+    """Set ``cfg.randomness``: ``seed``, else the config's, else a new one;
+    returns it. Datasets that split themselves (``split='train'``) get it as
+    their split seed, so the split follows the run's seed."""
     if seed is None:
         seed = cfg.get('randomness', {}).get('seed', None)
     if seed is None:
@@ -152,7 +119,7 @@ def set_seed(cfg: Config, seed: Optional[int] = None,
     cfg.randomness = dict(cfg.get('randomness', {}), seed=seed)
     if deterministic:
         cfg.randomness['deterministic'] = True
-    for _, dataset in _datasets(cfg):
+    for dataset in _datasets(cfg):
         if dataset.get('split') is not None:
             dataset.split_seed = seed
     return seed
@@ -164,13 +131,9 @@ def set_split_validation(cfg: Config, ratio: float = 0.2,
     """Validate on a stratified fold of the training annotations.
 
     Args:
-        cfg (Config): Changed in place.
         ratio (float): Validation fraction.
         fold (int, optional): Fold index (default: derived from ``seed``).
         seed (int, optional): Split seed (default: ``cfg.randomness.seed``).
-
-    Returns:
-        Config: ``cfg``.
     """
     if seed is None:
         seed = cfg.get('randomness', {}).get('seed')
@@ -219,12 +182,11 @@ def set_resume(cfg: Config, resume: Optional[str]) -> Config:
     (:func:`find_resume_checkpoint`); a path: that checkpoint; None: a fresh
     run."""
     if resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
-    elif resume is not None:
-        if not osp.isfile(resume):
-            raise FileNotFoundError(f'{resume}: checkpoint to resume from '
-                                    'not found')
+        resume = find_resume_checkpoint(cfg.work_dir)
+    elif resume is not None and not osp.isfile(resume):
+        raise FileNotFoundError(f'{resume}: checkpoint to resume from '
+                                'not found')
+    if resume is not None:
         cfg.resume = True
         cfg.load_from = resume
     return cfg
@@ -235,12 +197,9 @@ def setup_distributed(launcher: str, device: Optional[str] = None,
     """Start the process group before the runner (which then skips its
     own), so that rank 0 alone locks the work dir and draws the seed.
 
-    ``pytorch`` goes through :func:`rock_plugin.engine.distributed.
-    init_distributed` (gloo on CPU processes); ``slurm`` and ``mpi`` through
-    mmengine's ``init_dist`` with the config's ``env_cfg.dist_cfg``.
-
-    Returns:
-        str: The backend (``''`` when not distributed).
+    ``slurm`` and ``mpi`` go through mmengine's ``init_dist`` with
+    ``dist_cfg``, the rest through ``init_distributed`` (gloo on CPU).
+    Returns the backend (``''`` when not distributed).
     """
     import torch.distributed as dist
 
@@ -287,32 +246,24 @@ def check_num_classes(cfg: Config, dataset) -> None:
 
 def check_checkpoint_fits(model, checkpoint: str, strict: bool = True,
                           what: str = 'the config') -> dict:
-    """Refuse a checkpoint whose weights do not fit ``model``.
-
-    mmengine loads non-strictly (a 3-class head into an 11-class model is
-    only a log warning, then wrong results or a crash inside the optimizer
-    on resume); this check makes it one clear error.
+    """Refuse, as one ``CheckpointError``, a checkpoint that does not fit
+    (mmengine only warns, then gives wrong results or crashes on resume).
 
     Args:
-        model (nn.Module): The built model (a wrapper is unwrapped).
+        model (nn.Module): The built model (wrappers are unwrapped).
         checkpoint (str): The ``.pth`` file (loaded safely).
-        strict (bool): Also refuse missing or unexpected weights, not only
-            shape mismatches.
+        strict (bool): Also refuse missing or unexpected weights.
         what (str): What the model was built from, for the message.
 
     Returns:
         dict: The loaded checkpoint.
-
-    Raises:
-        CheckpointError: Names the file and up to three mismatches.
     """
-    from mmengine.model import is_model_wrapper
+    from mmengine.model import BaseTTAModel, is_model_wrapper
 
     from rock_plugin.utils.checkpoint_io import load_checkpoint_file
     ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
-    weights = ckpt.get('state_dict', ckpt)
-    weights = {re.sub(r'^module\.', '', k): v for k, v in weights.items()}
-    from mmengine.model import BaseTTAModel
+    weights = {re.sub(r'^module\.', '', k): v
+               for k, v in ckpt.get('state_dict', ckpt).items()}
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module  # DDP and the TTA wrapper hold the weights
     own = model.state_dict()
@@ -321,14 +272,12 @@ def check_checkpoint_fits(model, checkpoint: str, strict: bool = True,
                 if k in own and hasattr(v, 'shape') and
                 tuple(v.shape) != tuple(own[k].shape)]
     if strict:
-        missing = [k for k in own if k not in weights]
-        extra = [k for k in weights if k not in own]
-        if missing:
-            problems.append(f'{len(missing)} weights missing ({missing[0]}'
-                            + (', ...' if len(missing) > 1 else '') + ')')
-        if extra:
-            problems.append(f'{len(extra)} unexpected weights ({extra[0]}'
-                            + (', ...' if len(extra) > 1 else '') + ')')
+        for label, keys in (
+                ('weights missing', [k for k in own if k not in weights]),
+                ('unexpected weights', [k for k in weights if k not in own])):
+            if keys:
+                problems.append(f'{len(keys)} {label} ({keys[0]}' +
+                                (', ...' if len(keys) > 1 else '') + ')')
     if problems:
         raise CheckpointError(
             f'{checkpoint}: the checkpoint does not fit {what} ('
@@ -338,23 +287,23 @@ def check_checkpoint_fits(model, checkpoint: str, strict: bool = True,
 
 
 def train(cfg: Config, fresh: bool = False):
-    """Train with ``cfg``; returns the runner.
-
-    The work dir is locked for the run (rank 0; a second run into it is a
-    :class:`~rock_plugin.utils.errors.WorkDirError`), a fresh run refuses a
-    work dir with an earlier run's checkpoints unless ``fresh``, and a resume
+    """Train with ``cfg``: rank 0 locks the work dir for the run, a fresh run
+    refuses a work dir with an earlier run's checkpoints, and a resume
     checkpoint must fit the model.
 
     Args:
         cfg (Config): A complete config (``work_dir`` set).
         fresh (bool): Move an earlier run's files into
-            ``<work_dir>/previous_runs/<time>/`` instead of refusing.
+            ``previous_runs/<time>/`` instead of refusing.
 
     Returns:
         Runner: The trained runner.
 
     Example:
-        >>> runner = train(Config.fromfile('configs/rock_quickstart.py'))
+        >>> cfg = Config.fromfile('configs/rock_quickstart.py')
+        >>> cfg.work_dir = 'work_dirs/quick'
+        >>> set_seed(cfg, 0)
+        >>> runner = train(cfg)
     """
     from mmengine.dist import broadcast_object_list, is_main_process
 
@@ -378,31 +327,28 @@ def train(cfg: Config, fresh: bool = False):
     if error[0] is not None:
         raise error[0]
     try:
-        return _train(cfg)
+        runner = build_runner(cfg)
+        check_num_classes(cfg, runner.train_dataloader.dataset)
+        if cfg.get('resume', False) and cfg.get('load_from'):
+            check_checkpoint_fits(runner.model, cfg.load_from, strict=False,
+                                  what='the model of this config')
+        backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend')
+        seed = cfg.randomness.seed
+        print_log(f'rock_plugin: seed {seed} (repeat this run with --seed '
+                  f'{seed}), work dir {cfg.work_dir}, world size '
+                  f'{runner.world_size}' +
+                  (f' ({backend})' if runner.world_size > 1 and backend
+                   else ''), logger='current')
+        runner.train()
+        loaders = [runner.train_dataloader]
+        if runner.val_loop is not None:
+            loaders.append(runner.val_loop.dataloader)
+        skipped = {path for loader in loaders
+                   for path in getattr(loader.dataset, 'skipped_images', [])}
+        if skipped:
+            print_log(f'rock_plugin: {len(skipped)} unreadable image(s) were '
+                      'skipped (warnings above name each one)',
+                      logger='current', level=logging.WARNING)
+        return runner
     finally:
         lock.release()
-
-
-def _train(cfg: Config):
-    runner = build_runner(cfg)
-    check_num_classes(cfg, runner.train_dataloader.dataset)
-    if cfg.get('resume', False) and cfg.get('load_from'):
-        check_checkpoint_fits(runner.model, cfg.load_from, strict=False,
-                              what='the model of this config')
-    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend')
-    print_log(f'rock_plugin: seed {cfg.randomness.seed} (repeat this run with '
-              f'--seed {cfg.randomness.seed}), work dir {cfg.work_dir}, '
-              f'world size {runner.world_size}'
-              + (f' ({backend})' if runner.world_size > 1 and backend
-                 else ''), logger='current')
-    runner.train()
-    loaders = [runner.train_dataloader]
-    if runner.val_loop is not None:
-        loaders.append(runner.val_loop.dataloader)
-    skipped = sorted({path for loader in loaders
-                      for path in getattr(loader.dataset, 'skipped_images', [])})
-    if skipped:
-        print_log(f'rock_plugin: {len(skipped)} unreadable image(s) were '
-                  'skipped (warnings above name each one)', logger='current',
-                  level=logging.WARNING)
-    return runner

@@ -1,15 +1,5 @@
-"""A training run's work dir: one run at a time, never mixed with an old one.
-
-* :class:`WorkDirLock` holds an exclusive lock on ``<work dir>/.lock`` for the
-  whole run, so a second run into the same folder stops at once with a
-  :class:`~rock_plugin.utils.errors.WorkDirError` instead of deleting the
-  first run's checkpoints.
-* :func:`prepare_fresh_run` refuses a fresh (not ``--resume``) run into a
-  folder that holds an earlier run's checkpoints, which a later ``--resume``
-  would otherwise continue; with ``fresh=True`` it moves them into
-  ``previous_runs/<time>/``.
-* :func:`find_resume_checkpoint` picks the checkpoint ``--resume`` continues.
-"""
+"""A training run's work dir: one run at a time, never mixed with an old one
+(which a later ``--resume`` would otherwise continue)."""
 import glob
 import logging
 import os
@@ -29,17 +19,9 @@ ARCHIVE_DIR = 'previous_runs'
 
 
 class WorkDirLock:
-    """An exclusive ``fcntl.flock`` on ``<work_dir>/.lock`` while in use.
-
-    The kernel drops the lock when the process ends, however it ends, so a
-    killed run never leaves a stale lock. In a distributed run only rank 0
-    takes it (:func:`rock_plugin.apis.train.train` does that).
-
-    Args:
-        work_dir (str): The run's work dir (created).
-
-    Raises:
-        WorkDirError: Another process holds the lock.
+    """An exclusive ``fcntl.flock`` on ``<work_dir>/.lock`` (created) while
+    in use, so a second run into the folder stops with a ``WorkDirError`` at
+    once. The kernel drops it however the process ends: no stale locks.
 
     Example:
         >>> with WorkDirLock('work_dirs/rock_b4'):
@@ -99,19 +81,16 @@ def old_run_files(work_dir: str) -> List[str]:
 
 
 def prepare_fresh_run(work_dir: str, fresh: bool = False) -> Optional[str]:
-    """Keep a fresh run apart from an earlier run in the same work dir.
+    """Refuse (``WorkDirError``) a fresh run into a work dir that holds an
+    earlier run's checkpoints.
 
     Args:
         work_dir (str): The run's work dir.
-        fresh (bool): Move the earlier run's files (everything in the work
-            dir but the lock and earlier archives) into
-            ``previous_runs/<time>/`` instead of refusing.
+        fresh (bool): Move the earlier run's files (all but the lock and
+            earlier archives) into ``previous_runs/<time>/`` instead.
 
     Returns:
         str | None: The archive folder, when files were moved.
-
-    Raises:
-        WorkDirError: The work dir holds checkpoints and ``fresh`` is False.
     """
     old = old_run_files(work_dir)
     if not old:
@@ -140,36 +119,30 @@ def prepare_fresh_run(work_dir: str, fresh: bool = False) -> Optional[str]:
     return archive
 
 
-def _is_complete_checkpoint(path: str) -> bool:
-    # torch checkpoints are zip archives whose directory sits at the end, so a
-    # truncated file fails this cheap check.
-    import zipfile
-    return osp.isfile(path) and zipfile.is_zipfile(path)
-
-
 def find_resume_checkpoint(work_dir: str) -> str:
-    """The checkpoint ``--resume`` (no path) continues from.
+    """The checkpoint ``--resume`` (no path) continues from, in ``work_dir``.
 
     mmengine trusts the ``last_checkpoint`` pointer blindly; here a pointer to
     a missing or truncated file falls back to the newest complete
     ``epoch_*.pth`` (with a warning), and no checkpoint at all is an error
     instead of a silent fresh start.
-
-    Args:
-        work_dir (str): The run's work dir.
-
-    Returns:
-        str: Path of the checkpoint to resume from.
     """
+    import zipfile
+
+    # torch checkpoints are zip archives with the directory at the end, so a
+    # truncated file fails this cheap check.
+    def complete(path):
+        return osp.isfile(path) and zipfile.is_zipfile(path)
+
     pointer = osp.join(work_dir, 'last_checkpoint')
     named = open(pointer).read().strip() if osp.isfile(pointer) else ''
-    if named and _is_complete_checkpoint(named):
+    if named and complete(named):
         return named
     found = sorted(glob.glob(osp.join(glob.escape(work_dir), 'epoch_*.pth')),
                    key=lambda p: int(re.findall(r'\d+', osp.basename(p))[0]),
                    reverse=True)
     for path in found:
-        if _is_complete_checkpoint(path):
+        if complete(path):
             if named:
                 print_log(f'resume: {named} (from last_checkpoint) is missing '
                           f'or incomplete; continuing from {path} instead',

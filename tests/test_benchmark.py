@@ -1,8 +1,7 @@
 """tools/benchmark.py as a user runs it (the seconds-long --tiny mode)."""
-import json
 import re
 
-from conftest import run_tool
+from conftest import read_json, run_tool
 
 
 def test_tiny_benchmark_ends_with_the_two_speedup_lines(tmp_path):
@@ -22,8 +21,7 @@ def test_tiny_benchmark_ends_with_the_two_speedup_lines(tmp_path):
     # the same weights give the same predictions on every image: the fast
     # path (ours) agrees with the plain one (stock)
     assert 'stock and ours predict the same labels: True' in proc.stdout
-    with open(out) as f:
-        res = json.load(f)
+    res = read_json(out)
     assert res['images'] == 44  # 4 bundled images a class, 11 classes
     assert len(res['runs']) == 2
     for pair in res['runs']:
@@ -60,8 +58,7 @@ def test_only_ours_reports_the_whole_recipe_time(tmp_path):
                     '--out', out, timeout=900)
     assert re.search(r'ours alone: 3 epochs \(train \+ val \+ hooks\) in '
                      r'\d+\.\d min; epoch 1 ', proc.stdout), proc.stdout
-    with open(out) as f:
-        res = json.load(f)
+    res = read_json(out)
     assert not res['runs'] and res['only']['role'] == 'ours'
     assert res['only']['model'] == 'RockImageClassifier'
     assert res['only']['train_images'] == [res['n_train']] * 3

@@ -13,9 +13,8 @@ import copy
 import os.path as osp
 
 from _common import (add_common_args, add_data_args, add_model_args,
-                     cfg_options_guard,
-                     check_files, check_split_args, default_work_dir,
-                     load_config, run, setup_env)
+                     cfg_options_guard, check_files, check_split_args,
+                     default_work_dir, load_config, run, setup_env)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -103,13 +103,6 @@ def _fold_dataset(base, ann_file, classes, pipeline, test_mode):
     return ds
 
 
-def _dump_json(obj, path):
-    from rock_plugin.utils.atomic_io import atomic_write
-    with atomic_write(path, encoding='utf-8') as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write('\n')
-
-
 def _load_json(path):
     if not osp.isfile(path):
         return None
@@ -121,6 +114,7 @@ def make_plan(args, cfg, seed, work_dir):
     """Rank 0: pool the data, assign folds (or check the stored ones)."""
     from rock_plugin.datasets.kfold import (assign_folds, group_keys,
                                             read_folds_csv, write_fold_files)
+    from rock_plugin.utils.atomic_io import atomic_write_json
     paths, labels, classes = _pool(cfg)
     plan_file = osp.join(work_dir, PLAN_FILE)
     plan = _load_json(plan_file)
@@ -145,7 +139,7 @@ def make_plan(args, cfg, seed, work_dir):
     write_fold_files(work_dir, paths, labels, fold_ids, classes, groups)
     plan = dict(wanted, classes=classes, num_images=len(paths),
                 config=osp.abspath(args.config))
-    _dump_json(plan, plan_file)
+    atomic_write_json(plan_file, plan)
     return plan
 
 
@@ -173,6 +167,7 @@ def train_fold(cfg, k, folds):
 
     from rock_plugin.apis import train as api
     from rock_plugin.apis.work_dir import old_run_files
+    from rock_plugin.utils.atomic_io import atomic_write_json
     fold_dir = cfg.work_dir
     trained = _load_json(osp.join(fold_dir, TRAINED_FILE))
     if trained is not None:
@@ -194,7 +189,7 @@ def train_fold(cfg, k, folds):
     best = osp.join(fold_dir, 'best.pth')  # RockCheckpointHook's name
     trained = dict(last=last, best=best if osp.isfile(best) else None)
     if is_main_process():
-        _dump_json(trained, osp.join(fold_dir, TRAINED_FILE))
+        atomic_write_json(osp.join(fold_dir, TRAINED_FILE), trained)
     barrier()
     return trained
 
@@ -263,6 +258,7 @@ def main(argv=None):
     import train as train_tool
     from rock_plugin.apis import train as api
     from rock_plugin.engine.distributed import init_distributed
+    from rock_plugin.utils.atomic_io import atomic_write_json
     backend = init_distributed(train_args.launcher, train_args.device)
     work_dir = args.work_dir or train_tool.default_work_dir(
         args.config) + '_cv'
@@ -316,7 +312,7 @@ def main(argv=None):
             result[variant] = evaluate_fold(fold_cfg, k, checkpoint,
                                             variant == 'tta')
         if is_main_process():
-            _dump_json(result, result_file)
+            atomic_write_json(result_file, result)
         barrier()
         results[k] = result
     if is_main_process():

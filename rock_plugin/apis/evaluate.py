@@ -2,8 +2,6 @@
 checkpoint that strictly fits the model, then the original project's result
 files, written atomically by rank 0."""
 import copy
-import csv
-import json
 import os
 import os.path as osp
 import time
@@ -13,12 +11,11 @@ import numpy as np
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.atomic_io import atomic_write_csv, atomic_write_json
 
 
 def read_checkpoint_meta(checkpoint: str) -> dict:
-    """The ``meta`` of a checkpoint, loaded safely (empty for a bare state
-    dict)."""
+    """A checkpoint's ``meta``, loaded safely ({} for a bare state dict)."""
     from rock_plugin.utils.checkpoint_io import load_checkpoint_file
     ckpt = load_checkpoint_file(osp.expanduser(checkpoint), map_location='cpu')
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
@@ -32,12 +29,6 @@ def _evaluator_list(evaluator) -> list:
         evaluator = evaluator['metrics']
     return list(evaluator) if isinstance(evaluator, (list, tuple)) \
         else [evaluator]
-
-
-def _write_csv(out_file: str, rows) -> str:
-    with atomic_write(out_file, newline='', encoding='utf-8') as f:
-        csv.writer(f).writerows(rows)
-    return out_file
 
 
 def write_per_class_csv(metrics: Dict[str, object],
@@ -56,49 +47,32 @@ def write_per_class_csv(metrics: Dict[str, object],
                                 ('precision', 'recall', 'f1-score')), total])
     rows += [[key, '', '', f'{metrics[key]:.4f}', total] for key in
              sorted(k for k in metrics if k.startswith('accuracy/top'))]
-    return _write_csv(out_file, rows)
+    return atomic_write_csv(out_file, rows)
 
 
 def write_prediction_csv(predictions: Sequence[dict],
                          class_names: Sequence[str], out_file: str) -> str:
     """Write (atomically) and return ``out_file``, the original's
-    ``prediction_results.csv``: per image (``img_path``, ``gt_label``,
-    ``pred_label``, ``pred_score``) ``File, Pre_label, True_label, Success``
-    and each class's score."""
+    ``prediction_results.csv``: ``File, Pre_label, True_label, Success`` and
+    each class's score, a row per image."""
     header = ['File', 'Pre_label', 'True_label', 'Success', *class_names]
-    return _write_csv(out_file, [header] + [
+    return atomic_write_csv(out_file, [header] + [
         [p['img_path'], class_names[p['pred_label']],
          class_names[p['gt_label']], p['pred_label'] == p['gt_label'],
          *(f'{s:.6f}' for s in p['pred_score'])] for p in predictions])
-
-
-def _dump_json(obj, out_file: str) -> str:
-    with atomic_write(out_file, encoding='utf-8') as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write('\n')
-    return out_file
 
 
 def save_test_results(results_dir: str, predictions: Sequence[dict],
                       details: Dict[str, object], class_names: Sequence[str],
                       summary: dict, title: str = 'Test',
                       mistakes: int = 16) -> Dict[str, str]:
-    """Write every result file of a test run (atomically): the tables,
-    one-vs-rest ROC and PR curves (AUC and AP also into ``summary``) and a
-    contact sheet of the most confident mistakes.
-
-    Args:
-        results_dir (str): Folder for the files (created).
-        predictions (Sequence[dict]): From ``PredictionCollector``.
-        details (dict): Full metrics (``compute_rock_metrics``).
-        class_names (Sequence[str]): Names in label order.
-        summary (dict): Written as ``summary.json``.
-        title (str): Confusion-matrix figure title.
-        mistakes (int): Mistakes on the contact sheet (0: none).
-
-    Returns:
-        dict: ``{kind: path}`` of the files written.
-    """
+    """Write every result file of a test run into ``results_dir``
+    (atomically): the tables of ``details`` (``compute_rock_metrics``'s) and
+    ``predictions`` (``PredictionCollector``'s), the confusion matrix
+    (``title``), one-vs-rest ROC and PR curves (AUC and AP also into
+    ``summary``, then written as ``summary.json``) and a contact sheet of
+    the ``mistakes`` most confident mistakes (0: none). Returns
+    ``{kind: path}``."""
     from rock_plugin.visualization import (plot_confusion_matrix,
                                            save_confusion_csv)
     from rock_plugin.visualization.mistakes import draw_mistakes_sheet
@@ -121,73 +95,38 @@ def save_test_results(results_dir: str, predictions: Sequence[dict],
                                             title=title),
         predictions=write_prediction_csv(predictions, class_names,
                                          join('prediction_results.csv')),
-        summary=_dump_json(summary, join('summary.json')),
+        summary=atomic_write_json(join('summary.json'), summary),
         **curve_files, **(dict(mistakes=sheet) if sheet else {}))
-
-
-def draw_prediction(img_path: str, pred_class: str, true_class: str,
-                    score: float, max_side: int = 512):
-    """The image (longest side ``max_side``) under a caption band, green
-    when right, red when wrong: the predicted class with its ``score`` (0-1)
-    and the true class. Returns a ``PIL.Image.Image``."""
-    from PIL import Image, ImageDraw, ImageFont
-    with Image.open(img_path) as img:
-        img = img.convert('RGB')
-    img.thumbnail((max_side, max_side))
-    if max(img.size) < 256:  # tiny images: enlarge so the caption fits
-        factor = 256 / max(img.size)
-        img = img.resize((round(img.width * factor),
-                          round(img.height * factor)), Image.NEAREST)
-    try:
-        font = ImageFont.load_default(size=max(12, img.width // 32))
-    except TypeError:  # Pillow < 10.1: fixed bitmap font only
-        font = ImageFont.load_default()
-    lines = [f'pred: {pred_class} ({score:.1%})', f'true: {true_class}']
-    measure = ImageDraw.Draw(img)
-    boxes = [measure.textbbox((0, 0), line, font=font) for line in lines]
-    pad, line_h = 4, max(b[3] - b[1] for b in boxes) + 4
-    width = max(img.width, max(b[2] for b in boxes) + 2 * pad)
-    band = 2 * line_h + pad
-    correct = pred_class == true_class
-    canvas = Image.new('RGB', (width, img.height + band),
-                       (0, 120, 0) if correct else (170, 0, 0))
-    canvas.paste(img, (0, band))
-    draw = ImageDraw.Draw(canvas)
-    for i, line in enumerate(lines):
-        draw.text((pad, pad + i * line_h), line, fill=(255, 255, 255),
-                  font=font)
-    return canvas
 
 
 def save_prediction_images(predictions: Sequence[dict],
                            class_names: Sequence[str], out_dir: str,
                            interval: int = 1,
                            wrong_only: bool = False) -> List[str]:
-    """Save test images annotated with predicted and true class names, as
-    ``<row in prediction_results.csv>_<image name>.jpg`` (no collisions).
-
-    Args:
-        predictions (Sequence[dict]): From ``PredictionCollector``.
-        class_names (Sequence[str]): Names in label order.
-        out_dir (str): Folder for the images (created).
-        interval (int): Save every ``interval``-th selected image.
-        wrong_only (bool): Select misclassified images only.
-
-    Returns:
-        list[str]: The files written.
-    """
+    """Save every ``interval``-th test image (of the misclassified ones with
+    ``wrong_only``) into ``out_dir``, captioned with predicted and true
+    class, as ``<row in prediction_results.csv>_<image name>.jpg`` (no
+    collisions). Returns the files written."""
+    from rock_plugin.datasets.transforms import read_rgb
+    from rock_plugin.visualization.annotate import (BLACK, GREEN, RED,
+                                                    labelled_tile, save_image)
     chosen = [(i, p) for i, p in enumerate(predictions)
               if not wrong_only or p['pred_label'] != p['gt_label']]
     written = []
     os.makedirs(out_dir, exist_ok=True)
     for i, p in chosen[::interval]:
-        image = draw_prediction(p['img_path'], class_names[p['pred_label']],
-                                class_names[p['gt_label']],
-                                p['pred_score'][p['pred_label']])
+        pred, true = (class_names[p['pred_label']],
+                      class_names[p['gt_label']])
+        color = GREEN if pred == true else RED
+        rgb = read_rgb(p['img_path'])
+        # Longest side at most 512; tiny images enlarged so the text fits.
+        size = min(512, max(256, max(rgb.shape[:2])))
+        lines = [f'pred: {pred} ({p["pred_score"][p["pred_label"]]:.1%})',
+                 f'true: {true}']
         stem = osp.splitext(osp.basename(p['img_path']))[0]
         path = osp.join(out_dir, f'{i:05d}_{stem}.jpg')
-        with atomic_write(path, 'wb') as f:
-            image.save(f, format='JPEG', quality=90)
+        save_image(path, labelled_tile(rgb, lines, size, color,
+                                       [color, BLACK]))
         written.append(path)
     return written
 
@@ -242,9 +181,10 @@ def evaluate(cfg: Config, checkpoint: str, results_dir: Optional[str] = None,
     # Per-image results; RockMetric's table is printed once, below.
     evaluators = [copy.deepcopy(m) for m in
                   _evaluator_list(cfg.get('test_evaluator'))]
-    for metric in evaluators:
-        if metric.get('type') in ('RockMetric', 'mmpretrain.RockMetric'):
-            metric['log_table'] = False
+    rock_metrics = [m for m in evaluators if m.get('type') in
+                    ('RockMetric', 'mmpretrain.RockMetric')]
+    for metric in rock_metrics:
+        metric['log_table'] = False
     cfg.test_evaluator = evaluators + [dict(type='PredictionCollector')]
     cfg.load_from = osp.expanduser(checkpoint)
     cfg.resume = False
@@ -275,11 +215,8 @@ def evaluate(cfg: Config, checkpoint: str, results_dir: Optional[str] = None,
         if not details or len(details.get('support', [])) != num_classes \
                 or sum(details['support']) != len(predictions):
             # the config evaluates with another metric
-            topk = next((tuple(m.get('topk', (1, 5))) for m in
-                         _evaluator_list(cfg.get('test_evaluator'))
-                         if m.get('type') in ('RockMetric',
-                                              'mmpretrain.RockMetric')),
-                        (1, 5))
+            topk = tuple(rock_metrics[0].get('topk', (1, 5))) \
+                if rock_metrics else (1, 5)
             details = compute_rock_metrics(
                 np.array([p['pred_score'] for p in predictions], np.float64),
                 np.array([p['gt_label'] for p in predictions]),
@@ -308,7 +245,7 @@ def evaluate(cfg: Config, checkpoint: str, results_dir: Optional[str] = None,
                 dict(p, gt_class=classes[p['gt_label']],
                      pred_class=classes[p['pred_label']])
                 for p in predictions]
-            files['out'] = _dump_json(dump, out)
+            files['out'] = atomic_write_json(out, dump)
         shown = save_prediction_images(predictions, classes, show_dir,
                                        interval, show_wrong_only) \
             if show_dir else []
@@ -317,11 +254,10 @@ def evaluate(cfg: Config, checkpoint: str, results_dir: Optional[str] = None,
                  '  '.join(f'{k}: {v:.2f}'
                            for k, v in summary['metrics'].items())]
         if 'roc_auc' in summary:
-            lines.append('one-vs-rest ROC AUC macro {:.4f} micro {:.4f}, AP '
-                         'macro {:.4f} micro {:.4f}'.format(
-                             *(summary[k][a] for k in ('roc_auc',
-                                                       'average_precision')
-                               for a in ('macro', 'micro'))))
+            auc, ap = summary['roc_auc'], summary['average_precision']
+            lines.append(f'one-vs-rest ROC AUC macro {auc["macro"]:.4f} '
+                         f'micro {auc["micro"]:.4f}, AP macro '
+                         f'{ap["macro"]:.4f} micro {ap["micro"]:.4f}')
         lines.append(f'{len(predictions)} test images; results in '
                      f'{results_dir}:')
         lines += [f'  {osp.basename(p)}' for k, p in files.items()

@@ -1,7 +1,6 @@
-"""Batched prediction with a trained rock classifier (PyTorch or ONNX Runtime).
-
-Unlike mmpretrain's ``ImageClassificationInferencer`` it names every result,
-reports bad files one by one and runs exported ONNX models too."""
+"""Batched prediction with a trained rock classifier: unlike mmpretrain's
+``ImageClassificationInferencer`` it names every result, reports bad files
+one by one and runs exported ONNX models too (ONNX Runtime)."""
 import copy
 import json
 import os
@@ -52,8 +51,7 @@ class RockInferencer:
     """Predict rock classes of images, video frames or arrays, in batches.
 
     Class names come from the checkpoint's ``meta.dataset_meta``, else the
-    ONNX metadata, the config's dataset, or ``class_<i>``. ONNX Runtime gets
-    the same packed pixels as RGB float and normalises in the graph.
+    ONNX metadata, the config's dataset, or ``class_<i>``.
 
     Args:
         config (str | Config): The training config.
@@ -78,7 +76,6 @@ class RockInferencer:
         from mmengine.config import Config
 
         from rock_plugin.utils.checkpoint_io import load_checkpoint_file
-
         if backend not in ('pytorch', 'onnxruntime'):
             raise ValueError(f"backend must be 'pytorch' or 'onnxruntime', "
                              f'got {backend!r}')
@@ -128,8 +125,7 @@ class RockInferencer:
     def from_onnx(cls, onnx_model: str, device: str = 'cpu',
                   batch_size: int = 8, topk: int = 5) -> 'RockInferencer':
         """An ONNX Runtime inferencer from the ``.onnx`` file alone (test
-        pipeline and classes from the metadata ``tools/export_onnx.py``
-        writes)."""
+        pipeline and classes from the metadata :func:`export_onnx` writes)."""
         import onnx
         from mmengine.config import Config
         if not osp.isfile(onnx_model):
@@ -155,7 +151,6 @@ class RockInferencer:
         from mmcv.transforms import Compose
         from mmengine.registry import DefaultScope
         from mmpretrain.registry import TRANSFORMS
-
         try:
             steps = list(cfg.test_dataloader.dataset.pipeline)
         except AttributeError:
@@ -223,10 +218,9 @@ class RockInferencer:
                              f'({str(exc).splitlines()[0][:300]})') from None
 
     def load(self, item: InputItem, index: int = 0) -> Tuple[str, dict]:
-        """Read one input (an image path, a BGR ``uint8`` array like
-        ``cv2.imread``'s, gray and BGRA too, or a ``(name, array)`` pair) and
-        run the test pipeline; returns ``(name, packed sample)``. ``index``
-        names unnamed arrays."""
+        """``(name, packed sample)`` of one input through the test pipeline: an
+        image path, a BGR (gray, BGRA) ``uint8`` array as ``cv2.imread`` gives
+        (named by ``index``), or a ``(name, array)`` pair."""
         if isinstance(item, tuple):
             name, array = item
             results = self._array_results(str(name), array)
@@ -265,18 +259,14 @@ class RockInferencer:
         return results
 
     def _array_results(self, name: str, img: Any) -> dict:
-        import cv2
+        from rock_plugin.datasets.transforms.load_rock_image import to_bgr3
         if not isinstance(img, np.ndarray) or img.ndim not in (2, 3) or \
                 (img.ndim == 3 and img.shape[2] not in (1, 3, 4)) or \
                 min(img.shape[:2]) < 1:
             shape = getattr(img, 'shape', None)
             raise ImageReadError(name, f'expected an H x W x 3 BGR image '
                                  f'array, got {type(img).__name__} {shape}')
-        # Same layout mmcv's loader gives a file (color_type='color').
-        if img.ndim == 2 or img.shape[2] == 1:
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        elif img.shape[2] == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        img = to_bgr3(img)
         if getattr(self._loader, 'to_float32', False):
             img = img.astype(np.float32)
         return dict(img=np.ascontiguousarray(img), img_shape=img.shape[:2],
@@ -293,8 +283,7 @@ class RockInferencer:
 
         Args:
             inputs: One input or an iterable of them (see :meth:`load`).
-            on_error: ``on_error(name, exc)`` for an unreadable input, which
-                is then skipped; without it the first bad input raises.
+            on_error: ``on_error(name, exc)`` skips a bad input; None: raise.
 
         Yields:
             dict: ``file``, ``pred_label``, ``pred_class``, ``pred_score``,
@@ -408,12 +397,9 @@ def _classes_from_config(cfg) -> Optional[List[str]]:
 def video_frames(path: str, every_n: int = 10
                  ) -> Tuple[int, Iterator[Tuple[str, np.ndarray]]]:
     """Open a video to read frames ``0, N, 2N, ...`` (``N = every_n``; the
-    others are only grabbed, not decoded).
-
-    Returns:
-        tuple: The container's frame count (0 when unknown) and a generator
-        of ``('<path>#frame=<index>', BGR frame)``.
-    """
+    others are only grabbed, not decoded). Returns the container's frame
+    count (0 when unknown) and a generator of ``('<path>#frame=<index>',
+    BGR frame)``."""
     import cv2
     if every_n < 1:
         raise ValueError(f'--every-n must be at least 1, got {every_n}')
@@ -451,40 +437,27 @@ def write_predictions(path: str, results: Sequence[Dict[str, Any]],
                       classes: Sequence[str],
                       errors: Sequence[Tuple[str, str]] = (),
                       info: Optional[Dict[str, Any]] = None) -> None:
-    """Write predictions as CSV (a row per result, a ``score/<class>``
-    column per class) or JSON (``info`` plus ``classes``, ``count``,
-    ``predictions``, ``errors``), by the extension of ``path``.
-
-    Args:
-        path (str): ``*.csv`` or ``*.json``.
-        results: :class:`RockInferencer` results.
-        classes: All class names (the CSV columns).
-        errors: ``(file, message)`` of inputs that could not be read.
-        info (dict, optional): Run details for the JSON header.
-    """
-    import csv
-
-    from rock_plugin.utils.atomic_io import atomic_write
+    """Write :class:`RockInferencer` ``results`` to ``path`` by its
+    extension: ``.csv``, a row per result and a ``score/<class>`` column per
+    name in ``classes``; or ``.json``, ``info`` (run details) plus
+    ``classes``, ``count``, ``predictions`` and ``errors`` (``(file,
+    message)`` of the inputs that could not be read)."""
+    from rock_plugin.utils.atomic_io import (atomic_write_csv,
+                                             atomic_write_json)
     ext = osp.splitext(path)[1].lower()
     if ext == '.csv':
-        with atomic_write(path, newline='') as f:
-            writer = csv.writer(f)
-            writer.writerow(['file', 'pred_label', 'pred_class', 'pred_score',
-                             'topk'] + [f'score/{c}' for c in classes])
-            for r in results:
-                writer.writerow(
-                    [r['file'], r['pred_label'], r['pred_class'],
-                     f'{r["pred_score"]:.6g}',
-                     ';'.join(f'{c}:{s:.6g}' for c, s in r['topk'])] +
-                    [f'{r["scores"][c]:.6g}' for c in classes])
+        header = ['file', 'pred_label', 'pred_class', 'pred_score', 'topk']
+        atomic_write_csv(path, [header + [f'score/{c}' for c in classes]] + [
+            [r['file'], r['pred_label'], r['pred_class'],
+             f'{r["pred_score"]:.6g}',
+             ';'.join(f'{c}:{s:.6g}' for c, s in r['topk'])] +
+            [f'{r["scores"][c]:.6g}' for c in classes] for r in results])
     elif ext == '.json':
         doc = dict(info or {}, classes=list(classes),
                    count=dict(predicted=len(results), failed=len(errors)),
                    predictions=[dict(r, topk=[list(t) for t in r['topk']])
                                 for r in results],
                    errors=[dict(file=f, error=e) for f, e in errors])
-        with atomic_write(path) as f:
-            json.dump(doc, f, indent=1)
-            f.write('\n')
+        atomic_write_json(path, doc, indent=1)
     else:
         raise ValueError(f'{path}: --out must end in .csv or .json')

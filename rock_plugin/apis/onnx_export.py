@@ -19,14 +19,11 @@ class OnnxParityError(ValueError):
 
 
 def _scores_module(model):
-    """``model`` as ``RGB float 0-255 NCHW -> class scores``, for export.
-
-    Normalisation and channel order go inside the graph, so a deployment
-    feeds the cropped RGB pixels and needs no mean/std.
-    """
+    """``model`` as ``RGB float 0-255 NCHW -> class scores``, for export:
+    normalisation and channel order go inside the graph, so a deployment
+    feeds the cropped RGB pixels and needs no mean/std."""
     import torch
     import torch.nn.functional as F
-
     prep = model.data_preprocessor
     for attr in ('to_rgb', '_enable_normalize'):
         if not hasattr(prep, attr):
@@ -37,7 +34,6 @@ def _scores_module(model):
     multilabel = isinstance(model.head, MultiLabelClsHead)
 
     class Scores(torch.nn.Module):
-
         def __init__(self):
             super().__init__()
             self.model = model
@@ -154,24 +150,14 @@ def load_check_images(inferencer: RockInferencer,
 def check_parity(inferencer: RockInferencer, onnx_path: str,
                  images: Sequence[Any], shape: Tuple[int, int],
                  tolerance: float = DEFAULT_TOLERANCE) -> Dict[str, Any]:
-    """Compare ONNX Runtime with the PyTorch model on the same images.
-
-    The same packed tensors go to ``model.test_step`` and, as RGB float, to
-    ONNX Runtime, so the exported normalisation and channel order are
-    checked too; batch 1 and 3 runs check the dynamic batch axis.
-
-    Args:
-        inferencer (RockInferencer): A PyTorch-backend inferencer.
-        onnx_path (str): The exported model.
-        images: Paths, ``(name, BGR array)`` pairs or packed samples.
-        shape (tuple[int, int]): The model's input ``(H, W)``.
-        tolerance (float): Largest allowed absolute score difference;
-            beyond it (or a bad shape or batch), ``OnnxParityError``.
-
-    Returns:
-        dict: ``max_abs_diff``, ``images``, ``batch_sizes``, ``top1_agree``
-        and ``tolerance``.
-    """
+    """Compare the ONNX model ``onnx_path`` in ONNX Runtime, at batch 1 and
+    3, with a PyTorch-backend ``inferencer`` on the same packed ``images``
+    (paths, ``(name, BGR array)`` pairs or packed samples, at the model's
+    input ``shape`` ``(H, W)``; RGB float for ONNX Runtime, so the exported
+    normalisation and channel order are checked too). A score difference
+    beyond ``tolerance`` (or a bad shape or batch) is an ``OnnxParityError``.
+    Returns ``max_abs_diff``, ``images``, ``batch_sizes``, ``top1_agree``
+    and ``tolerance``."""
     import onnxruntime as ort
     samples = load_check_images(inferencer, images)
     if tuple(samples[0]['inputs'].shape[-2:]) != tuple(shape):
@@ -218,20 +204,17 @@ def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
                 check_images: Optional[Sequence[str]] = None,
                 tolerance: float = DEFAULT_TOLERANCE,
                 exporter: str = 'dynamo') -> Dict[str, Any]:
-    """Export the classifier to one self-contained ONNX file and check it.
-
-    The graph maps ``N x 3 x H x W`` RGB float pixels 0-255 (dynamic ``N``)
-    to softmax scores; ``metadata_props`` holds the classes, the input
-    contract, the normalisation and the test pipeline (JSON). The file is
-    moved to ``out`` only after ONNX Runtime matched PyTorch within
-    ``tolerance``; a failed one is kept as ``<out>.failed.onnx``.
+    """Export the classifier to one self-contained ONNX file (RGB pixels
+    0-255, dynamic batch, to softmax scores; classes, input contract,
+    normalisation and test pipeline in its metadata). It becomes ``out``
+    only once ONNX Runtime matched PyTorch within ``tolerance``; a failed
+    one is kept as ``<out>.failed.onnx``.
 
     Args:
         config (str | Config): The training config.
         checkpoint (str): The ``.pth`` file (loaded with weights_only=True).
         out (str): Destination ``.onnx``.
-        shape (Sequence[int], optional): Input ``(H, W)`` (default: the
-            test pipeline's).
+        shape (Sequence[int], optional): ``(H, W)`` (default: the pipeline's).
         opset (int, optional): Default 18 (dynamo), 17 (torchscript).
         device (str): Where PyTorch runs for the export and the check.
         check_images (Sequence[str], optional): Image files/folders for the
@@ -265,7 +248,6 @@ def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f'shape must be two positive numbers H W, got '
                          f'{shape}')
-    # A bad check image must fail before the export (tens of seconds).
     images = load_check_images(inferencer, images)
     if pipeline_shape is not None and pipeline_shape != shape:
         warnings.warn(f'--shape {shape} differs from the test pipeline\'s '
@@ -307,10 +289,7 @@ def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
             producer=f'rock_plugin {rock_plugin.__version__}, torch '
             f'{torch.__version__} ({exporter} exporter)')
         graph = onnx.load(tmp)
-        del graph.metadata_props[:]
-        for key, value in metadata.items():
-            entry = graph.metadata_props.add()
-            entry.key, entry.value = key, value
+        onnx.helper.set_model_props(graph, metadata)
         graph.doc_string = ('Rock thin-section classifier (rock_plugin). '
                             f'Input: {ONNX_INPUT_FORMAT}. Output: '
                             + metadata['output'])
@@ -319,8 +298,7 @@ def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
         onnx.save(graph, tmp, save_as_external_data=False)
         report = check_parity(inferencer, tmp, images, shape, tolerance)
     except OnnxParityError:
-        failed = osp.splitext(out)[0] + '.failed.onnx'
-        os.replace(tmp, failed)
+        os.replace(tmp, osp.splitext(out)[0] + '.failed.onnx')
         raise
     except BaseException:
         if osp.exists(tmp):

@@ -1,7 +1,6 @@
-"""Controls for small and imbalanced data sets, as config edits: train's
-``--patience``, ``--class-weight auto`` and ``--balanced-sampler``. Each
-changes ``cfg`` in place and returns it; its example is the same in a
-config."""
+"""Config edits for small and imbalanced data (train's ``--patience``,
+``--class-weight auto``, ``--balanced-sampler``): each changes ``cfg`` in
+place and returns it; its example is the same setting in a config."""
 from typing import Optional
 
 from mmengine.config import Config

@@ -1,8 +1,5 @@
-"""Training as a Python API: config edits the tools share, and :func:`train`.
-
-``tools/train.py`` parses the flags and calls these; a script can do the
-same. The config edits change ``cfg`` in place and return it.
-"""
+"""Training as a Python API: the config edits ``tools/train.py`` makes (each
+changes ``cfg`` in place and returns it) and :func:`train`."""
 import copy
 import inspect
 import logging
@@ -31,14 +28,10 @@ def _datasets(cfg: Config):
 
 
 def merge_cfg_options(cfg: Config, options: dict) -> Config:
-    """``cfg.merge_from_dict(options)`` (``--cfg-options``) that refuses
-    likely typos.
-
-    A top-level key that neither the config nor mmengine's ``Runner`` knows,
-    or a dotted path through a missing key (``model.hed.x``), is a one-line
-    ``ValueError`` instead of a silently ignored setting; a misspelt last
-    key is caught when built (:func:`explain_cfg_options_error`).
-    """
+    """``cfg.merge_from_dict(options)`` (``--cfg-options``) that refuses, as
+    one ``ValueError``, an unknown top-level key or a path through a missing
+    key (``model.hed.x``); :func:`explain_cfg_options_error` catches a
+    misspelt last key when built."""
     from mmengine.runner import Runner
     known = set(cfg.keys()) | _EXTRA_TOP_KEYS | set(
         inspect.signature(Runner.__init__).parameters)
@@ -51,12 +44,11 @@ def merge_cfg_options(cfg: Config, options: dict) -> Config:
                 'mmengine import Config; print(Config.fromfile(CONFIG)'
                 '.pretty_text)"` shows them all)')
         node = cfg.to_dict()
-        for depth, part in enumerate(parts[:-1]):
-            node = node.get(part) if isinstance(node, dict) else None
-            if node is None:
+        for depth, part in enumerate(parts[:-2]):  # last key: when built
+            node = node.get(part)
+            if not isinstance(node, dict):
                 break  # an empty (None) setting may be filled
-            if isinstance(node, dict) and parts[depth + 1] not in node and \
-                    depth + 1 < len(parts) - 1:
+            if parts[depth + 1] not in node:
                 where = '.'.join(parts[:depth + 2])
                 raise ValueError(f'--cfg-options {key}={value}: the config '
                                  f'has no {where!r} (check the spelling)')
@@ -69,15 +61,8 @@ def merge_cfg_options(cfg: Config, options: dict) -> Config:
 
 def explain_cfg_options_error(exc: BaseException,
                               options: Optional[dict]) -> Optional[ValueError]:
-    """The ``--cfg-options`` error behind a component's ``TypeError``.
-
-    Args:
-        exc (BaseException): Raised while building or running.
-        options (dict, optional): The ``--cfg-options`` given.
-
-    Returns:
-        ValueError | None: One line when an option caused ``exc``.
-    """
+    """The one-line ``ValueError`` for ``exc`` (raised while building or
+    running) when one of the ``--cfg-options`` caused it, else None."""
     match = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
     if not match or not options:
         return None
@@ -128,13 +113,9 @@ def set_seed(cfg: Config, seed: Optional[int] = None,
 def set_split_validation(cfg: Config, ratio: float = 0.2,
                          fold: Optional[int] = None,
                          seed: Optional[int] = None) -> Config:
-    """Validate on a stratified fold of the training annotations.
-
-    Args:
-        ratio (float): Validation fraction.
-        fold (int, optional): Fold index (default: derived from ``seed``).
-        seed (int, optional): Split seed (default: ``cfg.randomness.seed``).
-    """
+    """Validate on a stratified ``ratio`` of the training annotations: fold
+    ``fold`` (default: derived from ``seed``) of the split with ``seed``
+    (default: ``cfg.randomness.seed``)."""
     if seed is None:
         seed = cfg.get('randomness', {}).get('seed')
     train_ds = cfg.train_dataloader.dataset
@@ -194,13 +175,10 @@ def set_resume(cfg: Config, resume: Optional[str]) -> Config:
 
 def setup_distributed(launcher: str, device: Optional[str] = None,
                       dist_cfg: Optional[dict] = None) -> str:
-    """Start the process group before the runner (which then skips its
-    own), so that rank 0 alone locks the work dir and draws the seed.
-
-    ``slurm`` and ``mpi`` go through mmengine's ``init_dist`` with
-    ``dist_cfg``, the rest through ``init_distributed`` (gloo on CPU).
-    Returns the backend (``''`` when not distributed).
-    """
+    """Start the process group before the runner (which then skips its own)
+    so that rank 0 alone locks the work dir and draws the seed: ``slurm`` and
+    ``mpi`` through mmengine's ``init_dist``, the rest through
+    ``init_distributed`` (gloo on CPU). Returns the backend, or ``''``."""
     import torch.distributed as dist
 
     from rock_plugin.engine.distributed import init_distributed
@@ -214,9 +192,7 @@ def setup_distributed(launcher: str, device: Optional[str] = None,
 def set_dist_backend(cfg: Config, backend: str) -> Config:
     """Tell the runner the process group's backend (gloo on CPU)."""
     if backend:
-        cfg.env_cfg = dict(cfg.get('env_cfg', {}))
-        cfg.env_cfg['dist_cfg'] = dict(cfg.env_cfg.get('dist_cfg', {}),
-                                       backend=backend)
+        cfg.merge_from_dict({'env_cfg.dist_cfg.backend': backend})
     return cfg
 
 
@@ -246,18 +222,10 @@ def check_num_classes(cfg: Config, dataset) -> None:
 
 def check_checkpoint_fits(model, checkpoint: str, strict: bool = True,
                           what: str = 'the config') -> dict:
-    """Refuse, as one ``CheckpointError``, a checkpoint that does not fit
-    (mmengine only warns, then gives wrong results or crashes on resume).
-
-    Args:
-        model (nn.Module): The built model (wrappers are unwrapped).
-        checkpoint (str): The ``.pth`` file (loaded safely).
-        strict (bool): Also refuse missing or unexpected weights.
-        what (str): What the model was built from, for the message.
-
-    Returns:
-        dict: The loaded checkpoint.
-    """
+    """Refuse, as one ``CheckpointError``, a ``checkpoint`` whose weights do
+    not fit ``model`` (mmengine only warns, then gives wrong results or
+    crashes on resume); ``strict`` also refuses missing or unexpected ones;
+    ``what`` names the model's source. Returns the (safely) loaded file."""
     from mmengine.model import BaseTTAModel, is_model_wrapper
 
     from rock_plugin.utils.checkpoint_io import load_checkpoint_file
@@ -287,14 +255,12 @@ def check_checkpoint_fits(model, checkpoint: str, strict: bool = True,
 
 
 def train(cfg: Config, fresh: bool = False):
-    """Train with ``cfg``: rank 0 locks the work dir for the run, a fresh run
-    refuses a work dir with an earlier run's checkpoints, and a resume
-    checkpoint must fit the model.
+    """Train with ``cfg`` in a locked work dir; a fresh run refuses one with
+    an earlier run's checkpoints, and a resume checkpoint must fit.
 
     Args:
         cfg (Config): A complete config (``work_dir`` set).
-        fresh (bool): Move an earlier run's files into
-            ``previous_runs/<time>/`` instead of refusing.
+        fresh (bool): Archive an earlier run's files instead of refusing.
 
     Returns:
         Runner: The trained runner.
@@ -302,11 +268,9 @@ def train(cfg: Config, fresh: bool = False):
     Example:
         >>> cfg = Config.fromfile('configs/rock_quickstart.py')
         >>> cfg.work_dir = 'work_dirs/quick'
-        >>> set_seed(cfg, 0)
         >>> runner = train(cfg)
     """
     from mmengine.dist import broadcast_object_list, is_main_process
-
     if cfg.get('work_dir') is None:
         raise ValueError('cfg.work_dir is not set')
     if cfg.get('launcher', 'none') != 'none':

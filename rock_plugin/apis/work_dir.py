@@ -82,16 +82,9 @@ def old_run_files(work_dir: str) -> List[str]:
 
 def prepare_fresh_run(work_dir: str, fresh: bool = False) -> Optional[str]:
     """Refuse (``WorkDirError``) a fresh run into a work dir that holds an
-    earlier run's checkpoints.
-
-    Args:
-        work_dir (str): The run's work dir.
-        fresh (bool): Move the earlier run's files (all but the lock and
-            earlier archives) into ``previous_runs/<time>/`` instead.
-
-    Returns:
-        str | None: The archive folder, when files were moved.
-    """
+    earlier run's checkpoints, or with ``fresh`` move that run's files (all
+    but the lock and earlier archives) into ``previous_runs/<time>/``.
+    Returns the archive folder when files were moved, else None."""
     old = old_run_files(work_dir)
     if not old:
         return None
@@ -120,13 +113,10 @@ def prepare_fresh_run(work_dir: str, fresh: bool = False) -> Optional[str]:
 
 
 def find_resume_checkpoint(work_dir: str) -> str:
-    """The checkpoint ``--resume`` (no path) continues from, in ``work_dir``.
-
-    mmengine trusts the ``last_checkpoint`` pointer blindly; here a pointer to
-    a missing or truncated file falls back to the newest complete
-    ``epoch_*.pth`` (with a warning), and no checkpoint at all is an error
-    instead of a silent fresh start.
-    """
+    """The checkpoint ``--resume`` (no path) continues from: the one named
+    by ``last_checkpoint`` (which mmengine trusts blindly) if complete, else
+    the newest complete ``epoch_*.pth`` (with a warning); none at all is an
+    error instead of a silent fresh start."""
     import zipfile
 
     # torch checkpoints are zip archives with the directory at the end, so a

@@ -11,30 +11,18 @@ from torch.utils.data import Sampler
 
 @DATA_SAMPLERS.register_module()
 class ClassBalancedSampler(Sampler):
-    """Sample with replacement, each image weighted by ``1 / n_class``.
-
-    An epoch still has ``len(dataset)`` draws (``num_samples`` to change
-    that), but every class is drawn about equally often: rare classes'
-    images repeat, common classes' images are seen less. Distributed runs
-    draw one sequence from the shared seed and give each rank its slice, as
-    mmengine's ``DefaultSampler`` does; ``set_epoch`` reseeds each epoch, so
-    a resumed run draws what the uninterrupted one would.
-
-    torch's ``WeightedRandomSampler`` draws the same way
-    (``torch.multinomial``) but has no per-epoch seed and no rank split,
-    hence this class.
+    """Sample with replacement, each image weighted by ``1 / n_class``, like
+    torch's ``WeightedRandomSampler`` plus a per-epoch seed (a resumed run
+    draws the same) and a split across ranks.
 
     Args:
         dataset: The training dataset (``get_gt_labels()``).
-        num_samples (int, optional): Draws per epoch over all ranks.
-            Defaults to ``len(dataset)``.
+        num_samples (int, optional): Draws per epoch; ``len(dataset)``.
         seed (int, optional): Defaults to a seed shared by all ranks.
-        shuffle (bool): Accepted so that the sampler can replace mmengine's
-            ``DefaultSampler`` in a config; it always draws at random.
+        shuffle (bool): Must be True (accepted like ``DefaultSampler``'s).
 
     Example:
         >>> train_dataloader = dict(sampler=dict(type='ClassBalancedSampler'))
-        >>> # python tools/train.py CONFIG --balanced-sampler
     """
 
     def __init__(self, dataset, num_samples: Optional[int] = None,
@@ -44,8 +32,7 @@ class ClassBalancedSampler(Sampler):
                              'shuffle=False is not possible')
         self.rank, self.world_size = get_dist_info()
         labels = np.asarray(dataset.get_gt_labels(), dtype=np.int64)
-        counts = np.bincount(labels)
-        self.weights = torch.as_tensor(1.0 / counts[labels],
+        self.weights = torch.as_tensor(1.0 / np.bincount(labels)[labels],
                                        dtype=torch.double)
         self.total = int(num_samples or len(labels))
         self.num_samples = math.ceil(self.total / self.world_size)
@@ -53,8 +40,7 @@ class ClassBalancedSampler(Sampler):
         self.epoch = 0
 
     def __iter__(self) -> Iterator[int]:
-        gen = torch.Generator()
-        gen.manual_seed(self.seed + self.epoch)
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
         draws = torch.multinomial(self.weights,
                                   self.num_samples * self.world_size,
                                   replacement=True, generator=gen).tolist()

@@ -1,10 +1,5 @@
-"""Make a small, downscaled copy (or subset) of a folder-per-class dataset.
-
-Used to build the bundled demo (``demo/rock_thin_sections``): every distinct
-image (or a few per class), re-encoded small enough to ship inside the
-repository, in the same folder-per-class layout that
-:class:`~rock_plugin.datasets.RockDataset` reads directly.
-"""
+"""A small, downscaled copy (or subset) of a folder-per-class dataset, as
+the bundled ``demo/rock_thin_sections`` was built."""
 import io
 import os
 import os.path as osp
@@ -14,51 +9,31 @@ from typing import Dict, List, Optional
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..utils.atomic_io import atomic_write
-from .annotations import DataError, IMG_EXTENSIONS, scan_class_folders
+from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.errors import DataError
+from rock_plugin.utils.image_files import is_image_file, scan_class_folders
 from .checks import check_images
+from .prepare import _inside
 
 MIB = 1024 * 1024
 
 
 def pick_per_class(paths: List[str], per_class: Optional[int], seed: int,
                    class_name: str) -> List[str]:
-    """Choose ``per_class`` paths of one class, the same ones on every run.
-
-    Each class has its own generator (seeded with the seed and the class
-    name), so adding or removing images of one class never changes the
-    choice in another.
-
-    Args:
-        paths (list[str]): The class's images.
-        per_class (int, optional): How many to keep (all when None or when
-            there are fewer).
-        seed (int): Seed of the choice.
-        class_name (str): The class.
-
-    Returns:
-        list[str]: The chosen paths, sorted.
-
-    Example:
-        >>> pick_per_class(['a.jpg', 'b.jpg', 'c.jpg'], 2, 0, 'Chert')
-        ['b.jpg', 'c.jpg']
-    """
-    # random.Random with a str seed hashes it with SHA-512: stable across
-    # runs, platforms and PYTHONHASHSEED.
+    """``per_class`` (None: all) of one class's ``paths``, sorted, drawn
+    with a generator seeded by ``seed`` and the class name, so that other
+    classes never change the choice."""
     if per_class is None or per_class >= len(paths):
         return sorted(paths)
+    # A str seed is hashed with SHA-512: stable across runs, platforms and
+    # PYTHONHASHSEED.
     rng = random.Random(f'{seed}/{class_name}')
-    chosen = rng.sample(sorted(paths), per_class)
-    return sorted(chosen)
+    return sorted(rng.sample(sorted(paths), per_class))
 
 
 def downscale_jpeg(path: str, size: int = 224, quality: int = 85) -> bytes:
-    """Re-encode one image as a JPEG whose shorter side is at most ``size``.
-
-    The EXIF orientation is applied first (OpenCV, the training loader,
-    applies it too), 16-bit images are scaled to 8 bits rather than clipped,
-    and images are never enlarged (bicubic downscaling). Metadata is
-    dropped.
+    """The JPEG bytes of ``path``, shorter side at most ``size`` (never
+    enlarged), EXIF orientation applied, 16-bit scaled, metadata dropped.
 
     Args:
         path (str): Source image.
@@ -101,36 +76,23 @@ def make_subset(src: str,
                 seed: int = 0,
                 max_mb: float = 7.5,
                 overwrite: bool = False) -> Dict[str, object]:
-    """Write a downscaled JPEG copy (or subset) of a folder-per-class dataset.
-
-    Everything is encoded in memory first: when the total exceeds
-    ``max_mb`` nothing is written. Output files keep their class folder and
-    name, with a ``.jpg`` extension.
+    """Write a downscaled ``.jpg`` copy (or subset) of a folder-per-class
+    dataset; encoded in memory first, so nothing is written over ``max_mb``.
 
     Args:
         src (str): Folder with one sub-folder per class.
         out_dir (str): Output folder, with the same class folders.
-        per_class (int, optional): Images per class (fewer if a class has
-            fewer); None keeps every usable, distinct image.
+        per_class (int, optional): Images per class; None keeps all.
         size (int): Shorter side of the output images (never enlarged).
         quality (int): JPEG quality, 1-95.
         seed (int): Seed of the choice of images.
-        max_mb (float): Largest total size of the images in MiB (as
-            ``du -h`` counts).
-        overwrite (bool): Allow a non-empty ``out_dir``; images there that are
-            not part of the new subset are removed, other files are kept.
+        max_mb (float): Largest total size of the images in MiB.
+        overwrite (bool): Allow a non-empty ``out_dir`` (stale images go).
 
     Returns:
         dict: ``files`` (paths written), ``bytes`` (their total size),
         ``per_class`` (count per class), ``sizes`` (set of ``(w, h)``) and
-        ``report`` (the :class:`DatasetReport` of the source: unusable
-        images and extra copies of duplicates are never picked).
-
-    Example:
-        >>> info = make_subset('data/rock_thin_sections', 'demo/rocks',
-        ...                    size=256, quality=85)
-        >>> info['bytes'] < 7.5 * 1024 * 1024
-        True
+        ``report`` (the source's :class:`DatasetReport`).
     """
     if per_class is not None and per_class < 1:
         raise ValueError(f'per_class must be at least 1, got {per_class}')
@@ -138,14 +100,12 @@ def make_subset(src: str,
         raise ValueError(f'size must be at least 1, got {size}')
     if not 1 <= quality <= 95:
         raise ValueError(f'quality must be in [1, 95], got {quality}')
-    src_real, out_real = osp.realpath(src), osp.realpath(out_dir)
-    if _inside(out_real, src_real) or _inside(src_real, out_real):
+    if _inside(out_dir, src) or _inside(src, out_dir):  # real paths
         raise DataError('the output folder overlaps the source folder; '
                         'choose one outside it', out_dir)
     if osp.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
         raise DataError('output folder is not empty (overwrite=True / '
                         '--overwrite replaces the images in it)', out_dir)
-
     classes, samples = scan_class_folders(src)
     # Keep usable, distinct images only: both copies of a duplicate could
     # land on both sides of a train/val split and inflate its accuracy.
@@ -173,28 +133,18 @@ def make_subset(src: str,
             f'the subset would take {total / MIB:.2f} MiB, over the '
             f'{max_mb} MiB limit; lower per_class ({per_class}), size '
             f'({size}) or quality ({quality})', out_dir)
-
     written = []
     for rel, data in encoded.items():
         dest = osp.join(out_dir, rel)
         with atomic_write(dest, 'wb') as f:
             f.write(data)
         written.append(dest)
-    if overwrite:
-        _remove_stale_images(out_dir, set(encoded))
-    return dict(files=written, bytes=total, per_class=per_count,
-                sizes=sizes, report=report)
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _remove_stale_images(out_dir: str, keep: set) -> None:
-    """Drop an earlier subset's images: the folder holds only this one."""
-    for dirpath, _, filenames in os.walk(out_dir):
+    # Drop an earlier subset's images: the folder holds only this one.
+    for dirpath, _, filenames in os.walk(out_dir) if overwrite else ():
         for fname in filenames:
             full = osp.join(dirpath, fname)
             rel = osp.relpath(full, out_dir).replace(os.sep, '/')
-            if fname.lower().endswith(IMG_EXTENSIONS) and rel not in keep:
+            if is_image_file(fname) and rel not in encoded:
                 os.remove(full)
+    return dict(files=written, bytes=total, per_class=per_count,
+                sizes=sizes, report=report)

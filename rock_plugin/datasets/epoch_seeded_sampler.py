@@ -13,16 +13,8 @@ from torch.utils.data import Sampler, get_worker_info
 
 
 class SeededIndex(int):
-    """A dataset index that carries its augmentation seed ``(seed, epoch)``.
-
-    An ``int`` everywhere (batching, indexing, pickling to workers), so a
-    dataset without :class:`SeededAugmentMixin` just sees the index.
-
-    Example:
-        >>> idx = SeededIndex(5, (0, 3))  # sample 5, seed 0, epoch 3
-        >>> idx + 1, idx.aug_seed
-        (6, (0, 3))
-    """
+    """A dataset index (an ``int`` everywhere, pickling included) that
+    carries its augmentation seed ``(seed, epoch)``."""
 
     def __new__(cls, index: int, aug_seed: Sequence[int] = ()):
         self = super().__new__(cls, index)
@@ -35,20 +27,11 @@ class SeededIndex(int):
 
 @contextmanager
 def seeded_rng(key: Sequence[int], restore: bool = True):
-    """Seed Python's, NumPy's and torch's CPU generators from ``key`` for
-    the block.
+    """Seed Python's, NumPy's and torch's CPU generators from ``key``.
 
     Args:
-        key (Sequence[int]): Non-negative integers, hashed with NumPy's
-            ``SeedSequence``.
-        restore (bool): Give the caller's generator states back after the
-            block. Needed in the training process (``num_workers=0``), whose
-            own random stream must not depend on the pipeline; a data-loader
-            worker skips it (NumPy's state copies cost ~0.2 ms a sample).
-
-    Example:
-        >>> with seeded_rng((seed, epoch, index)):
-        ...     crop = np.random.randint(10)  # the same in every process
+        key (Sequence[int]): Non-negative integers (NumPy ``SeedSequence``).
+        restore (bool): Restore the states after (~0.2 ms; workers skip it).
     """
     words = np.random.SeedSequence([int(k) % 2**64 for k in key]) \
         .generate_state(4, np.uint64)
@@ -68,58 +51,34 @@ def seeded_rng(key: Sequence[int], restore: bool = True):
 
 class SeededAugmentMixin:
     """Run a dataset's pipeline under the seed that
-    :class:`EpochSeededSampler` attached to the index.
-
-    Put it before the dataset base class
-    (``class RockDataset(SeededAugmentMixin, BaseDataset)``). Plain integer
-    indices (validation, tools, other samplers) are served as before.
-    """
+    :class:`EpochSeededSampler` attached to the index (plain indices are
+    served as before). Put it before the dataset base class."""
 
     def prepare_data(self, idx):
         aug_seed = getattr(idx, 'aug_seed', None)
         if aug_seed is None:
             return super().prepare_data(idx)
-        in_worker = get_worker_info() is not None
-        with seeded_rng((*aug_seed, int(idx)), restore=not in_worker):
+        with seeded_rng((*aug_seed, int(idx)),
+                        restore=get_worker_info() is None):
             return super().prepare_data(int(idx))
 
 
 @DATA_SAMPLERS.register_module()
 class EpochSeededSampler(Sampler):
-    """Make every random augmentation a pure function of
-    (run seed, epoch, sample index).
-
-    mmengine seeds each data-loader worker once, from ``seed + worker_id``:
-    the crops and flips then depend on the worker count, repeat every epoch
-    (``persistent_workers=False``), or restart from epoch 1 after
-    ``--resume`` (``persistent_workers=True``: worker states are not in the
-    checkpoint). This sampler iterates the wrapped sampler unchanged (same
-    order, same shards) in the main process, which sees ``set_epoch`` even
-    with persistent workers, and hands each index over as a
-    :class:`SeededIndex` carrying ``(seed, epoch)``. A dataset with
-    :class:`SeededAugmentMixin` (``RockDataset``) seeds the generators from
-    ``(seed, epoch, index)`` around that sample's pipeline. So a resumed
-    run, a run with 0, 2 or 4 workers and a run on another rank count draw
-    the same augmentation for a sample in a given epoch, and no two epochs
-    draw the same.
+    """Hand the wrapped sampler's indices over as :class:`SeededIndex`, so
+    that :class:`SeededAugmentMixin` makes every augmentation a function of
+    (seed, epoch, index): mmengine's per-worker seeding makes it depend on
+    the worker count, repeat every epoch and restart after ``--resume``.
 
     Args:
         dataset: The dataset (given by the runner).
-        sampler (dict, optional): The wrapped sampler's config. Defaults to
-            ``dict(type='DefaultSampler')``.
-        seed (int, optional): The run's seed (given by the runner); None
-            draws one shared by all ranks.
-        **kwargs: More arguments of the wrapped sampler (``shuffle``,
-            ``round_up``...), so that this is a drop-in for mmengine's
-            ``DefaultSampler`` in configs.
+        sampler (dict, optional): Wrapped sampler; ``DefaultSampler``.
+        seed (int, optional): The run's seed; None draws one for all ranks.
+        **kwargs: More arguments of the wrapped sampler (``shuffle``...).
 
     Example:
         >>> train_dataloader = dict(
         ...     sampler=dict(type='EpochSeededSampler', shuffle=True))
-        >>> # any other sampler:
-        >>> train_dataloader = dict(sampler=dict(
-        ...     type='EpochSeededSampler',
-        ...     sampler=dict(type='ClassBalancedSampler')))
     """
 
     def __init__(self, dataset, sampler: Optional[dict] = None,

@@ -1,10 +1,5 @@
-"""K-fold cross-validation folds: stratified, optionally grouped (sklearn).
-
-``tools/cross_validate.py`` pools the training data, gives every image one
-fold with :func:`assign_folds` and writes each fold's ``train.txt`` /
-``val.txt`` (:func:`write_fold_files`), so that each fold is a normal run of
-the config on annotation files a user can read and rerun.
-"""
+"""K-fold cross-validation folds (sklearn), each written as annotation files
+that a user can read and rerun as a normal run."""
 import csv
 import os
 import os.path as osp
@@ -13,7 +8,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.atomic_io import atomic_write, atomic_write_csv
 from rock_plugin.utils.errors import DataError
 from .annotations import format_annotation_line
 
@@ -26,17 +21,15 @@ def group_keys(img_paths: Sequence[str], group_by: str) -> List[str]:
 
     Args:
         img_paths (Sequence[str]): Image paths.
-        group_by (str): ``'folder'`` / ``'folder:N'``: the ``N``-th folder
-            above the file (1, the default, is its own folder; 2 its
-            parent's). Anything else is a regular expression searched in the
-            file name; its group 1 (or the whole match) is the key.
+        group_by (str): ``'folder'`` / ``'folder:N'`` (the ``N``-th folder
+            above the file, default 1), or a regular expression searched in
+            the file name whose group 1 (or whole match) is the key.
 
     Returns:
         list[str]: One key per image.
 
     Raises:
-        DataError: The expression is invalid, matches no file name, or
-            misses some (they would leak across folds unnoticed).
+        DataError: The expression is invalid or misses some file names.
 
     Example:
         >>> group_keys(['a/Chert23_1.jpg', 'a/Chert23_2.jpg'], r'^(.*)_\\d+')
@@ -58,13 +51,8 @@ def group_keys(img_paths: Sequence[str], group_by: str) -> List[str]:
     except re.error as exc:
         raise DataError(f'--group-by {group_by!r} is not a valid regular '
                         f'expression ({exc})') from None
-    keys, missed = [], []
-    for path in img_paths:
-        match = pattern.search(osp.basename(path))
-        if match is None:
-            missed.append(path)
-            continue
-        keys.append(match.group(1) if pattern.groups else match.group(0))
+    matches = [pattern.search(osp.basename(p)) for p in img_paths]
+    missed = [p for p, m in zip(img_paths, matches) if m is None]
     if missed:
         names = ', '.join(osp.basename(p) for p in missed[:3])
         what = ('matches none of the' if len(missed) == len(img_paths) else
@@ -73,17 +61,14 @@ def group_keys(img_paths: Sequence[str], group_by: str) -> List[str]:
             f'--group-by {group_by!r} {what} {len(img_paths)} file names '
             f'(e.g. {names}); the expression is searched in the file name '
             r"and group 1 is the sample key, e.g. '^(.*)_\d+\.jpg$'")
-    return keys
+    return [m.group(1) if pattern.groups else m.group(0) for m in matches]
 
 
 def assign_folds(labels: Sequence[int], folds: int, seed: Optional[int] = 0,
                  groups: Optional[Sequence[str]] = None,
                  class_names: Optional[Sequence[str]] = None) -> np.ndarray:
-    """The validation fold of every sample: stratified, disjoint, seeded.
-
-    sklearn's ``StratifiedKFold`` (or ``StratifiedGroupKFold`` with
-    ``groups``: all images of one group land in one fold), shuffled with
-    ``seed``. Every sample is validated exactly once.
+    """The validation fold of every sample: sklearn's seeded
+    ``StratifiedKFold`` (``StratifiedGroupKFold`` with ``groups``).
 
     Args:
         labels (Sequence[int]): Class of every sample.
@@ -96,8 +81,7 @@ def assign_folds(labels: Sequence[int], folds: int, seed: Optional[int] = 0,
         np.ndarray: ``(N,)`` fold index in ``[0, folds)``.
 
     Raises:
-        DataError: A class has fewer images (or groups) than folds, so some
-            fold could not validate it.
+        DataError: A class has fewer images (or groups) than folds.
 
     Example:
         >>> assign_folds([0, 0, 1, 1], 2, seed=0).tolist()
@@ -113,21 +97,16 @@ def assign_folds(labels: Sequence[int], folds: int, seed: Optional[int] = 0,
         count = (int(members.sum()) if groups is None else
                  len({g for g, m in zip(groups, members) if m}))
         if count < folds:
-            name = (class_names[cls] if class_names is not None
-                    else str(cls))
+            name = str(cls) if class_names is None else class_names[cls]
             raise DataError(
                 f'class {name!r} has {count} {unit}, fewer than --folds '
                 f'{folds}: some fold would have none of it to validate. Use '
                 f'--folds {max(2, count)} or fewer, or add {unit}')
     seed = None if seed is None else int(seed) % 2**32
+    kfold = StratifiedKFold if groups is None else StratifiedGroupKFold
+    splits = kfold(folds, shuffle=True, random_state=seed).split(
+        labels, labels, None if groups is None else list(groups))
     order = np.zeros(len(labels), dtype=np.int64)
-    if groups is None:
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-        splits = splitter.split(np.zeros(len(labels)), labels)
-    else:
-        splitter = StratifiedGroupKFold(folds, shuffle=True,
-                                        random_state=seed)
-        splits = splitter.split(np.zeros(len(labels)), labels, list(groups))
     for k, (_, val) in enumerate(splits):
         order[val] = k
     return order
@@ -138,48 +117,25 @@ def write_fold_files(out_dir: str, img_paths: Sequence[str],
                      class_names: Sequence[str],
                      groups: Optional[Sequence[str]] = None
                      ) -> List[Tuple[str, str]]:
-    """Write ``folds.csv`` and each fold's ``train.txt`` / ``val.txt``.
-
-    Annotation lines are ``<absolute image path> <label>`` (the original
-    format read by ``RockDataset``), so a fold reruns on its own with
-    ``tools/train.py``.
-
-    Args:
-        out_dir (str): The cross-validation work dir; fold ``k``'s files go
-            to ``fold_<k>/``.
-        img_paths (Sequence[str]): Pooled image paths.
-        labels (Sequence[int]): Their classes.
-        fold_ids (Sequence[int]): From :func:`assign_folds`.
-        class_names (Sequence[str]): Names in label order.
-        groups (Sequence[str], optional): Group keys (written to the CSV).
-
-    Returns:
-        list[tuple[str, str]]: ``(train.txt, val.txt)`` of every fold.
-    """
+    """Write ``out_dir/folds.csv`` (a row per image: path, label, class,
+    group key, fold from :func:`assign_folds`) and fold ``k``'s
+    ``fold_<k>/train.txt`` / ``val.txt`` (absolute paths, so a fold reruns
+    on its own); returns the ``(train.txt, val.txt)`` pairs."""
     fold_ids = np.asarray(fold_ids)
     paths = [osp.abspath(p) for p in img_paths]
-    with atomic_write(osp.join(out_dir, 'folds.csv'), newline='',
-                      encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(FOLDS_CSV_COLUMNS)
-        for i, path in enumerate(paths):
-            writer.writerow([path, int(labels[i]), class_names[labels[i]],
-                             '' if groups is None else groups[i],
-                             int(fold_ids[i])])
+    atomic_write_csv(osp.join(out_dir, 'folds.csv'), [FOLDS_CSV_COLUMNS] + [
+        [path, int(labels[i]), class_names[labels[i]],
+         '' if groups is None else groups[i], int(fold_ids[i])]
+        for i, path in enumerate(paths)])
     files = []
     for k in range(int(fold_ids.max()) + 1):
-        fold_dir = osp.join(out_dir, f'fold_{k}')
-        os.makedirs(fold_dir, exist_ok=True)
-        pair = []
-        for name, keep in (('train.txt', fold_ids != k),
-                           ('val.txt', fold_ids == k)):
-            path = osp.join(fold_dir, name)
+        pair = (osp.join(out_dir, f'fold_{k}', 'train.txt'),
+                osp.join(out_dir, f'fold_{k}', 'val.txt'))
+        for path, keep in zip(pair, (fold_ids != k, fold_ids == k)):
             with atomic_write(path, encoding='utf-8') as f:
-                for i in np.flatnonzero(keep):
-                    f.write(format_annotation_line(paths[i], labels[i]) +
-                            '\n')
-            pair.append(path)
-        files.append(tuple(pair))
+                f.writelines(format_annotation_line(paths[i], labels[i]) +
+                             '\n' for i in np.flatnonzero(keep))
+        files.append(pair)
     return files
 
 
@@ -188,6 +144,5 @@ def read_folds_csv(path: str) -> List[dict]:
     with open(path, newline='', encoding='utf-8') as f:
         rows = list(csv.DictReader(f))
     for row in rows:
-        row['label'] = int(row['label'])
-        row['fold'] = int(row['fold'])
+        row['label'], row['fold'] = int(row['label']), int(row['fold'])
     return rows

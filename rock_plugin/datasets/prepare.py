@@ -1,16 +1,10 @@
-"""Turn a folder of rock photos into a checked, stratified train/test split.
-
-:func:`prepare_dataset` writes the original project's files (``train.txt``,
-``test.txt``: ``<path> <label>`` lines; ``annotations.txt``: ``<name>
-<index>`` lines) plus ``classes.txt`` (one name a line), after checking every
-image with :func:`~rock_plugin.datasets.checks.check_images` and leaving out
-what cannot be used. :func:`check_annotation_files` runs the same checks on
-annotation files that already exist.
-"""
+"""Check a folder of rock photos and write a stratified train/test split in
+the original project's formats; or check existing annotation files."""
 import contextlib
 import os
 import os.path as osp
 import shutil
+from collections import Counter
 from typing import List, Optional, Sequence, Tuple, Union
 
 from rock_plugin.utils.atomic_io import atomic_write
@@ -38,23 +32,11 @@ def prepare_dataset(src: str,
                     ) -> Tuple[DatasetReport, List[str]]:
     """Check a folder-per-class dataset and write a train/test split of it.
 
-    Unusable files (missing, not an image, truncated, corrupt) are left out,
-    so are all but the first copy of a duplicate and every copy of an image
-    found in two classes (its class is unknown). Tiny images and small
-    classes are only reported. The split is
-    :func:`~rock_plugin.datasets.split.stratified_fold_split` of the kept
-    images: the same ``seed`` and ``fold`` always give the same files.
-
-    Files written in ``out_dir`` (each atomically, so an interrupted run
-    never leaves a half-written one):
-
-    * ``train.txt``, ``test.txt``: ``<path> <label>`` lines, forward slashes,
-      paths relative to ``out_dir``. ``mode='annotate'`` points back at the
-      source images (``../photos/Chert/1.jpg``; absolute when no relative path
-      exists, e.g. another Windows drive); ``'copy'`` and ``'symlink'`` put
-      the images in ``out_dir/train/<class>/`` and ``out_dir/test/<class>/``.
-    * ``annotations.txt``: ``<name> <index>`` lines, the original format.
-    * ``classes.txt``: one name a line.
+    Excluded files (see :func:`check_images`) are left out, the rest split
+    by :func:`stratified_fold_split` into ``train.txt`` / ``test.txt``
+    (paths relative to ``out_dir``: the sources for ``'annotate'``, else
+    copies in ``out_dir/<part>/<class>/``), with ``annotations.txt`` and
+    ``classes.txt``; every file is written atomically.
 
     Args:
         src (str): Folder with one sub-folder of images per class.
@@ -62,26 +44,19 @@ def prepare_dataset(src: str,
         test_ratio (float): Fraction of each class in the test part.
         seed (int): Seed of the split.
         mode (str): ``'annotate'``, ``'copy'`` or ``'symlink'``.
-        strict (bool): Raise :class:`DataError` listing the problems, before
-            anything is written, when any problem is found.
+        strict (bool): On any problem, raise before writing anything.
         min_size (int): Shorter image sides below it are reported.
         min_per_class (int): Classes with fewer usable images are reported.
-        fold (int): Which of the ``int(1 / test_ratio)`` folds is the test
-            part; the folds of one seed never overlap.
-        overwrite (bool): In copy/symlink mode, replace ``out_dir/train`` and
-            ``out_dir/test`` when they already hold files (refused otherwise,
-            so that old images never mix with the new split).
+        fold (int): Which of the ``int(1 / test_ratio)`` folds is tested.
+        overwrite (bool): Replace non-empty ``train``/``test`` image folders.
         workers (int, optional): Threads used to decode the images.
 
     Returns:
-        tuple[DatasetReport, list[str]]: The report (its ``split_counts`` hold
+        tuple[DatasetReport, list[str]]: The report (``split_counts`` holds
         the per-class train and test counts) and the files written.
 
     Example:
-        >>> report, written = prepare_dataset('photos', 'data/rocks',
-        ...                                   test_ratio=0.2, seed=0)
-        >>> ds = RockDataset(data_root='data/rocks', ann_file='train.txt',
-        ...                  classes='annotations.txt')
+        >>> report, written = prepare_dataset('photos', 'data/rocks')
     """
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
@@ -89,23 +64,33 @@ def prepare_dataset(src: str,
     if not 0 <= fold < folds:
         raise ValueError(f'fold must be in [0, {folds - 1}] for test ratio '
                          f'{test_ratio}, got {fold}')
-    # Real paths: the OS resolves '..' after following links, so a relative
-    # path computed on them is the one that works.
+    # Real paths: the OS resolves '..' after links, so relpaths need them.
     src_abs, out_abs = osp.realpath(src), osp.realpath(out_dir)
     if _inside(out_abs, src_abs) and out_abs != src_abs:
         raise DataError(
             f'the output folder {out_dir} is inside the source folder, where '
             'it would be read as a class; choose a folder outside it', src)
-    if mode != 'annotate':
-        _check_no_overlap(src_abs, out_abs)
-
+    # Copying into the source tree (or clearing it) would damage it.
+    for part in PARTS if mode != 'annotate' else ():
+        target = osp.join(out_abs, part)
+        if _inside(target, src_abs) or _inside(src_abs, target):
+            raise DataError(
+                f'the output folder {target} overlaps the source folder; '
+                'choose an output folder outside the source', src)
     report = check_class_tree(src, min_size=min_size,
                               min_per_class=min_per_class, workers=workers)
     classes = report.class_names
     samples = [(info.path, info.label) for info in report.images]
     if strict and not report.ok:
-        raise strict_error(report, out_dir)
-
+        counts = ', '.join(f'{k} {c}'
+                           for k, c in report.problem_counts().items())
+        where = f' in {out_dir}' if out_dir else ''
+        exc = DataError(
+            f'strict mode: {len(report.problems)} problem(s) found '
+            f'({counts}); nothing was written{where}\n'
+            + report.format_problems())
+        exc.report = report
+        raise exc
     kept = [i for i in range(len(samples)) if i not in report.excluded]
     if not kept:
         raise DataError('no usable images to split', src)
@@ -122,56 +107,46 @@ def prepare_dataset(src: str,
         part: [sum(1 for i in idx if samples[i][1] == lbl)
                for lbl in range(len(classes))]
         for part, idx in parts.items()}
-
-    if mode != 'annotate':
-        _clear_parts(out_abs, overwrite)
-    os.makedirs(out_dir, exist_ok=True)
-    written = []
-    lines = {}
+    # Old images must never mix with the new split.
+    for part in PARTS if mode != 'annotate' else ():
+        target = osp.join(out_abs, part)
+        real_dir = osp.isdir(target) and not osp.islink(target)
+        if not osp.lexists(target) or (real_dir and not any(
+                files for _, _, files in os.walk(target))):
+            continue
+        if not overwrite:
+            raise DataError(
+                'already holds files; old images would mix with the new '
+                'split: remove it, choose another output folder or overwrite '
+                '(--overwrite)', target)
+        if real_dir:
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)
+    written, texts = [], {}
     for part, idx in parts.items():
-        lines[part] = []
-        for i in idx:
-            rel, label = samples[i]
+        texts[f'{part}.txt'] = lines = []
+        for rel, label in (samples[i] for i in idx):
             source = osp.join(src_abs, rel)
             if mode == 'annotate':
-                path = _relative_or_absolute(source, out_abs)
+                path = normalize_path(_relpath(source, out_abs))
             else:
                 path = f'{part}/{rel}'
-                dest = osp.join(out_dir, path)
-                _place(source, dest, mode)
-                written.append(dest)
+                written.append(_place(source, osp.join(out_dir, path), mode))
             if path.startswith('#'):
                 # The parser skips lines starting with '#' as comments.
                 path = './' + path
-            lines[part].append(format_annotation_line(path, label))
-    for part in PARTS:
-        written.append(_write_lines(osp.join(out_dir, f'{part}.txt'),
-                                    lines[part]))
-    written.append(_write_lines(
-        osp.join(out_dir, 'annotations.txt'),
-        [f'{name} {idx}' for idx, name in enumerate(classes)]))
-    written.append(_write_lines(osp.join(out_dir, 'classes.txt'), classes))
+            lines.append(format_annotation_line(path, label))
+    texts['annotations.txt'] = [f'{name} {i}'
+                                for i, name in enumerate(classes)]
+    texts['classes.txt'] = classes
+    for name, lines in texts.items():
+        path = osp.join(out_dir, name)
+        # newline='\n': the same bytes on every OS, whatever reads them.
+        with atomic_write(path, 'w', encoding='utf-8', newline='\n') as f:
+            f.write(''.join(f'{line}\n' for line in lines))
+        written.append(path)
     return report, written
-
-
-def strict_error(report: DatasetReport, out_dir: Optional[str] = None
-                 ) -> DataError:
-    """The error raised in strict mode; it keeps the report as ``.report``.
-
-    Args:
-        report (DatasetReport): A report with problems.
-        out_dir (str, optional): Named as left untouched.
-
-    Returns:
-        DataError: Its message lists the problems.
-    """
-    counts = ', '.join(f'{k} {c}' for k, c in report.problem_counts().items())
-    where = f' in {out_dir}' if out_dir else ''
-    exc = DataError(
-        f'strict mode: {len(report.problems)} problem(s) found ({counts}); '
-        f'nothing was written{where}\n' + report.format_problems())
-    exc.report = report
-    return exc
 
 
 def check_annotation_files(data_root: str,
@@ -182,35 +157,20 @@ def check_annotation_files(data_root: str,
                            min_size: int = 32,
                            min_per_class: int = 2,
                            workers: Optional[int] = None) -> DatasetReport:
-    """Run the image checks on existing annotation files.
-
-    All files are checked together, so an image listed in both
-    ``train.txt`` and ``test.txt`` (or the same photo under two names) is
-    reported as a duplicate that leaks one part into the other. A listed
-    image that does not exist is a ``missing`` problem; a malformed line
-    raises :class:`DataError` naming its file and line.
+    """Run the image checks on existing annotation files, all together, so
+    an image in both ``train.txt`` and ``test.txt`` is a leaking duplicate.
 
     Args:
-        data_root (str): Root the files and images are relative to, as in
-            :class:`~rock_plugin.datasets.RockDataset`.
-        ann_files (Sequence[str]): Annotation files (relative to
-            ``data_root`` or to the working folder, or absolute).
+        data_root (str): Root the files and images are relative to.
+        ann_files (Sequence[str]): Relative to ``data_root`` or cwd.
         classes (str | Sequence[str]): Classes file (same lookup) or names.
-        data_prefix (str): Sub-folder of ``data_root`` image paths are
-            relative to.
+        data_prefix (str): Sub-folder of ``data_root`` holding the images.
         min_size (int): Shorter image sides below it are reported.
-        min_per_class (int): Classes with fewer usable images (all files
-            together) are reported.
+        min_per_class (int): Classes with fewer usable images are reported.
         workers (int, optional): Threads used to decode the images.
 
     Returns:
-        DatasetReport: With one ``split_counts`` column per file when there
-        are several.
-
-    Example:
-        >>> report = check_annotation_files(
-        ...     'data/rocks', ['train.txt', 'test.txt'], 'annotations.txt')
-        >>> print(report.format_table(), report.format_problems())
+        DatasetReport: With a ``split_counts`` column per file if several.
     """
     if isinstance(classes, str):
         class_names = load_classes(_find(data_root, classes, 'classes file'))
@@ -225,10 +185,8 @@ def check_annotation_files(data_root: str,
         entries = load_annotations(path, num_classes=len(class_names))
         samples.extend((img, label, f'{name}:{lineno}')
                        for img, label, lineno in entries)
-        counts = [0] * len(class_names)
-        for _, label, _ in entries:
-            counts[label] += 1
-        per_file[name] = counts
+        found = Counter(label for _, label, _ in entries)
+        per_file[name] = [found[i] for i in range(len(class_names))]
     root = osp.join(data_root, data_prefix) if data_prefix else data_root
     report = check_images(samples, root=root,
                           min_size=min_size, min_per_class=min_per_class,
@@ -240,22 +198,17 @@ def check_annotation_files(data_root: str,
 
 def _find(data_root: str, path: str, what: str) -> str:
     """``path`` relative to ``data_root`` or, failing that, as given."""
-    if osp.isabs(path):
-        candidates = [path]
-    else:
-        candidates = [osp.join(data_root, path), path]
-    for candidate in candidates:
+    for candidate in (osp.join(data_root, path), path):  # same if absolute
         if osp.isfile(candidate):
             return candidate
-    raise DataError(f'{what} not found', candidates[0])
+    raise DataError(f'{what} not found', osp.join(data_root, path))
 
 
-def _relative_or_absolute(path: str, start: str) -> str:
+def _relpath(path: str, start: str) -> str:
     try:
-        rel = osp.relpath(path, start)
+        return osp.relpath(path, start)
     except ValueError:  # Windows: no relative path between two drives.
-        rel = path
-    return normalize_path(rel)
+        return path
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -263,62 +216,22 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _check_no_overlap(src: str, out_dir: str) -> None:
-    """Copying into the source tree (or clearing it) would damage it."""
-    for part in PARTS:
-        target = osp.join(out_dir, part)
-        if _inside(target, src) or _inside(src, target):
-            raise DataError(
-                f'the output folder {target} overlaps the source folder; '
-                'choose an output folder outside the source', src)
-
-
-def _clear_parts(out_dir: str, overwrite: bool) -> None:
-    for part in PARTS:
-        target = osp.join(out_dir, part)
-        if not osp.lexists(target):
-            continue
-        if osp.isdir(target) and not osp.islink(target) and \
-                not any(files for _, _, files in os.walk(target)):
-            continue
-        if not overwrite:
-            raise DataError(
-                'already holds files; old images would mix with the new '
-                'split: remove it, choose another output folder or overwrite '
-                '(--overwrite)', target)
-        if osp.isdir(target) and not osp.islink(target):
-            shutil.rmtree(target)
-        else:
-            os.unlink(target)
-
-
-def _place(source: str, dest: str, mode: str) -> None:
-    """Copy or link ``source`` to ``dest`` atomically."""
+def _place(source: str, dest: str, mode: str) -> str:
+    """Copy or link ``source`` to ``dest`` atomically; returns ``dest``."""
     if mode == 'copy':
         with open(source, 'rb') as fin, atomic_write(dest, 'wb') as fout:
             shutil.copyfileobj(fin, fout)
-        return
+        return dest
     folder = osp.dirname(dest)
     os.makedirs(folder, exist_ok=True)
-    # Relative, like annotate mode's paths: moving both trees keeps it valid.
-    # Native separators here: a link target is not an annotation line.
-    try:
-        target = osp.relpath(source, folder)
-    except ValueError:  # Windows: another drive.
-        target = source
     tmp = osp.join(folder, f'.{osp.basename(dest)}.{os.getpid()}.tmp')
     try:
-        os.symlink(target, tmp)
+        # Relative, so moving both trees keeps it valid.
+        os.symlink(_relpath(source, folder), tmp)
         os.replace(tmp, dest)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise DataError(f'cannot create a symbolic link ({exc}); use '
                         "mode='copy' (--mode copy) instead", dest) from None
-
-
-def _write_lines(path: str, lines: Sequence[str]) -> str:
-    # newline='\n': the same bytes on every OS, whatever reads them.
-    with atomic_write(path, 'w', encoding='utf-8', newline='\n') as f:
-        f.write(''.join(f'{line}\n' for line in lines))
-    return path
+    return dest

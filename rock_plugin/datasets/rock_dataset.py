@@ -1,7 +1,8 @@
-"""``RockDataset``: the original project's data formats as an mmpretrain dataset."""
+"""``RockDataset``: the original project's data as an mmpretrain dataset."""
 import logging
 import os.path as osp
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence, Union
 
 from mmengine.logging import print_log
@@ -13,55 +14,33 @@ from rock_plugin.utils.image_files import scan_class_folders
 from .annotations import load_annotations, load_classes
 from .epoch_seeded_sampler import SeededAugmentMixin
 from .split import content_groups, default_fold, stratified_fold_split
+from .transforms import read_rgb
 
 
 @DATASETS.register_module()
 class RockDataset(SeededAugmentMixin, BaseDataset):
     """Rock images from annotation files or a folder per class.
 
-    Two layouts are read:
-
-    * ``ann_file`` given: the original ``<image path> <label>`` lines (label
-      last, so paths may hold spaces; ``/`` or ``\\``; paths relative to
-      ``data_root``/``data_prefix`` or absolute) with class names from
-      ``classes`` (the original ``annotations.txt`` with ``Name index`` lines,
-      or one name a line; a path relative to ``data_root`` is accepted).
-    * ``ann_file`` empty: ``data_root/data_prefix/<class>/**/<image>``, class
-      names from the folder names (sorted) unless ``classes`` is given.
-
-    ``split='train'`` / ``'val'`` carves a stratified validation fold out of
-    the samples (the original ``--split-validation``): the same ``split_seed``,
-    ``val_ratio`` and ``fold`` always give the same, non-overlapping parts,
-    and byte-identical copies of one image always land in the same part.
-
-    An image listed twice in ``ann_file`` is read once (with a warning; twice
-    with different labels is an error), at least two classes are required,
-    and a validation set missing a class gets a warning naming it.
+    ``ann_file`` holds the original ``<image path> <label>`` lines; without
+    it, ``data_root/data_prefix/<class>/**/<image>`` is read. ``split``
+    carves out a stratified validation fold (``--split-validation``).
 
     Args:
         data_root (str): Root of images, annotation and classes files.
         ann_file (str): Annotation file; empty for a folder per class.
         classes (str | Sequence[str], optional): Classes file or names.
-        data_prefix (str): Sub-folder of ``data_root`` that image paths are
-            relative to. Defaults to ''.
-        split (str, optional): ``None`` (all samples), ``'train'`` or
-            ``'val'``.
+        data_prefix (str): Sub-folder of ``data_root`` holding the images.
+        split (str, optional): ``None`` (all), ``'train'`` or ``'val'``.
         val_ratio (float): Fraction of each class in the validation fold.
-        fold (int, optional): Validation fold index in ``[0, int(1/ratio))``;
-            defaults to one derived from ``split_seed``.
+        fold (int, optional): Validation fold; derived from ``split_seed``.
         split_seed (int): Shuffle seed of the split.
-        check_files (bool): Check at start that every image exists, so a typo
-            fails at once with its file and line instead of mid-epoch.
-        skip_bad_images (bool): Opt-in for messy folders: decode every image
-            at start and leave out missing, corrupt and non-image files with a
-            warning each and a count, instead of failing on the first one.
-        **kwargs: Passed to :class:`mmpretrain.datasets.BaseDataset`
-            (``pipeline``, ``test_mode``, ``indices``...).
+        check_files (bool): Check at start that every listed image exists.
+        skip_bad_images (bool): Warn about unreadable images, not fail.
+        **kwargs: Passed to :class:`mmpretrain.datasets.BaseDataset`.
 
     Example:
         >>> ds = RockDataset(data_root='data/rocks', ann_file='train.txt',
-        ...                  classes='annotations.txt', split='val',
-        ...                  val_ratio=0.2, split_seed=42)
+        ...                  classes='annotations.txt', split='val')
     """
 
     def __init__(self,
@@ -78,7 +57,8 @@ class RockDataset(SeededAugmentMixin, BaseDataset):
                  metainfo: Optional[dict] = None,
                  **kwargs):
         if split not in (None, 'train', 'val'):
-            raise ValueError(f"split must be None, 'train' or 'val', got {split!r}")
+            raise ValueError(
+                f"split must be None, 'train' or 'val', got {split!r}")
         self.split = split
         self.val_ratio = val_ratio
         self.split_seed = split_seed
@@ -95,19 +75,16 @@ class RockDataset(SeededAugmentMixin, BaseDataset):
                 f'only one class ({class_names[0]!r}): a classifier needs at '
                 'least two (it would score 100 % while learning nothing)',
                 ann_file or osp.join(data_root, data_prefix))
-        metainfo = dict(metainfo or {}, classes=tuple(class_names))
         super().__init__(
-            ann_file=ann_file,
-            data_root=data_root,
-            data_prefix=data_prefix,
-            metainfo=metainfo,
+            ann_file=ann_file, data_root=data_root, data_prefix=data_prefix,
+            metainfo=dict(metainfo or {}, classes=tuple(class_names)),
             **kwargs)
 
     def _resolve_classes(self, data_root, ann_file, data_prefix, classes
                          ) -> List[str]:
         if isinstance(classes, str):
             path = classes
-            if not osp.isabs(path) and not osp.isfile(path):
+            if not osp.isfile(path):  # then relative to data_root
                 path = osp.join(data_root, path)
             if not osp.isfile(path):
                 raise DataError(
@@ -116,10 +93,9 @@ class RockDataset(SeededAugmentMixin, BaseDataset):
             return load_classes(path)
         if classes is not None:
             names = [str(c) for c in classes]
-            dup = {c for c in names if names.count(c) > 1}
-            if dup or any(not c.strip() for c in names):
-                raise DataError(f'classes must be unique, non-empty names; got '
-                                f'{names}')
+            if len(set(names)) < len(names) or not all(map(str.strip, names)):
+                raise DataError('classes must be unique, non-empty names; '
+                                f'got {names}')
             return names
         if ann_file:
             raise DataError(
@@ -131,11 +107,8 @@ class RockDataset(SeededAugmentMixin, BaseDataset):
         return folder_classes
 
     def load_data_list(self) -> List[dict]:
-        """Read all samples, then keep this split's part.
-
-        Returns:
-            list[dict]: ``img_path``, ``gt_label`` (and ``ann_line``).
-        """
+        """Read all samples (``img_path``, ``gt_label``, with ``ann_file``
+        also ``ann_line``), then keep this split's part."""
         classes = self.metainfo['classes']
         if self.ann_file:
             data_list = self._load_listed(len(classes))
@@ -143,18 +116,15 @@ class RockDataset(SeededAugmentMixin, BaseDataset):
             samples = self._folder_samples
             if samples is None:
                 folder_classes, samples = scan_class_folders(self.img_prefix)
-                remap = {}
                 for name in folder_classes:
                     if name not in classes:
                         raise DataError(
                             f'folder {name!r} is not among the given classes '
                             f'{list(classes)}', self.img_prefix)
-                    remap[folder_classes.index(name)] = list(classes).index(name)
-                samples = [(p, remap[lbl]) for p, lbl in samples]
-            data_list = [
-                dict(img_path=osp.join(self.img_prefix, p), gt_label=lbl)
-                for p, lbl in samples
-            ]
+                samples = [(p, classes.index(folder_classes[lbl]))
+                           for p, lbl in samples]
+            data_list = [dict(img_path=osp.join(self.img_prefix, p),
+                              gt_label=lbl) for p, lbl in samples]
         source = self.ann_file or self.img_prefix
         if self.skip_bad_images:
             data_list = self._drop_unreadable(data_list)
@@ -175,7 +145,17 @@ class RockDataset(SeededAugmentMixin, BaseDataset):
             if not data_list:
                 raise DataError(f'the {self.split} split is empty', source)
         if self.split == 'val' or (self.split is None and self.test_mode):
-            self._warn_unvalidated(data_list, counts)
+            present = {d['gt_label'] for d in data_list}
+            for label, name in enumerate(classes):
+                if label in present:
+                    continue
+                where = (f'in validation fold {self.fold} ({counts[label]} '
+                         'image(s) in all)' if self.split == 'val' else
+                         f'in {source}')
+                self._warn(
+                    f'class {name!r} has no image {where}: it is never '
+                    'validated and counts as 0 in the macro-averaged '
+                    'precision, recall and F1; add images of it', always=True)
         return data_list
 
     def _load_listed(self, num_classes: int) -> List[dict]:
@@ -210,14 +190,12 @@ class RockDataset(SeededAugmentMixin, BaseDataset):
         """Split groups: byte-identical files share one (with a warning)."""
         paths = [d['img_path'] for d in data_list]
         groups = content_groups(paths)
-        copies = Counter(groups)
         names = self.metainfo['classes']
-        for group, n in copies.items():
+        for group, n in Counter(groups).items():
             if n < 2:
                 continue
             members = [i for i, g in enumerate(groups) if g == group]
-            labels = sorted({names[data_list[i]['gt_label']]
-                             for i in members})
+            labels = sorted({names[data_list[i]['gt_label']] for i in members})
             self._warn(
                 f'{n} files are copies of one image, kept on one side of the '
                 f'split: {", ".join(paths[i] for i in members)}'
@@ -225,53 +203,28 @@ class RockDataset(SeededAugmentMixin, BaseDataset):
                    if len(labels) > 1 else ''))
         return groups
 
-    def _warn(self, message: str) -> None:
-        # The val split reads the same files as the train split, which has
-        # already said it.
-        if self.split != 'val':
+    def _warn(self, message: str, always: bool = False) -> None:
+        # Unless `always`, quiet for val: the train split has said it.
+        if always or self.split != 'val':
             print_log(message, logger='current', level=logging.WARNING)
 
-    def _warn_unvalidated(self, data_list: List[dict], counts: Counter):
-        present = {d['gt_label'] for d in data_list}
-        for label, name in enumerate(self.metainfo['classes']):
-            if label in present:
-                continue
-            where = (f'in validation fold {self.fold} ({counts[label]} '
-                     'image(s) in all)' if self.split == 'val' else
-                     f'in {self.ann_file or self.img_prefix}')
-            print_log(
-                f'class {name!r} has no image {where}: it is never validated '
-                'and counts as 0 in the macro-averaged precision, recall and '
-                'F1; add images of it', logger='current',
-                level=logging.WARNING)
-
     def _drop_unreadable(self, data_list: List[dict]) -> List[dict]:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from .transforms import read_rgb
-
         def bad(info):
             try:
                 read_rgb(info['img_path'])
             except DataError as exc:
                 return str(exc)
             return None
-
         with ThreadPoolExecutor(4) as pool:
             problems = list(pool.map(bad, data_list))
-        kept = []
         for info, problem in zip(data_list, problems):
-            if problem is None:
-                kept.append(info)
-            else:
+            if problem is not None:
                 self.skipped_images.append(info['img_path'])
-                print_log(f'skipping unreadable image: {problem}',
-                          logger='current', level=logging.WARNING)
+                self._warn(f'skipping unreadable image: {problem}', True)
         if self.skipped_images:
-            print_log(f'RockDataset: skipped {len(self.skipped_images)} '
-                      f'unreadable image(s) of {len(data_list)}',
-                      logger='current', level=logging.WARNING)
-        return kept
+            self._warn(f'RockDataset: skipped {len(self.skipped_images)} '
+                       f'unreadable image(s) of {len(data_list)}', True)
+        return [d for d, bad in zip(data_list, problems) if bad is None]
 
     def extra_repr(self) -> List[str]:
         body = [f'Annotation file: {self.ann_file or "(folder per class)"}',

@@ -1,4 +1,6 @@
-"""Seeded, stratified fold split (the original's ``--split-validation``)."""
+"""Seeded, stratified fold split (the original's ``--split-validation``),
+hand-written rather than sklearn's: the folds of earlier runs must stay."""
+import contextlib
 import hashlib
 import os
 from collections import Counter, defaultdict
@@ -8,7 +10,7 @@ import numpy as np
 
 
 def num_folds(ratio: float) -> int:
-    """Number of folds for a validation ratio, as the original: ``int(1/ratio)``."""
+    """Number of folds for a validation ratio: ``int(1/ratio)``."""
     if not 0 < ratio < 1:
         raise ValueError(f'ratio must be in (0, 1), got {ratio}')
     return max(1, int(1.0 / ratio))
@@ -20,46 +22,21 @@ def default_fold(seed: Optional[int], ratio: float) -> int:
 
 
 def content_groups(paths: Sequence[str]) -> List[str]:
-    """A group key per file: byte-identical files share one.
-
-    Only files whose size another file shares are read and hashed, so a
-    dataset without copies costs one ``stat`` per file. A file that cannot be
-    read is its own group (the loader reports it).
-
-    Args:
-        paths (Sequence[str]): Image files.
-
-    Returns:
-        list[str]: ``'sha256:<hex>'`` for files with a byte-identical copy in
-        ``paths``, the path itself otherwise.
-
-    Example:
-        >>> content_groups(['a.jpg', 'copy of a.jpg', 'b.jpg'])
-        ['sha256:3f...', 'sha256:3f...', 'b.jpg']
-    """
+    """A group key per file: ``'sha256:<hex>'`` shared by byte-identical
+    files (only same-size files are hashed), else the path itself."""
     by_size = defaultdict(list)
     for i, path in enumerate(paths):
-        try:
+        with contextlib.suppress(OSError):
             by_size[os.stat(path).st_size].append(i)
-        except OSError:
-            pass
-    keys = list(paths)
+    digests = {}
     for same_size in by_size.values():
-        if len(same_size) < 2:
-            continue
-        digests = {}
-        for i in same_size:
-            try:
-                with open(paths[i], 'rb') as f:
-                    digests[i] = 'sha256:' + hashlib.sha256(
-                        f.read()).hexdigest()
-            except OSError:
-                continue
-        repeats = Counter(digests.values())
-        for i, digest in digests.items():
-            if repeats[digest] > 1:
-                keys[i] = digest
-    return keys
+        for i in same_size if len(same_size) > 1 else ():
+            with contextlib.suppress(OSError), open(paths[i], 'rb') as f:
+                digests[i] = 'sha256:' + hashlib.sha256(f.read()).hexdigest()
+    # Sizes differ across buckets, so one count over all digests is safe.
+    repeats = Counter(digests.values())
+    return [digests[i] if repeats[digests.get(i)] > 1 else path
+            for i, path in enumerate(paths)]
 
 
 def stratified_fold_split(labels: Sequence[int], ratio: float = 0.2,
@@ -69,33 +46,22 @@ def stratified_fold_split(labels: Sequence[int], ratio: float = 0.2,
                           ) -> Tuple[List[int], List[int]]:
     """Split sample indices into train and validation parts, per class.
 
-    Each class's indices are shuffled with ``seed`` and cut into consecutive
-    slices of ``round(n_c * ratio)`` samples; slice ``fold`` is validation.
-    Different folds of one seed never overlap, the same arguments always give
-    the same split, and every class keeps its share (a class with at least two
-    samples keeps at least one in each part).
-
-    The original shuffled all lines and cut ``int(N*ratio)`` of them, so small
-    classes could vanish from validation; stratifying fixes that.
+    Each class's indices are shuffled with ``seed`` and cut into slices of
+    ``round(n_c * ratio)``; slice ``fold`` is validation. A class with two
+    samples or more keeps one in each part.
 
     Args:
         labels (Sequence[int]): Label of each sample.
         ratio (float): Fraction of each class used for validation.
-        fold (int, optional): Which of ``int(1/ratio)`` folds is validation.
-            Defaults to :func:`default_fold` of the seed.
+        fold (int, optional): Validation fold; :func:`default_fold` if None.
         seed (int, optional): Shuffle seed. Defaults to 0.
-        groups (Sequence[str], optional): A key per sample; samples sharing
-            one (e.g. copies of one file, see :func:`content_groups`) land
-            in the same part. The first sample of each group is split and
-            the others follow it, so all-distinct keys give the plain split.
+        groups (Sequence[str], optional): Samples sharing a key share a part.
 
     Returns:
         tuple[list[int], list[int]]: Sorted train and validation indices.
 
     Example:
-        >>> train, val = stratified_fold_split([0] * 5 + [1] * 5, 0.2, 0, 1)
-        >>> len(train), len(val)
-        (8, 2)
+        >>> stratified_fold_split([0] * 5 + [1] * 5, 0.2, fold=0, seed=1)
     """
     if groups is not None:
         first = {}
@@ -112,8 +78,8 @@ def stratified_fold_split(labels: Sequence[int], ratio: float = 0.2,
     if fold is None:
         fold = default_fold(seed, ratio)
     if not 0 <= fold < folds:
-        raise ValueError(f'fold must be in [0, {folds - 1}] for ratio {ratio}, '
-                         f'got {fold}')
+        raise ValueError(f'fold must be in [0, {folds - 1}] for ratio '
+                         f'{ratio}, got {fold}')
     rng = np.random.default_rng(0 if seed is None else seed)
     labels = np.asarray(labels)
     train, val = [], []

@@ -51,8 +51,7 @@ class CachedFeatureValLoop(ValLoop):
         enabled (bool): False makes this exactly ``ValLoop``.
         keep_inputs (bool, optional): Keep cached batches' images for hooks.
             None: if an enabled ``VisualizationHook`` is registered.
-        extra_deterministic (Sequence[str]): More transform type names to
-            treat as deterministic.
+        extra_deterministic (Sequence[str]): More deterministic transforms.
     """
 
     def __init__(self, runner, dataloader, evaluator, fp16: bool = False,
@@ -194,10 +193,6 @@ class CachedFeatureValLoop(ValLoop):
                                   data_batch=data_batch, outputs=outputs)
         if cache is not None:
             self._cache = cache
-
-    def clear_cache(self) -> None:
-        """Forget the cached features (the next validation recomputes)."""
-        self._cache = self._key = None
 
 
 def _clone(samples):

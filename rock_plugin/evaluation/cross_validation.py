@@ -1,13 +1,11 @@
 """Cross-validation summary: per-fold and mean ± std metrics, pooled OOF."""
-import csv
 import io
-import json
 import os.path as osp
 from typing import Dict, Sequence
 
 import numpy as np
 
-from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.atomic_io import atomic_write_csv, atomic_write_json
 from .rock_metric import compute_rock_metrics
 
 # (column, compute_rock_metrics key); values in percent.
@@ -26,8 +24,7 @@ def summarize_folds(fold_predictions: Dict[int, Sequence[dict]],
     """Metrics of every fold, their mean and std, and the pooled result.
 
     Args:
-        fold_predictions (dict): ``{fold: predictions}`` as
-            :class:`PredictionCollector` gives them.
+        fold_predictions (dict): ``{fold: PredictionCollector predictions}``.
         class_names (Sequence[str]): Names in label order.
 
     Returns:
@@ -95,11 +92,9 @@ def save_cv_results(out_dir: str, summary: dict,
                     fold_predictions: Dict[int, Sequence[dict]],
                     suffix: str = '', title: str = 'Cross-validation'
                     ) -> Dict[str, str]:
-    """Write the summary (CSV, JSON), OOF predictions and confusion matrix.
-
-    Files ``cv_summary.csv/.json``, ``oof_predictions.csv`` (``file, true,
-    predicted, fold`` and a score per class) and
-    ``oof_confusion_matrix.csv/.png`` (pooled), ``suffix`` before the dot.
+    """Write ``cv_summary.csv/.json``, ``oof_predictions.csv`` (``file,
+    true, predicted, fold`` and a score per class) and the pooled
+    ``oof_confusion_matrix.csv/.png``, ``suffix`` before each dot.
 
     Args:
         out_dir (str): Folder (exists).
@@ -119,26 +114,17 @@ def save_cv_results(out_dir: str, summary: dict,
                  summary_json=join('cv_summary', 'json'),
                  oof_predictions=join('oof_predictions', 'csv'))
     keys = [k for k in summary['folds'][0] if k != 'fold']
-    with atomic_write(files['summary_csv'], newline='',
-                      encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(['fold', *keys])
-        for name, row in [(r['fold'], r) for r in summary['folds']] + [
-                ('mean', summary['mean']), ('std', summary['std'])]:
-            writer.writerow([name, *(f'{row[k]:.4f}' for k in keys)])
-    with atomic_write(files['summary_json'], encoding='utf-8') as f:
-        json.dump(summary, f, indent=2, ensure_ascii=False)
-        f.write('\n')
-    with atomic_write(files['oof_predictions'], newline='',
-                      encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(['file', 'true', 'predicted', 'fold', *names])
-        for k in sorted(fold_predictions):
-            for p in fold_predictions[k]:
-                score = p['pred_score']
-                writer.writerow([p['img_path'], names[p['gt_label']],
-                                 names[int(np.argmax(score))], k,
-                                 *(f'{s:.6f}' for s in score)])
+    table = [(r['fold'], r) for r in summary['folds']] + [
+        ('mean', summary['mean']), ('std', summary['std'])]
+    atomic_write_csv(files['summary_csv'], [['fold', *keys]] + [
+        [name, *(f'{row[k]:.4f}' for k in keys)] for name, row in table])
+    atomic_write_json(files['summary_json'], summary)
+    atomic_write_csv(files['oof_predictions'], [
+        ['file', 'true', 'predicted', 'fold', *names]] + [
+        [p['img_path'], names[p['gt_label']],
+         names[int(np.argmax(p['pred_score']))], k,
+         *(f'{s:.6f}' for s in p['pred_score'])]
+        for k in sorted(fold_predictions) for p in fold_predictions[k]])
     confusion = summary['pooled']['confusion']
     files['confusion_csv'] = save_confusion_csv(
         confusion, names, join('oof_confusion_matrix', 'csv'))

@@ -14,9 +14,7 @@ class HeadOutputStats:
     batches, and the validation loss, as the original trainer recorded them.
 
     Class scores come from a forward hook on ``model.head``, so nothing runs
-    twice and a cached validation gives the same values. The validation
-    loss is the head's loss module per image, averaged over the set without
-    the distributed sampler's padding; training counts are summed over ranks.
+    twice and a cached validation gives the same values.
     """
 
     def __init__(self):

@@ -1,12 +1,11 @@
 """One-vs-rest ROC and precision-recall curves with AUC / AP (sklearn)."""
-import csv
 from typing import Dict, List, Sequence
 
 import numpy as np
 from sklearn.metrics import (auc, average_precision_score,
                              precision_recall_curve, roc_curve)
 
-from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.atomic_io import atomic_write_csv
 
 # Macro averages: each class's curve interpolated onto one grid (sklearn).
 _GRID = np.linspace(0.0, 1.0, 201)
@@ -20,13 +19,9 @@ def _curve(x, y, thresholds, area: float, positives: int) -> dict:
 
 def roc_pr_curves(scores: np.ndarray, labels: np.ndarray,
                   class_names: Sequence[str]) -> Dict[str, Dict[str, dict]]:
-    """Per-class one-vs-rest ROC and PR curves, plus macro and micro averages
-    (a class without positives or negatives: NaN area, not in the macro).
-
-    Args:
-        scores (np.ndarray): ``(N, C)`` class scores.
-        labels (np.ndarray): ``(N,)`` true labels.
-        class_names (Sequence[str]): ``C`` names in label order.
+    """Per-class one-vs-rest ROC and PR curves of ``(N, C)`` ``scores`` and
+    ``(N,)`` ``labels``, plus macro and micro averages (a class without
+    positives or negatives: NaN area, not in the macro).
 
     Returns:
         dict: ``{'roc': {...}, 'pr': {...}}``, each ``{name: curve}`` for every
@@ -72,36 +67,20 @@ def roc_pr_curves(scores: np.ndarray, labels: np.ndarray,
 
 def write_roc_pr_csvs(curves: Dict[str, Dict[str, dict]], out_prefix: str
                       ) -> List[str]:
-    """Write ``<prefix>roc_pr_summary.csv`` (``curve, auc, ap, positives``),
-    ``roc_curves.csv`` (``curve, fpr, tpr, threshold``) and ``pr_curves.csv``
-    (``curve, recall, precision, threshold``), atomically.
-
-    Args:
-        curves (dict): From :func:`roc_pr_curves`.
-        out_prefix (str): Path prefix, e.g. ``'results/'``.
-
-    Returns:
-        list[str]: The three files.
-    """
-    summary = out_prefix + 'roc_pr_summary.csv'
-    with atomic_write(summary, newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(['curve', 'auc', 'ap', 'positives'])
-        for name, roc in curves['roc'].items():
-            writer.writerow([name, f"{roc['area']:.6f}",
-                             f"{curves['pr'][name]['area']:.6f}",
-                             roc['positives']])
-    files = [summary]
+    """Write :func:`roc_pr_curves`' ``<out_prefix>roc_pr_summary.csv``
+    (``curve, auc, ap, positives``), ``roc_curves.csv`` (``curve, fpr, tpr,
+    threshold``) and ``pr_curves.csv`` (``curve, recall, precision,
+    threshold``) atomically; returns the three paths."""
+    files = [atomic_write_csv(out_prefix + 'roc_pr_summary.csv', [
+        ['curve', 'auc', 'ap', 'positives']] + [
+        [name, f"{roc['area']:.6f}", f"{curves['pr'][name]['area']:.6f}",
+         roc['positives']] for name, roc in curves['roc'].items()])]
     for kind, cols in (('roc', ('fpr', 'tpr')),
                        ('pr', ('recall', 'precision'))):
-        path = f'{out_prefix}{kind}_curves.csv'
-        with atomic_write(path, newline='', encoding='utf-8') as f:
-            writer = csv.writer(f)
-            writer.writerow(['curve', *cols, 'threshold'])
-            for name, curve in curves[kind].items():
-                for x, y, t in zip(curve['x'], curve['y'],
-                                   curve['thresholds']):
-                    writer.writerow([name, f'{x:.6f}', f'{y:.6f}',
-                                     '' if np.isnan(t) else f'{t:.6f}'])
-        files.append(path)
+        rows = [[name, f'{x:.6f}', f'{y:.6f}',
+                 '' if np.isnan(t) else f'{t:.6f}']
+                for name, c in curves[kind].items()
+                for x, y, t in zip(c['x'], c['y'], c['thresholds'])]
+        files.append(atomic_write_csv(f'{out_prefix}{kind}_curves.csv',
+                                      [['curve', *cols, 'threshold']] + rows))
     return files

@@ -53,15 +53,9 @@ def compute_rock_metrics(scores: np.ndarray, labels: np.ndarray,
 
 
 def macro_metrics_from_confusion(confusion) -> Dict[str, float]:
-    """:func:`compute_rock_metrics`' top-1 and macro precision / recall / F1
-    from a confusion matrix (which a hook can sum over iterations and ranks).
-
-    Args:
-        confusion: ``(C, C)`` counts, rows true, columns predicted.
-
-    Returns:
-        dict: ``accuracy/top1``, ``precision``, ``recall``, ``f1-score``.
-    """
+    """:func:`compute_rock_metrics`' ``accuracy/top1`` and macro
+    ``precision``, ``recall``, ``f1-score`` from ``(C, C)`` counts (rows
+    true), which a hook can sum over iterations and ranks."""
     counts = np.asarray(confusion, dtype=np.float64)
     keys = ('accuracy/top1', 'precision', 'recall', 'f1-score')
     total = counts.sum()
@@ -77,15 +71,8 @@ def macro_metrics_from_confusion(confusion) -> Dict[str, float]:
 
 def format_per_class_table(metrics: Dict[str, object],
                            class_names: Sequence[str]) -> str:
-    """Per-class precision / recall / F1 / support with a macro-average row.
-
-    Args:
-        metrics (dict): Output of :func:`compute_rock_metrics`.
-        class_names (Sequence[str]): Names in label order.
-
-    Returns:
-        str: The table as text.
-    """
+    """:func:`compute_rock_metrics`' per-class precision / recall / F1 /
+    support with a macro-average row, as a text table."""
     from rich.console import Console
     from rich.table import Table
     table = Table(title='Per-class results')

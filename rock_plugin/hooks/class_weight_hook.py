@@ -12,19 +12,11 @@ from rock_plugin.utils.errors import DataError
 def inverse_frequency_weights(labels: Sequence[int], num_classes: int,
                               class_names: Optional[Sequence[str]] = None
                               ) -> np.ndarray:
-    """Class weights ``N / (C * n_c)`` (sklearn's ``'balanced'``): every
-    class carries the same total weight in the loss.
-
-    Args:
-        labels (Sequence[int]): Training labels.
-        num_classes (int): ``C``.
-        class_names (Sequence[str], optional): For the error message.
-
-    Returns:
-        np.ndarray: ``(C,)`` weights.
+    """``(C,)`` class weights ``N / (C * n_c)`` of the training ``labels``
+    (sklearn's ``'balanced'``): every class weighs the same in the loss.
 
     Raises:
-        DataError: A class has no training image (its weight is undefined).
+        DataError: A class has no training image (named by ``class_names``).
     """
     from sklearn.utils.class_weight import compute_class_weight
     labels = np.asarray(labels, dtype=np.int64)
@@ -40,12 +32,9 @@ def inverse_frequency_weights(labels: Sequence[int], num_classes: int,
 
 @HOOKS.register_module()
 class AutoClassWeightHook(Hook):
-    """Turn ``class_weight='auto'`` in the model's losses into numbers.
-
-    Before training, every loss module whose ``class_weight`` is ``'auto'``
-    gets :func:`inverse_frequency_weights` of the training split's labels
-    (logged). Other losses are left alone, so the hook is harmless anywhere.
-    """
+    """Before training, give every loss whose ``class_weight`` is ``'auto'``
+    :func:`inverse_frequency_weights` of the training split (logged); other
+    losses are left alone, so the hook is harmless anywhere."""
     priority = 'VERY_HIGH'
 
     def before_train(self, runner) -> None:

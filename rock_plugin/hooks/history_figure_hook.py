@@ -16,11 +16,10 @@ from rock_plugin.visualization import (plot_confusion_matrix, plot_curves,
 @HOOKS.register_module()
 class HistoryFigureHook(Hook):
     """Redraw ``curves.png`` from ``history.csv`` and write the latest
-    validation confusion matrix (``confusion_matrix.csv`` / ``.png``).
-
-    Each figure is redrawn only when its data changed, on a background
-    thread (about 1 s, a head-only epoch): at most one drawing pending, all
-    finished before the run ends, failures only warn.
+    validation confusion matrix (``confusion_matrix.csv`` / ``.png``), each
+    only when its data changed, on a background thread (about 1 s, a
+    head-only epoch): at most one drawing pending, all finished before the
+    run ends, failures only warn.
 
     Args:
         history_file (str): The history CSV in the work dir.

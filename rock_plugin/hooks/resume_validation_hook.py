@@ -23,9 +23,8 @@ class ResumeValidationHook(Hook):
     ``epoch_N.pth`` is written before epoch N is validated, so a run killed
     during that validation loses it (history row, best checkpoint, early
     stopping); validating first repeats what the uninterrupted run did.
-    Lowest priority: every other hook has set up by then.
     """
-    priority = 'LOWEST'
+    priority = 'LOWEST'  # every other hook has set up by then
 
     def before_train(self, runner) -> None:
         if runner.epoch == 0 or not validates_after(runner, runner.epoch):

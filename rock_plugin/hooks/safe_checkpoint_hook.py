@@ -8,13 +8,10 @@ from rock_plugin.utils.checkpoint_io import from_plain, to_plain
 
 @HOOKS.register_module()
 class SafeCheckpointHook(Hook):
-    """Write checkpoints that load with ``weights_only=True`` and no extra
-    allowlist; restore them after loading.
-
-    mmengine's ``HistoryBuffer`` and numpy values, which ``weights_only``
-    refuses, are saved as plain types and restored on load. On resume, the
-    configured ``end`` of every LR scheduler wins over the saved one.
-    """
+    """Save mmengine's ``HistoryBuffer`` and numpy values, which
+    ``weights_only=True`` refuses, as plain types and restore them on load,
+    so checkpoints need no extra allowlist. On resume, the configured ``end``
+    of every LR scheduler wins over the saved one."""
     priority = 'VERY_LOW'
 
     @staticmethod

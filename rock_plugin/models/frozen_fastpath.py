@@ -1,14 +1,12 @@
-"""Faster, exact forward passes of a frozen backbone.
+"""Faster, exact forward passes of a frozen backbone (fixed weights, eval
+BN, no autograd: its training forward is inference).
 
-A frozen backbone (fixed weights, eval-mode BN, no autograd) is a fixed
-function: its training forward is inference. :func:`build_fast_frozen_copy`
-folds each BN into its convolution (``fuse_conv_bn_eval``), makes stride-1
-"same" padding static and ``Swish`` an in-place ``SiLU``;
+:func:`build_fast_frozen_copy` folds each BN into its convolution, makes
+stride-1 "same" padding static and ``Swish`` an in-place ``SiLU``;
 :class:`FrozenEngine` runs that copy on one of :data:`ENGINES` in
-micro-batches. On CPU the fastest exact engine measured
-(``tools/benchmark.py --engines``) is ONNX Runtime, the ``'auto'`` choice;
-CUDA uses the eager copy. The original backbone and its checkpoints are
-untouched: the copy is not a registered submodule.
+micro-batches (``'auto'``: ONNX Runtime on CPU, the fastest exact engine in
+``tools/benchmark.py --engines``; eager on CUDA). The copy is not a
+registered submodule: the backbone and its checkpoints are untouched.
 """
 import copy
 import importlib.util
@@ -109,8 +107,7 @@ def _fuse(module: nn.Module) -> int:
 
 def build_fast_frozen_copy(backbone: nn.Module, channels_last: bool = True
                            ) -> Tuple[nn.Module, int]:
-    """A fused, eval-mode, autograd-free copy of a frozen ``backbone``
-    (modules it does not know are copied as they are).
+    """A fused, eval-mode, autograd-free copy of a frozen ``backbone``.
 
     Args:
         backbone (nn.Module): The frozen backbone, in eval mode.
@@ -162,14 +159,12 @@ class FrozenEngine:
     """Run the fused copy of a frozen backbone on an inference engine.
 
     Args:
-        backbone (nn.Module): The frozen backbone (eval mode); it is copied,
-            never modified.
-        engine (str): One of :data:`ENGINES` or ``'auto'``.
-            ``'onnxruntime'`` exports the copy once per input size (in
-            memory) and runs one single-threaded call per micro-batch on
-            ``torch.get_num_threads()`` threads; ``'compile'`` is
-            ``torch.compile`` (inductor's persistent cache); ``'bf16'`` is
-            bfloat16 autocast (not exact).
+        backbone (nn.Module): The frozen backbone (eval mode), copied.
+        engine (str): One of :data:`ENGINES` or ``'auto'``. ``'onnxruntime'``
+            exports the copy in memory once per input size and runs one
+            single-threaded call per micro-batch on as many threads as
+            ``torch.get_num_threads()``; ``'compile'``: ``torch.compile``;
+            ``'bf16'``: bfloat16 autocast (not exact).
         channels_last (bool): Eager/compiled copy NHWC. Defaults to True.
         device (torch.device | str): Where inputs will be. Defaults to cpu.
         micro_batch (int, optional): Images per engine call. Defaults to

@@ -12,10 +12,9 @@ from typing import Dict, List, Optional
 
 import torch
 
-__all__ = [
-    'LITE0_MEAN', 'LITE0_STD', 'convert_lite0_state_dict', 'lite0_checkpoint',
-    'load_state_dict_file', 'is_timm_lite_state_dict'
-]
+__all__ = ['LITE0_MEAN', 'LITE0_STD', 'convert_lite0_state_dict',
+           'lite0_checkpoint', 'load_state_dict_file',
+           'is_timm_lite_state_dict']
 
 LITE0_MEAN = (127.0, 127.0, 127.0)
 LITE0_STD = (128.0, 128.0, 128.0)
@@ -45,22 +44,14 @@ def is_timm_lite_state_dict(state_dict: dict) -> bool:
 
 def convert_lite0_state_dict(src: dict,
                              model_name: str = 'efficientnet_lite0') -> dict:
-    """Convert an efficientnet-pytorch Lite0 state dict to timm key names.
+    """Convert an efficientnet-pytorch Lite0 state dict ``src`` to an
+    OrderedDict of timm ``model_name``'s keys, shapes and order (with the
+    1000-class ``classifier``; ``'tf_efficientnet_lite0'`` has the same keys).
 
     By name and structure, not order: the flat ``_blocks.N`` becomes
-    ``blocks.S.B`` through timm's own layout, and each conv/BN role is
-    renamed by timm's block type (``DepthwiseSeparableConv`` without
-    expansion, else ``InvertedResidual``). Every timm key must be filled once
-    with the right shape; missing ``num_batches_tracked`` take timm's default.
-
-    Args:
-        src (dict): efficientnet-pytorch state dict.
-        model_name (str): timm model giving the target keys and shapes
-            (``'tf_efficientnet_lite0'`` has the same keys).
-
-    Returns:
-        OrderedDict: timm state dict in timm's key order, with the 1000-class
-        ``classifier``.
+    ``blocks.S.B`` through timm's own layout, each conv/BN role renamed by
+    timm's block type. Every timm key must be filled once with the right
+    shape; missing ``num_batches_tracked`` take timm's default.
 
     Raises:
         ValueError: Listing every unknown source key, missing or twice-filled
@@ -182,17 +173,11 @@ def _package_file() -> str:
 
 def lite0_checkpoint(path: Optional[str] = None,
                      cache_dir: Optional[str] = None) -> str:
-    """Path to a timm-format EfficientNet-Lite0 checkpoint, converting once.
-
-    Args:
-        path (str, optional): A local checkpoint (timm or efficientnet-pytorch
-            format); None for the package's file.
-        cache_dir (str, optional): Where converted files are kept; defaults
-            to ``$ROCK_PLUGIN_CACHE`` or ``~/.cache/rock_plugin``.
-
-    Returns:
-        str: ``path`` itself if in timm format, else the converted file
-        (atomically written, keyed by the source's SHA-256).
+    """Path to a timm-format EfficientNet-Lite0 checkpoint: ``path`` (a
+    local timm or efficientnet-pytorch checkpoint; None: the package's file)
+    itself if in timm format, else its conversion, written once (atomically,
+    keyed by the source's SHA-256) in ``cache_dir`` (default
+    ``$ROCK_PLUGIN_CACHE`` or ``~/.cache/rock_plugin``).
 
     Raises:
         FileNotFoundError: ``path``, or the package or its file, is missing.

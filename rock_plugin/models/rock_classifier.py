@@ -18,20 +18,17 @@ class RockImageClassifier(ImageClassifier):
     The freeze happens at build time: mmpretrain's ``frozen_stages`` acts in
     ``train()``, after DDP has registered every parameter ("Expected to have
     finished reduction"). A frozen backbone stays in eval mode and runs
-    without autograd, by default as a fused copy (BN folded, static padding,
-    ``channels_last``) on the fastest exact engine
-    (:mod:`rock_plugin.models.frozen_fastpath`), equal to ~1e-6 relative. The
-    copy is rebuilt when a backbone tensor changes (version counters; call
-    :meth:`reset_fast_path` after writing ``.data``) and skipped under
-    tracing/export; ``state_dict`` and checkpoints are unchanged.
+    without autograd, by default as a fused copy on the fastest exact engine
+    (:mod:`.frozen_fastpath`, ~1e-6 relative), rebuilt when a backbone tensor
+    changes (call :meth:`reset_fast_path` after writing ``.data``) and
+    skipped under tracing; ``state_dict`` and checkpoints are unchanged.
 
     Args:
         freeze_backbone (bool): Freeze the backbone's parameters and BN
             statistics. Defaults to False.
         fast_frozen (bool | str): True (default): the fused copy on the
-            fastest exact engine; an engine name (``'eager'``,
-            ``'onnxruntime'``, ``'compile'``, inexact ``'bf16'``); False: the
-            plain backbone.
+            fastest exact engine; False: the plain backbone; or an engine
+            name of :data:`~.frozen_fastpath.ENGINES`.
         channels_last (bool): Run the fused copy NHWC. Defaults to True.
         **kwargs: Passed to :class:`mmpretrain.models.ImageClassifier`.
     """

@@ -7,10 +7,6 @@ import copy
 from mmengine.config import Config, ConfigDict
 
 
-def _steps(pipeline) -> list:
-    return [dict(step) for step in pipeline]
-
-
 def check_tta_pipeline(cfg: Config) -> list:
     """The config's ``tta_pipeline``, checked against its test pipeline.
 
@@ -29,11 +25,11 @@ def check_tta_pipeline(cfg: Config) -> list:
     if cfg.get('tta_pipeline') is None:
         raise KeyError(f'tta_pipeline ({source} has none; see '
                        'configs/rock_b4.py for one)')
-    tta = _steps(cfg.tta_pipeline)
+    tta = [dict(step) for step in cfg.tta_pipeline]
     if not tta or tta[-1].get('type') != 'TestTimeAug':
         raise ValueError(f"{source}: tta_pipeline must end with "
                          "dict(type='TestTimeAug', ...)")
-    test = _steps(cfg.test_dataloader.dataset.pipeline)
+    test = [dict(step) for step in cfg.test_dataloader.dataset.pipeline]
     if test and 'Pack' in str(test[-1].get('type')):
         test = test[:-1]
     if tta[:-1] != test:

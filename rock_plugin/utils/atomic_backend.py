@@ -11,20 +11,14 @@ ATOMIC_LOCAL_BACKEND = 'rock_atomic_local'
 
 
 class AtomicLocalBackend(LocalBackend):
-    """``LocalBackend`` whose ``put`` / ``put_text`` replace files atomically.
-
-    mmengine's ``put`` opens the destination with ``'wb'``: a kill or a full
-    disk mid-write leaves a truncated checkpoint under its real name, the
-    previous one already gone. Here the bytes go through
-    :func:`~rock_plugin.utils.atomic_io.atomic_write`.
-    """
+    """``LocalBackend`` whose ``put`` / ``put_text`` replace files atomically
+    (:func:`~.atomic_io.atomic_write`): mmengine's ``put`` opens the file with
+    ``'wb'``, so a kill or a full disk mid-write leaves a truncated checkpoint
+    under its real name, the previous one already gone."""
 
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
-        """Write ``obj`` to ``filepath`` atomically.
-
-        Raises:
-            OSError: Naming the file; the previous file, if any, is kept.
-        """
+        """Write ``obj`` to ``filepath`` atomically; an ``OSError`` names
+        the file, and the previous file, if any, is kept."""
         try:
             with atomic_write(str(filepath), 'wb') as f:
                 f.write(obj)
@@ -40,6 +34,5 @@ class AtomicLocalBackend(LocalBackend):
         self.put(obj.encode(encoding), filepath)
 
 
-# A new name in mmengine's backend registry, never one of mmengine's own:
-# re-registering it (a module reload) replaces only this class.
+# force: a module reload re-registers our own name, never one of mmengine's.
 register_backend(ATOMIC_LOCAL_BACKEND, AtomicLocalBackend, force=True)

@@ -1,15 +1,16 @@
 """Atomic file writes: a kill mid-write never leaves a truncated file."""
 import contextlib
+import csv
+import json
 import os
 import os.path as osp
 import tempfile
-from typing import Iterator, IO
+from typing import Iterable, Iterator, IO, Sequence
 
 
 def _umask() -> int:
-    # os.umask can only be read by setting it, which races with other
-    # threads (figures are written from a background thread); Linux shows it
-    # in /proc.
+    # os.umask is read by setting it, racing other threads (figures are
+    # written from a background thread); Linux shows it in /proc.
     try:
         with open('/proc/self/status', encoding='ascii') as f:
             for line in f:
@@ -52,6 +53,21 @@ def atomic_write(path: str, mode: str = 'w', **open_kwargs) -> Iterator[IO]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_csv(path: str, rows: Iterable[Sequence]) -> str:
+    """Write ``rows`` as a UTF-8 CSV file atomically; returns ``path``."""
+    with atomic_write(path, newline='', encoding='utf-8') as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+def atomic_write_json(path: str, obj, indent: int = 2) -> str:
+    """Write ``obj`` as a UTF-8 JSON file atomically; returns ``path``."""
+    with atomic_write(path, encoding='utf-8') as f:
+        json.dump(obj, f, indent=indent, ensure_ascii=False)
+        f.write('\n')
+    return path
 
 
 def atomic_save_figure(fig, path: str, **savefig_kwargs) -> None:

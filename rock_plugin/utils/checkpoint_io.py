@@ -169,11 +169,8 @@ def load_checkpoint_file(filename: str, map_location=None,
 
 
 def strip_config_text(checkpoint: dict) -> Dict[str, str]:
-    """Remove, in place, config text that mmengine would execute.
-
-    Returns:
-        dict: ``{'meta.config': text, ...}`` for each string removed.
-    """
+    """Remove, in place, config text that mmengine would execute; returns
+    ``{'meta.config': text, ...}`` for each string removed."""
     removed = {}
     for path in CONFIG_TEXT_KEYS:
         parent = checkpoint
@@ -185,15 +182,9 @@ def strip_config_text(checkpoint: dict) -> Dict[str, str]:
 
 
 def read_config_literal(text: Any, name: str, default: Any = None) -> Any:
-    """Read ``name = <literal>`` from Python config text without running it.
-
-    Args:
-        text: Config text (anything else gives ``default``).
-        name (str): A top-level variable.
-        default: Returned when there is no literal assignment to it.
-
-    Returns:
-        The value, from :func:`ast.literal_eval`.
+    """The value of a top-level ``name = <literal>`` in Python config
+    ``text``, read with :func:`ast.literal_eval` without running it;
+    ``default`` when ``text`` is not a str or has no such assignment.
 
     Example:
         >>> read_config_literal("gpu_ids = [0, 1]", 'gpu_ids')
@@ -215,20 +206,10 @@ def read_config_literal(text: Any, name: str, default: Any = None) -> Any:
 def load_url_checkpoint(url: str, map_location=None,
                         model_dir: Optional[str] = None,
                         progress: bool = False) -> Dict[str, Any]:
-    """Download a checkpoint once into torch hub's cache (local rank 0),
-    then load it safely; mmengine's http(s) loader calls ``torch.load``
-    itself and fails offline with a bare ``URLError``.
-
-    Args:
-        url (str): ``http(s)://`` address of the ``.pth`` file.
-        map_location: As :func:`torch.load`.
-        model_dir (str, optional): Cache folder; defaults to
-            ``$TORCH_HOME/hub/checkpoints``.
-        progress (bool): Show a progress bar.
-
-    Returns:
-        dict: The checkpoint.
-    """
+    """Download a checkpoint once into ``model_dir`` (torch hub's cache) on
+    local rank 0, then load it with :func:`load_checkpoint_file`; mmengine's
+    http(s) loader calls ``torch.load`` itself and fails offline with a bare
+    ``URLError``."""
     from urllib.parse import urlparse
 
     from mmengine.dist import barrier

@@ -33,11 +33,7 @@ def _visible_files(folder: str) -> List[str]:
 
 def list_images(folder: str) -> List[str]:
     """The image files under ``folder`` (recursively, sorted), as
-    ``folder``-joined paths.
-
-    Raises:
-        NotADirectoryError: ``folder`` is not a folder.
-    """
+    ``folder``-joined paths; NotADirectoryError if it is not a folder."""
     if not osp.isdir(folder):
         raise NotADirectoryError(f'{folder}: not a folder')
     return [osp.join(folder, rel) for rel in _visible_files(folder)
@@ -46,10 +42,7 @@ def list_images(folder: str) -> List[str]:
 
 def scan_class_tree(root: str
                     ) -> Tuple[List[str], List[Tuple[str, int]], List[str]]:
-    """List a folder-per-class tree, every class, even empty ones.
-
-    Args:
-        root (str): Folder with one sub-folder per class.
+    """List a folder-per-class tree ``root``, every class, even empty ones.
 
     Returns:
         tuple: ``(sorted class names, [(image path, label), ...], [non-image

@@ -3,9 +3,12 @@
 OpenCV, not matplotlib: these run on a hook's background thread (pyplot is
 not thread-safe) and per video frame. Images are RGB ``uint8`` ``H x W x 3``.
 """
+import os.path as osp
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+
+from rock_plugin.utils.atomic_io import atomic_write
 
 RED = (220, 30, 30)
 GREEN = (40, 160, 60)
@@ -51,18 +54,9 @@ def text_band(lines: Sequence[str], width: int,
 def labelled_tile(image: np.ndarray, lines: Sequence[str],
                   size: Optional[int] = 224, frame: Optional[Color] = None,
                   colors: Optional[Sequence[Color]] = None) -> np.ndarray:
-    """An image (scaled to ``size``) above a band of text, optionally framed.
-
-    Args:
-        image (np.ndarray): RGB ``uint8``.
-        lines (Sequence[str]): Text lines under the image.
-        size (int, optional): Longer side of the image; None keeps it.
-        frame (tuple, optional): RGB colour of a 4 px frame.
-        colors (Sequence[tuple], optional): One RGB colour per line.
-
-    Returns:
-        np.ndarray: The tile, RGB ``uint8``.
-    """
+    """An RGB image, its longer side scaled to ``size`` (None: kept), above
+    a band of text ``lines`` (``colors``: one RGB colour a line), framed 4 px
+    in RGB ``frame`` if given."""
     import cv2
     image = fit_size(image, size) if size else image
     tile = np.concatenate([image, text_band(lines, image.shape[1], colors)])
@@ -101,9 +95,8 @@ def draw_topk_on_frame(frame: np.ndarray,
                        topk: Sequence[Tuple[str, float]]) -> np.ndarray:
     """A copy of a BGR or RGB frame with its top-k ``(class, score)`` pairs
     in a translucent box in the top-left corner."""
-    lines = topk_lines(topk)
     width = min(frame.shape[1], max(160, min(frame.shape[1] // 2, 360)))
-    band = text_band(lines, width)
+    band = text_band(topk_lines(topk), width)
     h = min(band.shape[0], frame.shape[0])
     w = min(band.shape[1], frame.shape[1])
     out = frame.copy()
@@ -114,11 +107,7 @@ def draw_topk_on_frame(frame: np.ndarray,
 
 def save_image(path: str, image: np.ndarray, quality: int = 90) -> None:
     """Write an RGB image atomically (``.jpg``/``.png`` by extension)."""
-    import os.path as osp
-
     import cv2
-
-    from rock_plugin.utils.atomic_io import atomic_write
     ext = osp.splitext(path)[1].lower() or '.png'
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in ('.jpg',
                                                             '.jpeg') else []

@@ -47,9 +47,9 @@ class RockCAM:
         inferencer (RockInferencer): A PyTorch-backend inferencer.
         method (str): One of :data:`CAM_METHODS`. Defaults to 'gradcam'.
         target_layers (list[str], optional): Module names, e.g.
-            ``['backbone.layers.5']`` (several are averaged). Defaults to the
-            last module returning the backbone's final feature map (the last
-            norm layer, mmpretrain's choice, is folded away when fused).
+            ``['backbone.layers.5']`` (averaged). Defaults to the last module
+            returning the backbone's final feature map (not mmpretrain's last
+            norm layer: it is folded away when fused).
         fast (bool): Try the fused fast path first. Defaults to True.
 
     Example:
@@ -181,10 +181,8 @@ class RockCAM:
 
         Args:
             item: An image path, a BGR array or a ``(name, array)`` pair.
-            target_class (str | int, optional): The class to explain;
-                defaults to the predicted one.
-            eigen_smooth (bool): ``pytorch_grad_cam``'s first-principal-
-                component smoothing.
+            target_class (str | int, optional): Default: the predicted class.
+            eigen_smooth (bool): ``pytorch_grad_cam``'s PCA smoothing.
 
         Returns:
             dict: ``file``, ``image`` (the model's input crop, RGB uint8),

@@ -1,39 +1,25 @@
 """Confusion-matrix image and CSV with class names on the axes."""
-import csv
 from typing import Sequence
 
 import numpy as np
 
-from rock_plugin.utils.atomic_io import atomic_save_figure, atomic_write
+from rock_plugin.utils.atomic_io import atomic_save_figure, atomic_write_csv
 
 
 def save_confusion_csv(matrix, class_names: Sequence[str],
                        out_file: str) -> str:
     """Write the matrix as CSV: rows true class, columns predicted class."""
-    matrix = np.asarray(matrix)
-    with atomic_write(out_file, newline='', encoding='utf-8') as f:
-        writer = csv.writer(f)
-        writer.writerow(['true \\ predicted', *class_names])
-        for name, row in zip(class_names, matrix.tolist()):
-            writer.writerow([name, *row])
-    return out_file
+    rows = zip(class_names, np.asarray(matrix).tolist())
+    return atomic_write_csv(out_file, [['true \\ predicted', *class_names]] +
+                            [[name, *row] for name, row in rows])
 
 
 def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,
                           title: str = 'Confusion matrix') -> str:
-    """Draw counts and row-normalised (recall) matrices side by side.
-
-    Args:
-        matrix: ``(C, C)`` counts, rows true, columns predicted.
-        class_names (Sequence[str]): Names in label order.
-        out_file (str): Image to write (atomically).
-        title (str): Figure title.
-
-    Returns:
-        str: ``out_file``.
-    """
-    # The object API (no pyplot): no global backend switch, no figure
-    # registry, so HistoryFigureHook can draw from a background thread.
+    """Draw ``(C, C)`` counts (rows true, columns predicted) and their
+    row-normalised (recall) matrix side by side, titled ``title``, into
+    ``out_file`` (atomically); returns ``out_file``."""
+    # The object API: no pyplot state, so hooks can draw off the main thread.
     from matplotlib.figure import Figure
     counts = np.asarray(matrix, dtype=np.int64)
     totals = counts.sum(axis=1, keepdims=True)
@@ -53,8 +39,7 @@ def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,
         ax.set_xticks(range(n), labels, rotation=60, ha='right',
                       fontsize=8, family=family)
         ax.set_yticks(range(n), labels, fontsize=8, family=family)
-        ax.set_xlabel('predicted')
-        ax.set_ylabel('true')
+        ax.set(xlabel='predicted', ylabel='true')
         thresh = data.max() / 2 if data.size else 0
         for i in range(n):
             for j in range(n):

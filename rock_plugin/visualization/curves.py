@@ -90,8 +90,7 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
     Returns:
         str: ``out_file``.
     """
-    # The object API (no pyplot): no global backend switch, no figure
-    # registry, so HistoryFigureHook can draw from a background thread.
+    # The object API: no pyplot state, so hooks can draw off the main thread.
     from matplotlib.figure import Figure
     if not isinstance(histories, dict):
         histories = {'': histories}
@@ -117,8 +116,7 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
                 labelled |= label is not None
                 ax.plot(xs, ys, STYLE[part], color=color, label=label,
                         marker='o' if len(xs) < 30 else None, markersize=3)
-        ax.set_title(name)
-        ax.set_xlabel('epoch')
+        ax.set(title=name, xlabel='epoch')
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if name == 'Learning rate':

@@ -30,12 +30,8 @@ def font_for(names: Sequence[str]) -> Optional[str]:
 
 
 def drawable_names(names: Sequence[str]) -> Tuple[List[str], Optional[str]]:
-    """Names to draw and the font family to draw them with.
-
-    Returns:
-        tuple: ``(names, family)``; ``(['#0', '#1', ...], None)`` when no
-        installed font has their characters.
-    """
+    """``(names, family)`` to draw them with, or ``(['#0', '#1', ...],
+    None)`` when no installed font has their characters."""
     family = font_for(names)
     if family is None:
         return [f'#{i}' for i in range(len(names))], None

@@ -7,17 +7,9 @@ from rock_plugin.utils.atomic_io import atomic_write
 
 def most_confident_mistakes(predictions: Sequence[dict], n: int
                             ) -> List[dict]:
-    """The ``n`` wrong predictions with the highest predicted-class score.
-
-    Args:
-        predictions (Sequence[dict]): ``img_path``, ``gt_label``,
-            ``pred_score`` per image (``PredictionCollector``).
-        n (int): How many.
-
-    Returns:
-        list[dict]: The predictions, most confident first, each with
-        ``pred_label`` and ``score`` (of the predicted class).
-    """
+    """The ``n`` wrong predictions (``PredictionCollector``'s) with the
+    highest predicted-class score, most confident first, with ``pred_label``
+    and ``score`` (of the predicted class) added."""
     wrong = []
     for p in predictions:
         scores = list(p['pred_score'])
@@ -32,20 +24,11 @@ def draw_mistakes_sheet(predictions: Sequence[dict],
                         class_names: Sequence[str], out_file: str,
                         n: int = 16, tile: int = 224, columns: int = 4
                         ) -> Optional[str]:
-    """Save a grid of the ``n`` most confident mistakes as one image, each
-    captioned with the true and predicted class, the score and file name.
-
-    Args:
-        predictions (Sequence[dict]): As for :func:`most_confident_mistakes`.
-        class_names (Sequence[str]): Names in label order.
-        out_file (str): Image to write (atomically; ``.jpg`` or ``.png``).
-        n (int): Number of mistakes shown.
-        tile (int): Thumbnail side in pixels.
-        columns (int): Tiles per row.
-
-    Returns:
-        str | None: ``out_file``, or None when there is no mistake.
-    """
+    """Save (atomically, ``.jpg`` or ``.png``) a grid of the ``n`` most
+    confident mistakes of :func:`most_confident_mistakes`, ``tile`` pixels
+    each, ``columns`` a row, captioned with the true and predicted class
+    (``class_names``), the score and file name; returns ``out_file``, or None
+    when there is no mistake."""
     from PIL import Image, ImageDraw, ImageFont
     mistakes = most_confident_mistakes(predictions, n)
     if not mistakes:

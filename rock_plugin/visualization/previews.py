@@ -11,12 +11,10 @@ from .annotate import (BLACK, GREEN, RED, image_grid, labelled_tile,
 def tensors_to_rgb(images, to_rgb: bool) -> List[np.ndarray]:
     """``N x C x H x W`` (or a list of ``C x H x W``) 0-255 tensors -> RGB
     ``uint8`` arrays; ``to_rgb`` says whether the channels are RGB already."""
-    out = []
-    for img in images:
-        arr = img.detach().float().clamp(0, 255).byte().cpu().numpy()
-        arr = arr.transpose(1, 2, 0)
-        out.append(np.ascontiguousarray(arr if to_rgb else arr[..., ::-1]))
-    return out
+    arrays = [img.detach().float().clamp(0, 255).byte().cpu().numpy()
+              .transpose(1, 2, 0) for img in images]
+    return [np.ascontiguousarray(a if to_rgb else a[..., ::-1])
+            for a in arrays]
 
 
 def draw_train_batch(images: Sequence[np.ndarray], labels: Sequence[str],
@@ -30,15 +28,8 @@ def draw_val_predictions(images: Sequence[np.ndarray],
                          rows: Sequence[Tuple[str, float, str]],
                          size: int = 192,
                          title: Optional[str] = None) -> np.ndarray:
-    """A grid of validation images with ``pred score`` and ``true`` class;
-    mistakes are framed red.
-
-    Args:
-        images: RGB ``uint8`` images.
-        rows: ``(predicted class, score, true class)`` per image.
-        size (int): Longer side of each image.
-        title (str, optional): A line above the grid.
-    """
+    """A grid of RGB images, each with its ``(predicted class, score, true
+    class)`` row, mistakes framed red; ``title`` adds a count line above."""
     tiles = []
     for img, (pred, score, true) in zip(images, rows):
         wrong = pred != true

@@ -11,19 +11,10 @@ _AVERAGES = ('macro', 'micro')
 
 def plot_roc_pr(curves: Dict[str, Dict[str, dict]], kind: str, out_file: str,
                 title: str = '') -> str:
-    """Draw one-vs-rest ROC (``kind='roc'``) or PR (``kind='pr'``) curves:
-    a thin line a class (AUC / AP in the legend), thick dashed averages.
-
-    Args:
-        curves (dict): From
-            :func:`rock_plugin.evaluation.roc_pr.roc_pr_curves`.
-        kind (str): ``'roc'`` or ``'pr'``.
-        out_file (str): Image to write (atomically).
-        title (str): Figure title prefix.
-
-    Returns:
-        str: ``out_file``.
-    """
+    """Draw ``curves[kind]`` of :func:`.roc_pr_curves` (``kind`` ``'roc'``
+    or ``'pr'``) atomically into ``out_file`` and return it: a thin line a
+    class (AUC / AP in the legend), thick dashed averages, ``title`` as the
+    heading's prefix."""
     # The object API: no pyplot state, safe off the main thread.
     from matplotlib import colormaps
     from matplotlib.figure import Figure
@@ -47,15 +38,12 @@ def plot_roc_pr(curves: Dict[str, Dict[str, dict]], kind: str, out_file: str,
                     label=f"{name} average ({short} {curve['area']:.3f})")
     if kind == 'roc':
         ax.plot([0, 1], [0, 1], ls=':', lw=1, color='gray')
-        ax.set_xlabel('false positive rate')
-        ax.set_ylabel('true positive rate')
+        ax.set(xlabel='false positive rate', ylabel='true positive rate')
         heading = 'ROC curves (one vs rest)'
     else:
-        ax.set_xlabel('recall')
-        ax.set_ylabel('precision')
+        ax.set(xlabel='recall', ylabel='precision')
         heading = 'Precision-recall curves (one vs rest)'
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.02)
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.02))
     ax.grid(alpha=0.3)
     ax.set_title(f'{title}: {heading}' if title else heading)
     ax.legend(loc='center left', bbox_to_anchor=(1.01, 0.5), fontsize=7,
@@ -68,14 +56,9 @@ def plot_roc_pr(curves: Dict[str, Dict[str, dict]], kind: str, out_file: str,
 def save_roc_pr(out_dir: str, predictions: Sequence[dict],
                 class_names: Sequence[str], title: str = ''
                 ) -> Tuple[Dict[str, str], Dict[str, Dict[str, float]]]:
-    """Compute, draw and write the ROC and PR curves of a test run.
-
-    Args:
-        out_dir (str): Folder (exists).
-        predictions (Sequence[dict]): ``gt_label`` and ``pred_score`` per
-            image (``PredictionCollector``).
-        class_names (Sequence[str]): Names in label order.
-        title (str): Figure title prefix.
+    """Compute, draw (``title`` as prefix) and write into the existing
+    ``out_dir`` the ROC and PR curves of a test run's ``predictions``
+    (``PredictionCollector``'s ``gt_label`` and ``pred_score``).
 
     Returns:
         tuple: ``({kind: path}, areas)``, ``areas`` being ``{'roc_auc':

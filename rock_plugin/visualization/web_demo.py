@@ -25,12 +25,8 @@ def bundled_examples(root: str, per_class: int = 1) -> list:
 
 
 class RockClassificationTab:
-    """mmpretrain's ``ImageClassificationTab`` for one rock model + Grad-CAM.
-
-    Args:
-        inferencer (RockInferencer): Gives the class scores.
-        cam (RockCAM, optional): Gives the top-1 class overlay; None: none.
-        examples (Sequence[str]): Images offered under the input.
+    """mmpretrain's ``ImageClassificationTab`` for one rock model, with the
+    top-1 class overlay of ``cam`` (if any) and ``examples`` under the input.
     """
 
     def __init__(self, inferencer, cam=None, examples: Sequence[str] = ()):

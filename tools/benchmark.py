@@ -28,7 +28,6 @@ the frozen backbone alone on every engine of
 (EfficientNet-B0 at 32 px, 4 images a class) for tests.
 """
 import argparse
-import json
 import multiprocessing
 import os
 import os.path as osp
@@ -584,9 +583,8 @@ def main(argv=None):
     res['report'] = summarize(res)
     print(res['report'])
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w', encoding='utf-8') as f:
-            json.dump(res, f, indent=1)
+        from rock_plugin.utils.atomic_io import atomic_write_json
+        atomic_write_json(args.out, res, indent=1)
     return res
 
 

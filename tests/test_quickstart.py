@@ -1,4 +1,4 @@
-"""configs/rock_quickstart.py: the Lite0 recipe on the bundled demo data."""
+"""configs/rock_quickstart.py: the Lite2 recipe on the bundled demo data."""
 import csv
 import os.path as osp
 
@@ -12,7 +12,7 @@ QUICK = osp.join(REPO, 'configs', 'rock_quickstart.py')
 DEMO = osp.join(REPO, 'demo', 'rock_thin_sections')
 
 
-def test_quickstart_is_the_rock_b4_recipe_on_lite0():
+def test_quickstart_is_the_rock_b4_recipe_on_lite2():
     train_tool = load_tool('train')
     cfg = train_tool.build_config(train_tool.parse_args([QUICK, '--seed',
                                                          '0']))
@@ -20,10 +20,14 @@ def test_quickstart_is_the_rock_b4_recipe_on_lite0():
     assert m.type == 'RockImageClassifier' and m.freeze_backbone
     assert m.backbone.type == 'EfficientNetLite'
     assert m.backbone.weights == 'package'
-    assert (m.head.num_classes, m.head.in_channels) == (11, 1280)
+    assert m.backbone.model_name == 'tf_efficientnet_lite2'
+    assert m.backbone.out_indices == (4, 5, 6)
+    assert m.neck.type == 'ConcatGlobalAveragePooling'
+    assert (m.head.num_classes, m.head.in_channels) == (11, 1960)
     assert cfg.data_preprocessor.mean == [127.0] * 3
     assert cfg.train_dataloader.dataset.data_root == 'demo/rock_thin_sections'
-    assert cfg.train_dataloader.dataset.pipeline[1].scale == 224
+    assert cfg.train_dataloader.dataset.pipeline[1].scale == 260
+    assert cfg.val_dataloader.dataset.pipeline[1].crop_size == 260
     assert cfg.optim_wrapper.optimizer.type == 'SGD'
     assert cfg.param_scheduler.type == 'MultiStepLR'
     assert cfg.param_scheduler.end == cfg.train_cfg.max_epochs

@@ -1,6 +1,6 @@
 """tools/test.py's ROC / precision-recall curves and mistakes sheet, and
 --tta in tools/test.py and tools/predict.py, run as a user would on the
-shared quick-start model (Lite0, bundled data)."""
+shared quick-start model (Lite2, bundled data)."""
 import os.path as osp
 
 import numpy as np
@@ -19,7 +19,8 @@ def tested(quickstart_model, tmp_path_factory):
     and with --tta: ``{'plain': dir, 'tta': dir, 'log_*': output}``."""
     out = tmp_path_factory.mktemp('curves')
     runs = {}
-    for variant, extra in (('plain', ('--mistakes', '6')),
+    for variant, extra in (('plain', ('--mistakes', '6', '--out',
+                                      str(out / 'plain.json'))),
                            ('tta', ('--tta', '--mistakes', '0'))):
         proc = run_tool('tools/test.py', quickstart_model['config'],
                         quickstart_model['checkpoint'], '--device', 'cpu',
@@ -40,6 +41,13 @@ def _scores(results_dir):
 
 def test_roc_and_pr_areas_equal_sklearn_on_the_predictions(tested):
     rows, classes, scores, labels = _scores(tested['plain'])
+    # the reference needs the unrounded scores: the CSV's 6 decimals make
+    # ties of a confident model's 1.000000 and 0.000000
+    preds = read_json(tested['plain'] + '.json')
+    assert [p['gt_label'] for p in preds] == labels.tolist()
+    np.testing.assert_allclose([p['pred_score'] for p in preds], scores,
+                               atol=5e-7)
+    scores = np.array([p['pred_score'] for p in preds], np.float64)
     onehot = labels[:, None] == np.arange(len(classes))[None, :]
     table = {r['curve']: r for r in
              read_csv_dicts(osp.join(tested['plain'], 'roc_pr_summary.csv'))}

@@ -60,7 +60,7 @@ def test_tta_pipeline_gives_the_eight_dihedral_views(tmp_path):
 
 
 def test_tta_scores_do_not_depend_on_the_slides_orientation(tmp_path):
-    """Lite0 with its ImageNet weights: plain scores change when the image
+    """Lite2 with its ImageNet weights: plain scores change when the image
     is rotated, TTA scores do not, and they are the mean over the views."""
     import rock_plugin  # noqa: F401
     from mmengine.dataset import Compose, pseudo_collate

@@ -45,8 +45,8 @@ def test_cam_follows_the_target_class_on_a_two_rock_image(quick_cam):
     left = quick_cam(('two_rocks', image), target_class=classes[a])
     right = quick_cam(('two_rocks', image), target_class=classes[b])
     assert quick_cam.path == 'fused'  # gradients through the fast path
-    assert left['cam'].shape == right['cam'].shape == (224, 224)
-    assert left['overlay'].shape == (224, 224, 3)
+    assert left['cam'].shape == right['cam'].shape == (260, 260)
+    assert left['overlay'].shape == (260, 260, 3)
     assert left['overlay'].dtype == np.uint8
     # The map changes with the class asked about ...
     assert np.abs(left['cam'] - right['cam']).mean() > 0.05
@@ -172,7 +172,7 @@ def test_vis_cam_tool(quickstart_model, tmp_path):
     assert 'skipped' in proc.stderr and 'broken.jpg' in proc.stderr
     import cv2
     overlay = cv2.imread(str(out / written[0]))
-    assert overlay.shape == (224, 224, 3)
+    assert overlay.shape == (260, 260, 3)
 
     proc = run_tool('tools/vis_cam.py', quickstart_model['config'],
                     quickstart_model['checkpoint'], first[0],

@@ -1,4 +1,6 @@
+from .concat_gap import ConcatGlobalAveragePooling
 from .efficientnet_lite import EfficientNetLite
 from .rock_classifier import RockImageClassifier
 
-__all__ = ['RockImageClassifier', 'EfficientNetLite']
+__all__ = ['RockImageClassifier', 'EfficientNetLite',
+           'ConcatGlobalAveragePooling']

@@ -26,7 +26,7 @@ class _Logits(nn.Module):
 
 def _trace(backbone: nn.Module, inputs: torch.Tensor) -> List[tuple]:
     """``(name, output)`` of every submodule, in the order they finished,
-    plus ``('', last feature map)`` at the end."""
+    plus ``('', the backbone's feature maps as a tuple)`` at the end."""
     fired: List[tuple] = []
     handles = [m.register_forward_hook(
         lambda mod, args, out, name=name: fired.append((name, out)))
@@ -37,7 +37,8 @@ def _trace(backbone: nn.Module, inputs: torch.Tensor) -> List[tuple]:
     finally:
         for h in handles:
             h.remove()
-    return fired + [('', out[-1] if isinstance(out, (tuple, list)) else out)]
+    return fired + [('', tuple(out) if isinstance(out, (tuple, list))
+                     else (out, ))]
 
 
 class RockCAM:
@@ -48,15 +49,16 @@ class RockCAM:
         method (str): One of :data:`CAM_METHODS`. Defaults to 'gradcam'.
         target_layers (list[str], optional): Module names, e.g.
             ``['backbone.layers.5']`` (averaged). Defaults to the last module
-            returning the backbone's final feature map (not mmpretrain's last
-            norm layer: it is folded away when fused).
+            returning each feature map the backbone returns (the final one,
+            and those a multi-level neck pools too: the head reads them
+            all), not mmpretrain's last norm layer (folded away when fused).
         fast (bool): Try the fused fast path first. Defaults to True.
 
     Example:
         >>> cam = RockCAM(RockInferencer(cfg, ckpt), method='gradcam')
         >>> out = cam('rock.jpg', target_class='Chert')
         >>> out['cam'].shape, out['overlay'].dtype  # (H, W) in [0, 1]; RGB
-        ((224, 224), dtype('uint8'))
+        ((260, 260), dtype('uint8'))
     """
 
     def __init__(self, inferencer, method: str = 'gradcam',
@@ -112,14 +114,15 @@ class RockCAM:
         running = backbone if backbone is not None else model.backbone
         if fast not in self._traced:
             # Which modules run (a folded BN may remain as an unused
-            # module) and which gives the last feature map: one probe pass.
+            # module) and which give the returned maps: one probe pass.
             probe = inputs
             if backbone is not None and model.channels_last:
                 probe = inputs.contiguous(memory_format=torch.channels_last)
-            *fired, (_, final) = _trace(running, probe)
+            *fired, (_, maps) = _trace(running, probe)
             self._traced[fast] = (
                 {'backbone.' + n for n, _ in fired},
-                ['backbone.' + n for n, o in fired if o is final][-1:])
+                [name for m in maps for name in [
+                    'backbone.' + n for n, o in fired if o is m][-1:]])
         ran, default = self._traced[fast]
         names = self.target_layers or default
         if not names:

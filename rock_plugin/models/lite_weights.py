@@ -30,7 +30,8 @@ def lite_variant(model_name: str) -> str:
     (``'tf_efficientnet_lite2'`` -> ``'2'``)."""
     match = re.search(r'lite(\d)$', model_name)
     if match is None:
-        raise ValueError(f'not an EfficientNet-Lite model name: {model_name!r}')
+        raise ValueError(
+            f'not an EfficientNet-Lite model name: {model_name!r}')
     return match.group(1)
 
 _TOP_LEVEL = dict(_conv_stem='conv_stem', _bn0='bn1', _conv_head='conv_head',

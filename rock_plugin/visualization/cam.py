@@ -119,10 +119,10 @@ class RockCAM:
             if backbone is not None and model.channels_last:
                 probe = inputs.contiguous(memory_format=torch.channels_last)
             *fired, (_, maps) = _trace(running, probe)
-            self._traced[fast] = (
-                {'backbone.' + n for n, _ in fired},
-                [name for m in maps for name in [
-                    'backbone.' + n for n, o in fired if o is m][-1:]])
+            # the last module to finish with each map (later ones win)
+            last = {id(o): 'backbone.' + n for n, o in fired}
+            self._traced[fast] = ({'backbone.' + n for n, _ in fired},
+                                  [last[id(m)] for m in maps if id(m) in last])
         ran, default = self._traced[fast]
         names = self.target_layers or default
         if not names:

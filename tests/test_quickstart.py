@@ -28,6 +28,10 @@ def test_quickstart_is_the_rock_b4_recipe_on_lite2():
     assert cfg.train_dataloader.dataset.data_root == 'demo/rock_thin_sections'
     assert cfg.train_dataloader.dataset.pipeline[1].scale == 260
     assert cfg.val_dataloader.dataset.pipeline[1].crop_size == 260
+    # larger images shrink to the bundled 256 px short side first
+    for pipeline in (cfg.train_dataloader.dataset.pipeline,
+                     cfg.val_dataloader.dataset.pipeline, cfg.tta_pipeline):
+        assert pipeline[0] == dict(type='LoadRockImage', pre_resize=256)
     assert cfg.optim_wrapper.optimizer.type == 'SGD'
     assert cfg.param_scheduler.type == 'MultiStepLR'
     assert cfg.param_scheduler.end == cfg.train_cfg.max_epochs

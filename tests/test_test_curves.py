@@ -1,13 +1,16 @@
 """tools/test.py's ROC / precision-recall curves and mistakes sheet, and
 --tta in tools/test.py and tools/predict.py, run as a user would on the
 shared quick-start model (Lite2, bundled data)."""
+import os
 import os.path as osp
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from conftest import file_magic, read_csv_dicts, read_json, run_tool
+from conftest import (DEMO_DATA, QUICKSTART, file_magic, read_csv_dicts,
+                      read_json, run_tool)
 
 PNG = b'\x89PNG\r\n\x1a\n'
 JPEG = b'\xff\xd8\xff'
@@ -18,9 +21,9 @@ def tested(quickstart_model, tmp_path_factory):
     """tools/test.py on the quick-start model's validation images, without
     and with --tta: ``{'plain': dir, 'tta': dir, 'log_*': output}``."""
     out = tmp_path_factory.mktemp('curves')
-    runs = {}
+    runs = {'json_plain': str(out / 'plain.json')}
     for variant, extra in (('plain', ('--mistakes', '6', '--out',
-                                      str(out / 'plain.json'))),
+                                      runs['json_plain'])),
                            ('tta', ('--tta', '--mistakes', '0'))):
         proc = run_tool('tools/test.py', quickstart_model['config'],
                         quickstart_model['checkpoint'], '--device', 'cpu',
@@ -43,7 +46,7 @@ def test_roc_and_pr_areas_equal_sklearn_on_the_predictions(tested):
     rows, classes, scores, labels = _scores(tested['plain'])
     # the reference needs the unrounded scores: the CSV's 6 decimals make
     # ties of a confident model's 1.000000 and 0.000000
-    preds = read_json(tested['plain'] + '.json')
+    preds = read_json(tested['json_plain'])
     assert [p['gt_label'] for p in preds] == labels.tolist()
     np.testing.assert_allclose([p['pred_score'] for p in preds], scores,
                                atol=5e-7)
@@ -126,3 +129,49 @@ def test_predict_tta_gives_the_test_tools_tta_scores(quickstart_model,
                    quickstart_model['checkpoint'], check=False)
     assert bad.returncode == 2 and '--tta runs the PyTorch model' in \
         bad.stderr
+
+
+def test_readme_tiles_command_shrinks_full_size_images(quickstart_model,
+                                                      tmp_path):
+    """README: `tools/test.py ... --data-root <tiles> --cfg-options
+    test_dataloader.dataset.split=None` scores every image of a folder, and
+    the quick start's test pipeline shrinks 1280x1024 tiles to the bundled
+    256 px short side: each bundled image blown up 4x (4x4 copies of each
+    pixel) gives, by area, its own pixels back, hence the same model input
+    (the trained model's scores saturate, so they would not tell)."""
+    from mmengine.config import Config
+    from mmengine.dataset import Compose
+    from mmengine.registry import init_default_scope
+    from PIL import Image
+
+    root = tmp_path / 'full_size'
+    pairs = []
+    for name in sorted(os.listdir(DEMO_DATA)):
+        src = osp.join(DEMO_DATA, name,
+                       sorted(os.listdir(osp.join(DEMO_DATA, name)))[0])
+        (root / name).mkdir(parents=True)
+        big = str(root / name / 'tile.png')  # lossless: exact pixels
+        with Image.open(src) as img:
+            assert img.size == (320, 256)
+            img.resize((1280, 1024), Image.NEAREST).save(big)
+        pairs.append((src, big))
+
+    init_default_scope('mmpretrain')
+    steps = Config.fromfile(QUICKSTART).test_dataloader.dataset.pipeline
+    shipped = Compose(steps)
+    no_shrink = Compose([dict(steps[0], pre_resize=None), *steps[1:]])
+    for src, big in pairs[:3]:
+        same = [shipped(dict(img_path=p))['inputs'] for p in (src, big)]
+        assert same[0].shape[-2:] == (260, 260)
+        assert torch.equal(*same)
+        differ = [no_shrink(dict(img_path=p))['inputs'] for p in (src, big)]
+        assert not torch.equal(*differ)
+
+    results = str(tmp_path / 'results')
+    run_tool('tools/test.py', quickstart_model['config'],
+             quickstart_model['checkpoint'], '--data-root', str(root),
+             '--work-dir', str(tmp_path / 'work'), '--results-dir', results,
+             '--cfg-options', 'test_dataloader.dataset.split=None')
+    summary = read_json(osp.join(results, 'summary.json'))
+    assert summary['num_images'] == 11 and summary['split'] is None
+    assert 'accuracy/top1' in summary['metrics']

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import (REPO, load_tool, make_class_folders, read_csv_dicts,
-                      read_json, run_tool)
+from conftest import (DEMO_DATA, QUICKSTART, REPO, load_tool,
+                      make_class_folders, read_csv_dicts, read_json, run_tool)
 
 TINY_TTA = osp.join(REPO, 'tests', 'data', 'tiny_tta_config.py')
 KILL_HOOK = osp.join(REPO, 'tests', 'data', 'kill_hook.py')
@@ -212,3 +212,33 @@ def test_two_processes_under_dist_train_sh(tmp_path):
     # the distributed sampler's padding is not counted twice
     assert len(oof) == 12 and len({r['file'] for r in oof}) == 12
     assert log.count('Cross-validation: top-1') == 1  # rank 0 alone
+
+
+def test_readme_command_on_the_shipped_quick_start(tmp_path):
+    """The README's `cross_validate.py configs/rock_quickstart.py --tta` on
+    the bundled data with the shipped loaders (workers on, persistent),
+    shortened to 2 folds of 1 epoch: every bundled image is validated once,
+    plain and with TTA, and each fold keeps its best.pth/last.pth."""
+    from mmengine.config import Config
+    if not osp.isdir(DEMO_DATA):
+        pytest.skip('bundled demo data missing')
+    work = str(tmp_path / 'cv')
+    proc = run_tool('tools/cross_validate.py', QUICKSTART, '--folds', '2',
+                    '--tta', '--work-dir', work, '--cfg-options',
+                    'train_cfg.max_epochs=1')
+    images = sum(len(files) for _, _, files in os.walk(DEMO_DATA))
+    for suffix in ('', '_tta'):
+        summary = read_json(osp.join(work, f'cv_summary{suffix}.json'))
+        assert summary['num_images'] == images == 233
+        assert summary['folds_k'] == 2
+        oof = read_csv_dicts(osp.join(work, f'oof_predictions{suffix}.csv'))
+        assert len({r['file'] for r in oof}) == images
+    for k in (0, 1):
+        fold = osp.join(work, f'fold_{k}')
+        assert osp.isfile(osp.join(fold, 'best.pth'))
+        assert osp.isfile(osp.join(fold, 'last.pth'))
+        run = Config.fromfile(osp.join(fold, 'rock_quickstart.py'))
+        assert run.train_dataloader.num_workers == 2
+        assert run.train_dataloader.persistent_workers
+        assert run.train_dataloader.dataset.pipeline[1].scale == 260
+    assert 'Cross-validation with TTA: top-1' in proc.stdout + proc.stderr

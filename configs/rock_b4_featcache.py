@@ -12,10 +12,9 @@
 #   python tools/train.py configs/rock_b4_featcache.py --data-root datas
 _base_ = ['./rock_b4.py']
 
-max_epochs = 100
 train_cfg = dict(
-    _delete_=True,
+    _delete_=True,  # replaces rock_b4's train_cfg
     type='FeatureCacheTrainLoop',
-    max_epochs=max_epochs,
+    max_epochs={{_base_.max_epochs}},
     val_interval=1,
     num_views=8)

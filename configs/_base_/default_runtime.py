@@ -1,0 +1,43 @@
+# The runtime of every rock recipe: mmpretrain's default runtime plus the
+# plugin's runner, checkpoints, history and run-safety hooks.
+_base_ = ['mmpretrain::_base_/default_runtime.py']
+
+custom_imports = dict(imports=['rock_plugin'], allow_failed_imports=False)
+# mmengine's Runner, minus the code it would run from checkpoint text, with
+# safe checkpoint loading while it runs (rock_plugin/engine/rock_runner.py).
+runner_type = 'RockRunner'
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    # latest checkpoints (two, so a corrupt one has a predecessor) and best;
+    # written atomically, ties go to the later epoch, plus stable best.pth
+    # and last.pth (rock_plugin/hooks/rock_checkpoint_hook.py).
+    checkpoint=dict(type='RockCheckpointHook', interval=1, max_keep_ckpts=2,
+                    save_best='accuracy/top1', rule='greater'))
+custom_hooks = [
+    # history.csv (train/val loss, accuracy, P/R/F1 per epoch), its figures
+    # (curves.png, confusion_matrix.png/.csv), and on --resume the resumed
+    # epoch's validation, which its checkpoint was saved before.
+    dict(type='HistoryHook'),
+    dict(type='HistoryFigureHook'),
+    dict(type='ResumeValidationHook'),
+    dict(type='RngStateHook'),  # exact --resume
+    dict(type='NanGuardHook'),  # stop on NaN/inf loss, keep good checkpoints
+    dict(type='SafeCheckpointHook'),  # checkpoints load with weights_only
+    # class_weight='auto' in a loss -> inverse-frequency weights of the
+    # training split (--class-weight auto); does nothing otherwise.
+    dict(type='AutoClassWeightHook'),
+    # train_batch0.jpg and val_predictions.jpg (enabled=False: none).
+    dict(type='TrainingPreviewHook'),
+    # Early stopping (--patience N) adds (mmengine's, resumable)
+    # dict(type='ResumableEarlyStoppingHook', monitor='accuracy/top1',
+    #      patience=N).
+]
+# CPU processes need gloo and no device_ids
+# (rock_plugin/engine/distributed.py).
+model_wrapper_cfg = dict(type='RockDistributedDataParallel')
+# Fixed-size input: let cuDNN pick the fastest kernels (GPU only; ignored on
+# CPU, and switched off by --deterministic). On a GPU also add
+# `train_dataloader.pin_memory=True val_dataloader.pin_memory=True` and --amp.
+env_cfg = dict(cudnn_benchmark=True, dist_cfg=dict(backend='nccl'))
+randomness = dict(seed=None, deterministic=False)

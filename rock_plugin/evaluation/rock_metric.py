@@ -9,6 +9,8 @@ from mmpretrain.registry import METRICS
 from sklearn.metrics import (confusion_matrix, precision_recall_fscore_support,
                              top_k_accuracy_score)
 
+from rock_plugin.utils.text import printable
+
 
 def compute_rock_metrics(scores: np.ndarray, labels: np.ndarray,
                          num_classes: int,
@@ -72,9 +74,11 @@ def macro_metrics_from_confusion(confusion) -> Dict[str, float]:
 def format_per_class_table(metrics: Dict[str, object],
                            class_names: Sequence[str]) -> str:
     """:func:`compute_rock_metrics`' per-class precision / recall / F1 /
-    support with a macro-average row, as a text table."""
+    support with a macro-average row, as a text table; class names shown as
+    they are, escapes and ``[markup]`` inert."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
     table = Table(title='Per-class results')
     for col in ('Class', 'Precision', 'Recall', 'F1-score', 'Support'):
         table.add_column(col, justify='left' if col == 'Class' else 'right')
@@ -82,7 +86,8 @@ def format_per_class_table(metrics: Dict[str, object],
                metrics['recall_per_class'], metrics['f1-score_per_class'],
                metrics['support'])
     for name, p, r, f, s in rows:
-        table.add_row(name, f'{p:.2f}', f'{r:.2f}', f'{f:.2f}', str(s))
+        table.add_row(Text(printable(name, one_line=True)), f'{p:.2f}',
+                      f'{r:.2f}', f'{f:.2f}', str(s))
     table.add_row('macro avg', f"{metrics['precision']:.2f}",
                   f"{metrics['recall']:.2f}", f"{metrics['f1-score']:.2f}",
                   str(sum(metrics['support'])))

@@ -1,5 +1,4 @@
 """``HistoryHook``: a row of metrics per epoch in ``history.csv``."""
-import csv
 import os
 import os.path as osp
 import time
@@ -12,7 +11,7 @@ from mmpretrain.registry import HOOKS
 
 from rock_plugin.evaluation.head_output_stats import HeadOutputStats
 from rock_plugin.evaluation.rock_metric import RockMetric
-from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.atomic_io import atomic_write_csv
 from rock_plugin.visualization import read_history
 from .resume_validation_hook import validates_after
 
@@ -77,11 +76,10 @@ class HistoryHook(Hook):
         columns: List[str] = []
         for r in self.rows:
             columns.extend(k for k in r if k not in columns)
-        path = osp.join(runner.work_dir, self.filename)
-        with atomic_write(path, newline='', encoding='utf-8') as f:
-            writer = csv.DictWriter(f, fieldnames=columns, restval='')
-            writer.writeheader()
-            writer.writerows(sorted(self.rows, key=lambda r: int(r['epoch'])))
+        rows = sorted(self.rows, key=lambda r: int(r['epoch']))
+        atomic_write_csv(osp.join(runner.work_dir, self.filename),
+                         [columns] + [[r.get(c, '') for c in columns]
+                                      for r in rows])
 
     def before_train_epoch(self, runner) -> None:
         if self._pending is not None:  # a resumed epoch nobody validated

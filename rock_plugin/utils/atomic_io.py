@@ -7,6 +7,8 @@ import os.path as osp
 import tempfile
 from typing import Iterable, Iterator, IO, Sequence
 
+from .text import csv_cell
+
 
 def _umask() -> int:
     # os.umask is read by setting it, racing other threads (figures are
@@ -56,9 +58,25 @@ def atomic_write(path: str, mode: str = 'w', **open_kwargs) -> Iterator[IO]:
 
 
 def atomic_write_csv(path: str, rows: Iterable[Sequence]) -> str:
-    """Write ``rows`` as a UTF-8 CSV file atomically; returns ``path``."""
+    """Write ``rows`` as a UTF-8 CSV file atomically, every cell through
+    :func:`~rock_plugin.utils.text.csv_cell`: a class named ``=SUM(A1)``
+    is text, not a formula, in a spreadsheet. Readers of our own CSV files
+    undo it with :func:`~rock_plugin.utils.text.from_csv_cell`.
+
+    Args:
+        path (str): Destination file.
+        rows (Iterable[Sequence]): The rows, header first if any.
+
+    Returns:
+        str: ``path``.
+
+    Example:
+        >>> atomic_write_csv('per_class.csv', [['class', 'f1'], ['=x', 0.5]])
+        'per_class.csv'
+    """
     with atomic_write(path, newline='', encoding='utf-8') as f:
-        csv.writer(f).writerows(rows)
+        csv.writer(f).writerows([csv_cell(cell) for cell in row]
+                                for row in rows)
     return path
 
 

@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.text import printable
 
 RED = (220, 30, 30)
 GREEN = (40, 160, 60)
@@ -34,9 +35,11 @@ def text_band(lines: Sequence[str], width: int,
               colors: Optional[Sequence[Color]] = None,
               background: Color = WHITE) -> np.ndarray:
     """A ``width``-wide RGB band with one text line per entry, the font
-    shrunk until the longest line fits (class names can be long)."""
+    shrunk until the longest line fits (class names can be long); control
+    characters in names are drawn as ``\\xNN`` escapes."""
     import cv2
     font = cv2.FONT_HERSHEY_SIMPLEX
+    lines = [printable(line, one_line=True) for line in lines]
     scale = max(0.3, min(0.6, width / 400))
     longest = max(lines, key=len) if lines else ''
     while scale > 0.25 and \

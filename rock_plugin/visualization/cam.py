@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rock_plugin.utils.text import printable
+
 CAM_METHODS = ('gradcam', 'gradcam++', 'layercam', 'eigencam')
 
 
@@ -96,8 +98,9 @@ class RockCAM:
             return target
         if target in classes:
             return classes.index(target)
+        names = printable(', '.join(classes), one_line=True)
         raise ValueError(f'--target-class {target!r}: not a class of this '
-                         f'model ({", ".join(classes)})')
+                         f'model ({names})')
 
     def _layers(self, inputs: torch.Tensor, fast: bool) -> List[nn.Module]:
         """The target modules in the backbone that will run."""

@@ -25,7 +25,7 @@ def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,
     totals = counts.sum(axis=1, keepdims=True)
     norm = np.divide(counts, totals, out=np.zeros(counts.shape, float),
                      where=totals > 0)
-    from .fonts import drawable_names
+    from .fonts import drawable_names, plot_text
     n = len(class_names)
     labels, family = drawable_names(class_names)
     size = max(5.0, 0.55 * n + 2.5)
@@ -35,7 +35,7 @@ def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,
                                (axes[1], norm, 'row-normalised', '.2f')):
         im = ax.imshow(data, cmap='Blues', vmin=0,
                        vmax=max(1, data.max()) if fmt == 'd' else 1)
-        ax.set_title(f'{title} ({sub})')
+        ax.set_title(plot_text(f'{title} ({sub})'))
         ax.set_xticks(range(n), labels, rotation=60, ha='right',
                       fontsize=8, family=family)
         ax.set_yticks(range(n), labels, fontsize=8, family=family)

@@ -5,6 +5,7 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence, Union
 
 from rock_plugin.utils.atomic_io import atomic_save_figure
+from rock_plugin.utils.text import from_csv_cell, printable
 
 # (title, ((column, curve label), ...)) a panel, drawn when some run has one
 # of its columns; train and validation share an axis (overfitting shows).
@@ -54,13 +55,15 @@ def read_history(path: str) -> List[Dict[str, str]]:
         where = f'{path}:{reader.line_num}: the history is damaged'
         if None in row:
             raise ValueError(f'{where}: more values than columns')
+        # our CSV writer quotes formula-like cells (a class '=x'): undone
+        row = {from_csv_cell(k): from_csv_cell(v or '')  # short row: ''
+               for k, v in row.items()}
         for column, value in row.items():
-            row[column] = value = value or ''  # a short row: '' (missing)
             try:
                 int(value) if column == 'epoch' else float(value or 0)
             except ValueError:
-                raise ValueError(f'{where}: {column} is {value!r}, not a '
-                                 'number') from None
+                raise ValueError(f'{where}: {printable(column)} is '
+                                 f'{value!r}, not a number') from None
         rows.append(row)
     return rows
 
@@ -92,8 +95,11 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
     """
     # The object API: no pyplot state, so hooks can draw off the main thread.
     from matplotlib.figure import Figure
+    from .fonts import plot_text
     if not isinstance(histories, dict):
         histories = {'': histories}
+    # run names are folder names: drawn literally (mathtext, escapes)
+    histories = {plot_text(k): v for k, v in histories.items()}
     panels = [(name, curves) for name, curves in PANELS
               if any(_series(rows, col)[0] for col, _ in curves
                      for rows in histories.values())] or list(PANELS[:1])
@@ -126,7 +132,7 @@ def plot_curves(histories: Union[Sequence[Dict[str, str]],
     for ax in list(axes.flat)[len(panels):]:
         ax.axis('off')
     if title:
-        fig.suptitle(title)
+        fig.suptitle(plot_text(title))
     # Fixed margins: tight_layout's text measuring was 60 % of the drawing
     # time, paid every epoch, for a layout that never changes.
     height = 3.6 * nrows

@@ -5,6 +5,8 @@ CSV beside the plot keeps the names).
 from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple
 
+from rock_plugin.utils.text import printable
+
 
 @lru_cache(maxsize=None)
 def _fonts() -> Tuple[Tuple[str, str], ...]:
@@ -29,9 +31,23 @@ def font_for(names: Sequence[str]) -> Optional[str]:
     return next((name for name, path in ordered if _covers(path, text)), None)
 
 
+def plot_text(text: str) -> str:
+    r"""``text`` (a class, file or run name) as matplotlib draws it
+    literally: control characters escaped (:func:`printable`) and ``$``
+    kept from starting mathtext (``'$\foo$'`` would fail the drawing).
+
+    Example:
+        >>> print(plot_text('$x$ \x1b'))
+        \$x\$ \x1b
+    """
+    return printable(text, one_line=True).replace('$', r'\$')
+
+
 def drawable_names(names: Sequence[str]) -> Tuple[List[str], Optional[str]]:
-    """``(names, family)`` to draw them with, or ``(['#0', '#1', ...],
-    None)`` when no installed font has their characters."""
+    """``(names, family)`` to draw them with (through :func:`plot_text`), or
+    ``(['#0', '#1', ...], None)`` when no installed font has their
+    characters."""
+    names = [plot_text(n) for n in names]
     family = font_for(names)
     if family is None:
         return [f'#{i}' for i in range(len(names))], None

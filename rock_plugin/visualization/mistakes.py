@@ -3,6 +3,7 @@ import math
 from typing import List, Optional, Sequence
 
 from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.text import printable
 
 
 def most_confident_mistakes(predictions: Sequence[dict], n: int
@@ -59,6 +60,7 @@ def draw_mistakes_sheet(predictions: Sequence[dict],
                  (f"pred: {class_names[p['pred_label']]}", (170, 0, 0)),
                  (f"{p['score']:.1%}  {name}", (90, 90, 90))]
         for j, (text, color) in enumerate(lines):
+            text = printable(text, one_line=True)
             if len(text) > chars:
                 text = text[:chars - 1] + '…'
             draw.text((x, y + tile + 2 + j * line_h), text, fill=color,

@@ -20,16 +20,18 @@ def plot_roc_pr(curves: Dict[str, Dict[str, dict]], kind: str, out_file: str,
     from matplotlib.figure import Figure
     table = curves[kind]
     classes = [n for n in table if n not in _AVERAGES]
+    from .fonts import plot_text
+    labels = [plot_text(n) for n in classes]
     fig = Figure(figsize=(9.5, 6))
     ax = fig.subplots()
     cmap = colormaps['tab20']
     short = 'AUC' if kind == 'roc' else 'AP'
-    for i, name in enumerate(classes):
+    for i, (name, label) in enumerate(zip(classes, labels)):
         curve = table[name]
         if np.isnan(curve['area']):
             continue
         ax.plot(curve['x'], curve['y'], lw=1.2, color=cmap(i % 20),
-                label=f"{name} ({short} {curve['area']:.3f})",
+                label=f"{label} ({short} {curve['area']:.3f})",
                 drawstyle='steps-post' if kind == 'pr' else 'default')
     for name, color in zip(_AVERAGES, ('black', 'dimgray')):
         curve = table.get(name)
@@ -45,7 +47,7 @@ def plot_roc_pr(curves: Dict[str, Dict[str, dict]], kind: str, out_file: str,
         heading = 'Precision-recall curves (one vs rest)'
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.02))
     ax.grid(alpha=0.3)
-    ax.set_title(f'{title}: {heading}' if title else heading)
+    ax.set_title(plot_text(f'{title}: {heading}' if title else heading))
     ax.legend(loc='center left', bbox_to_anchor=(1.01, 0.5), fontsize=7,
               frameon=False)
     fig.subplots_adjust(left=0.07, right=0.64, top=0.93, bottom=0.09)

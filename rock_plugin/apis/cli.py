@@ -26,7 +26,8 @@ def run_cli(main: Callable[[Optional[List[str]]], object],
             # re-raised from a DataLoader worker: keep the original message
             last = [ln for ln in message.splitlines() if ln.strip()][-1]
             message = last.split(': ', 1)[1] if ': ' in last else last
-        print(f'error: {message}', file=sys.stderr)
+        from rock_plugin.utils.text import printable
+        print(f'error: {printable(message)}', file=sys.stderr)
         print('(run again with --debug for the full traceback)',
               file=sys.stderr)
         return 2

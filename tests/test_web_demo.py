@@ -1,18 +1,21 @@
-"""tools/web_demo.py in a real headless browser (Debian's chromium,
-driven by Playwright): upload a bundled image, read the top-1 class, see the
-Grad-CAM image."""
+"""The web demo: its callback on bad uploads (one line naming the file,
+no traceback), its temp folder, and tools/web_demo.py in a real headless
+browser (Debian's chromium, driven by Playwright): upload a bundled image,
+read the top-1 class, see the Grad-CAM image, upload a bad file."""
+import glob
 import os
 import os.path as osp
 import shutil
-import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 
 import pytest
 
-from conftest import DEMO_DATA, REPO
+from conftest import DEMO_DATA, REPO, free_port, make_image
 
 CHROMIUM = '/usr/bin/chromium'
 # No sandbox (root in CI), no GPU, no traffic of its own (updates, sync,
@@ -21,12 +24,6 @@ CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
                  '--disable-quic', '--no-first-run',
                  '--disable-background-networking',
                  '--disable-component-update', '--disable-sync']
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_server(proc, url, timeout=240):
@@ -42,6 +39,103 @@ def _wait_for_server(proc, url, timeout=240):
         except OSError:
             time.sleep(0.5)
     raise AssertionError(f'web_demo did not answer on {url}')
+
+
+def _png_declaring(path, width, height):
+    """A PNG whose header declares ``width`` x ``height`` (no pixels)."""
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data)))
+    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) +
+                     chunk(b'IDAT', zlib.compress(b'')) + chunk(b'IEND', b''))
+    return path
+
+
+def _bad_uploads(folder):
+    """{file: what the page must say about it}."""
+    with open(glob.glob(osp.join(DEMO_DATA, '*', '*.jpg'))[0], 'rb') as f:
+        jpeg = f.read()
+    png = open(make_image(str(folder / 'ok.png'), size=(200, 160)),
+               'rb').read()
+    files = {'text.png': b'hello, I am text\n', 'empty.png': b'',
+             'cut.jpg': jpeg[:len(jpeg) // 2], 'cut.png': png[:len(png) // 2]}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    _png_declaring(folder / 'bomb.png', 30000, 30000)  # PIL: an error
+    _png_declaring(folder / 'big.png', 10000, 10000)  # PIL: a warning
+    unreadable = 'not an image'
+    return {folder / 'text.png': unreadable, folder / 'empty.png': unreadable,
+            folder / 'cut.jpg': 'cannot decode image',
+            folder / 'cut.png': 'cannot decode image',
+            folder / 'bomb.png': 'image too large to decode safely',
+            folder / 'big.png': 'image too large to decode safely'}
+
+
+@pytest.fixture(scope='module')
+def demo_inferencer(quickstart_model):
+    from rock_plugin.apis.inferencer import RockInferencer
+    return RockInferencer(quickstart_model['config'],
+                          quickstart_model['checkpoint'])
+
+
+def test_bad_uploads_are_one_line_naming_the_file(demo_inferencer,
+                                                  tmp_path, capsys):
+    import gradio as gr
+    from gradio.data_classes import ImageData
+    from rock_plugin.visualization.web_demo import build_demo
+    demo = build_demo(demo_inferencer)
+    # the callback Gradio runs for the Run button and for an upload, with
+    # the file as Gradio received it: Gradio does not open it first
+    event = next(f for f in demo.fns.values() if f.api_name == 'predict')
+    assert event.fn == demo.rock_tab.inference and not event.preprocess
+    callback = event.fn
+    capsys.readouterr()
+    for path, says in _bad_uploads(tmp_path).items():
+        with pytest.raises(gr.Error) as error:
+            callback(ImageData(path=str(path), orig_name=path.name)
+                     .model_dump())
+        assert error.value.message.startswith(f'{path.name}: {says}'), \
+            error.value.message
+        assert '\n' not in error.value.message
+        assert not error.value.print_exception
+        out, err = capsys.readouterr()
+        assert out == '' and 'Traceback' not in err
+        assert err.splitlines() == [f'web demo: {error.value.message}']
+    # the page shows the message as HTML: the user's file name is escaped
+    odd = tmp_path / 'a<b>\x1b.png'
+    odd.write_text('text')
+    with pytest.raises(gr.Error) as error:
+        callback(ImageData(path=str(odd), orig_name=odd.name).model_dump())
+    assert error.value.message.startswith('a&lt;b&gt;\\x1b.png: not an')
+    assert capsys.readouterr().err.startswith('web demo: a<b>\\x1b.png: ')
+    # a readable image still gets its scores, class names made printable
+    demo_inferencer.classes[:] = [f'{c}\x1b]0;x\x07'
+                                  for c in demo_inferencer.classes]
+    try:
+        scores, overlay = callback(str(tmp_path / 'ok.png'))  # a path too
+    finally:
+        demo_inferencer.classes[:] = [c[:-len('\x1b]0;x\x07')]
+                                      for c in demo_inferencer.classes]
+    assert len(scores) == 5 and overlay is None
+    assert all(c.endswith('\\x1b]0;x\\x07') for c in scores)
+    assert callback(None) == (None, None)
+
+
+def test_the_demo_temp_folder_is_its_own_and_removed(tmp_path,
+                                                     monkeypatch):
+    from rock_plugin.visualization.web_demo import demo_temp_dir
+    monkeypatch.delenv('GRADIO_TEMP_DIR', raising=False)
+    with demo_temp_dir() as folder:
+        assert os.environ['GRADIO_TEMP_DIR'] == folder
+        open(osp.join(folder, 'upload.png'), 'w').close()
+    assert not osp.exists(folder) and 'GRADIO_TEMP_DIR' not in os.environ
+    mine = tmp_path / 'my_gradio'  # a user's choice holds the folder
+    monkeypatch.setenv('GRADIO_TEMP_DIR', str(mine))
+    with demo_temp_dir() as folder:
+        assert osp.dirname(folder) == str(mine)
+    assert os.environ['GRADIO_TEMP_DIR'] == str(mine)
+    assert mine.is_dir() and not os.listdir(mine)
 
 
 @pytest.fixture(scope='module')
@@ -74,14 +168,18 @@ def test_web_demo_in_a_browser(quickstart_model, browser, tmp_path):
     assert right, 'the test model gets no bundled image right'
     _, image, true_class = max(right)
 
-    port = _free_port()
+    port = free_port()
     url = f'http://127.0.0.1:{port}/'
+    bad = tmp_path / 'not_an_image.png'
+    bad.write_text('hello, I am text\n')
+    temp_root = tmp_path / 'gradio'  # the demo's own folder goes in here
     proc = subprocess.Popen(
         [sys.executable, 'tools/web_demo.py', quickstart_model['config'],
          quickstart_model['checkpoint'], '--port', str(port)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, env={**os.environ, 'OMP_NUM_THREADS': '1',
-                        'GRADIO_ANALYTICS_ENABLED': 'False'})
+                        'GRADIO_ANALYTICS_ENABLED': 'False',
+                        'GRADIO_TEMP_DIR': str(temp_root)})
     try:
         _wait_for_server(proc, url)
         page = browser.new_page(viewport={'width': 1280, 'height': 900})
@@ -107,6 +205,14 @@ def test_web_demo_in_a_browser(quickstart_model, browser, tmp_path):
         shot = tmp_path / 'web_demo.png'
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10000
+        # a bad upload: one line on the page naming the file
+        page.set_input_files('#input_image input[type=file]', str(bad))
+        page.get_by_text('not_an_image.png: not an image (unrecognised '
+                         'file format)').first.wait_for(timeout=60000)
+        uploads = glob.glob(str(temp_root / 'rock_web_demo_*' / '**' /
+                                '*.*'), recursive=True)
+        assert {osp.basename(p) for p in uploads} >= {
+            osp.basename(image), 'not_an_image.png'}
         page.close()
     finally:
         proc.terminate()
@@ -114,6 +220,15 @@ def test_web_demo_in_a_browser(quickstart_model, browser, tmp_path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    log = proc.stdout.read()
+    assert proc.returncode == 0, log[-3000:]
+    assert 'Traceback' not in log, log[-3000:]
+    assert [line for line in log.splitlines()
+            if 'not_an_image.png' in line] == [
+        'web demo: not_an_image.png: not an image (unrecognised file '
+        'format)']
+    # SIGTERM: the uploads and overlays went with the demo's folder
+    assert temp_root.is_dir() and not os.listdir(temp_root)
     if os.environ.get('ROCK_WEB_DEMO_SCREENSHOT'):
         # How docs/images/web_demo.png is made (see the README).
         shutil.copy(shot, os.environ['ROCK_WEB_DEMO_SCREENSHOT'])

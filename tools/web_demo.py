@@ -8,7 +8,10 @@
 Drop in or pick an image (the bundled thin sections are offered as
 examples): the top-5 classes as bars and the Grad-CAM overlay of the top-1
 class. With ``--onnx`` the scores come from ONNX Runtime; the overlay still
-needs the PyTorch checkpoint. Follows mmpretrain's ``projects/gradio_demo``.
+needs the PyTorch checkpoint. A file that is not a readable image is named
+on the page in one line. Uploads live in a temporary folder of the demo's
+own, removed when it stops (Ctrl+C or SIGTERM). Follows mmpretrain's
+``projects/gradio_demo``.
 """
 import argparse
 import os
@@ -51,9 +54,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Build the models, then serve until interrupted."""
+    from rock_plugin.visualization.web_demo import demo_temp_dir
     args = parse_args(argv)
     # Gradio phones home for analytics and version checks unless told not to.
     os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
+    # Uploads, overlays and Gradio's own folders go to a folder of this run,
+    # removed on exit; Gradio reads GRADIO_TEMP_DIR as it is imported.
+    with demo_temp_dir():
+        serve_args(args)
+
+
+def serve_args(args: argparse.Namespace) -> None:
+    """Load the model(s) and serve the page as ``args`` say."""
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -63,7 +75,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     from rock_plugin.apis.inferencer import RockInferencer
     from rock_plugin.visualization.cam import RockCAM
     from rock_plugin.visualization.web_demo import (build_demo,
-                                                    bundled_examples)
+                                                    bundled_examples, serve)
 
     setup_env(args)
     torch_inferencer = RockInferencer(args.config, args.checkpoint,
@@ -77,10 +89,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f'serving on http://{args.host}:{args.port} (scores: '
           f'{"ONNX Runtime" if args.onnx else "PyTorch"}, {len(examples)} '
           'examples); Ctrl+C stops', flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, share=False,
-                ssr_mode=False, quiet=True, footer_links=[],
-                allowed_paths=[osp.abspath(args.examples)] if examples else None)
-
+    serve(demo, server_name=args.host, server_port=args.port, share=False,
+          ssr_mode=False, quiet=True, footer_links=[],
+          allowed_paths=[osp.abspath(args.examples)] if examples else None)
 
 if __name__ == '__main__':
     run(main)

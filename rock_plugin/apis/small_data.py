@@ -5,15 +5,21 @@ from typing import Optional
 
 from mmengine.config import Config
 
+_EARLY_STOPPING = ('EarlyStoppingHook', 'mmengine.EarlyStoppingHook',
+                   'ResumableEarlyStoppingHook',
+                   'mmpretrain.ResumableEarlyStoppingHook')
+
 
 def set_early_stopping(cfg: Config, patience: int) -> Config:
     """Stop after ``patience`` (>= 1) validations without improvement:
-    mmengine's ``EarlyStoppingHook`` on the checkpoint hook's ``save_best``
-    metric and rule (default ``accuracy/top1``, greater); an existing one
-    gets the new patience.
+    ``ResumableEarlyStoppingHook`` (mmengine's ``EarlyStoppingHook`` whose
+    count survives ``--resume``) on the checkpoint hook's ``save_best``
+    metric and rule (default ``accuracy/top1``, greater). An early stopping
+    hook already in the config gets the new patience; a plain
+    ``EarlyStoppingHook`` becomes the resumable one, its settings kept.
 
     Example:
-        >>> custom_hooks = [dict(type='EarlyStoppingHook',
+        >>> custom_hooks = [dict(type='ResumableEarlyStoppingHook',
         ...                      monitor='accuracy/top1', patience=10)]
     """
     if patience < 1:
@@ -28,12 +34,13 @@ def set_early_stopping(cfg: Config, patience: int) -> Config:
     rule = ckpt.get('rule') if isinstance(ckpt.get('rule'), str) else None
     hooks = list(cfg.get('custom_hooks') or [])
     for hook in hooks:
-        if hook.get('type') in ('EarlyStoppingHook',
-                                'mmengine.EarlyStoppingHook'):
+        kind = hook.get('type')
+        if getattr(kind, '__name__', kind) in _EARLY_STOPPING:  # or a class
+            hook['type'] = 'ResumableEarlyStoppingHook'
             hook['patience'] = patience
             break
     else:
-        hooks.append(dict(type='EarlyStoppingHook', monitor=monitor,
+        hooks.append(dict(type='ResumableEarlyStoppingHook', monitor=monitor,
                           rule=rule or 'greater', patience=patience))
     cfg.custom_hooks = hooks
     return cfg

@@ -13,7 +13,8 @@ from torch.utils.data import Sampler
 class ClassBalancedSampler(Sampler):
     """Sample with replacement, each image weighted by ``1 / n_class``, like
     torch's ``WeightedRandomSampler`` plus a per-epoch seed (a resumed run
-    draws the same) and a split across ranks.
+    draws the same) and a split across ranks. Inside ``EpochSeededSampler``
+    each draw of an image gets its own augmentation.
 
     Args:
         dataset: The training dataset (``get_gt_labels()``).

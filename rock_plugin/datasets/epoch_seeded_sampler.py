@@ -1,6 +1,8 @@
-"""``EpochSeededSampler``: augmentation drawn from (seed, epoch, sample)."""
+"""``EpochSeededSampler``: augmentation drawn from (seed, epoch, sample,
+draw)."""
 import logging
 import random
+from collections import Counter
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
@@ -14,15 +16,28 @@ from torch.utils.data import Sampler, get_worker_info
 
 class SeededIndex(int):
     """A dataset index (an ``int`` everywhere, pickling included) that
-    carries its augmentation seed ``(seed, epoch)``."""
+    carries its augmentation seed ``(seed, epoch)`` and ``draw``: how many
+    times the index came before in the epoch (a sampler with replacement
+    draws an image more than once)."""
 
-    def __new__(cls, index: int, aug_seed: Sequence[int] = ()):
+    def __new__(cls, index: int, aug_seed: Sequence[int] = (),
+                draw: int = 0):
         self = super().__new__(cls, index)
         self.aug_seed = tuple(int(s) for s in aug_seed)
+        self.draw = int(draw)
         return self
 
     def __reduce__(self):
-        return SeededIndex, (int(self), self.aug_seed)
+        return SeededIndex, (int(self), self.aug_seed, self.draw)
+
+    @property
+    def rng_key(self) -> tuple:
+        """The key :func:`seeded_rng` gets: ``(*aug_seed, index)``, plus
+        ``draw`` for a repeat. A first draw keeps the key it always had;
+        ``SeedSequence`` ignores trailing zero words, so only a non-zero
+        ``draw`` may be appended."""
+        key = (*self.aug_seed, int(self))
+        return key + (self.draw, ) if self.draw else key
 
 
 @contextmanager
@@ -58,17 +73,29 @@ class SeededAugmentMixin:
         aug_seed = getattr(idx, 'aug_seed', None)
         if aug_seed is None:
             return super().prepare_data(idx)
-        with seeded_rng((*aug_seed, int(idx)),
-                        restore=get_worker_info() is None):
+        with seeded_rng(idx.rng_key, restore=get_worker_info() is None):
             return super().prepare_data(int(idx))
+
+
+def _with_draws(indices: Iterator[int],
+                aug_seed: tuple) -> Iterator[SeededIndex]:
+    # Counted here, in the main process, from the epoch's order: the same
+    # with any number of workers and after --resume.
+    draws: Counter = Counter()
+    for i in indices:
+        yield SeededIndex(i, aug_seed, draws[i])
+        draws[i] += 1
 
 
 @DATA_SAMPLERS.register_module()
 class EpochSeededSampler(Sampler):
     """Hand the wrapped sampler's indices over as :class:`SeededIndex`, so
     that :class:`SeededAugmentMixin` makes every augmentation a function of
-    (seed, epoch, index): mmengine's per-worker seeding makes it depend on
-    the worker count, repeat every epoch and restart after ``--resume``.
+    (seed, epoch, index, draw): mmengine's per-worker seeding makes it
+    depend on the worker count, repeat every epoch and restart after
+    ``--resume``. ``draw`` counts an index's earlier draws in the epoch (in
+    this process), so a sampler with replacement (``ClassBalancedSampler``)
+    gives each draw of an image its own augmentation.
 
     Args:
         dataset: The dataset (given by the runner).
@@ -95,8 +122,8 @@ class EpochSeededSampler(Sampler):
                       level=logging.WARNING)
 
     def __iter__(self) -> Iterator[SeededIndex]:
-        aug_seed = (self.seed, self.epoch)
-        return (SeededIndex(i, aug_seed) for i in self.sampler)
+        # The epoch and the wrapped order are taken now, as iter() is called.
+        return _with_draws(iter(self.sampler), (self.seed, self.epoch))
 
     def __len__(self) -> int:
         return len(self.sampler)

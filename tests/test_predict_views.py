@@ -33,7 +33,7 @@ def test_show_dir_with_cam_and_onnx_alone(quickstart_model, two_images,
              str(shown), '--cam', '--topk', '3', '--out',
              str(tmp_path / 'torch.csv'))
     for src in two_images.rglob('*.jpg'):
-        rel = src.relative_to(two_images).with_suffix('.jpg')
+        rel = f'{src.relative_to(two_images)}.jpg'  # a.jpg -> a.jpg.jpg
         img = cv2.imread(str(shown / rel))
         assert img is not None, rel
         # the image and its Grad-CAM overlay side by side, 448 px each

@@ -118,8 +118,8 @@ def setup_env(args: argparse.Namespace) -> None:
 
 
 def add_check_args(parser: argparse.ArgumentParser, strict_help: str) -> None:
-    """The image-check flags of ``tools/check_dataset.py`` and
-    ``tools/prepare_dataset.py``: ``--strict``, ``--min-size``,
+    """The image-check flags of ``tools/dataset/check_dataset.py`` and
+    ``tools/dataset/prepare_dataset.py``: ``--strict``, ``--min-size``,
     ``--min-per-class`` and ``--debug``.
 
     Args:
@@ -197,6 +197,51 @@ def check_files(*pairs) -> None:
     for path, what in pairs:
         if path and not osp.isfile(osp.expanduser(path)):
             raise FileNotFoundError(f'{path}: {what} not found')
+
+
+def _inside(path: str, folder: str) -> bool:
+    return osp.commonpath([path, folder]) == folder
+
+
+def check_output_not_input(out: Optional[str], inputs, flag: str) -> None:
+    """Refuse an output that would overwrite or mix with an input: ``out``
+    is an input file (by real path, or the same file through a hard link),
+    or is or lies inside an input folder.
+
+    Args:
+        out (str, optional): The output file or folder (None: no check).
+        inputs (Iterable[str]): Input files and folders; empty ones are
+            left out (an unset ``data_root`` is not the current folder).
+        flag (str): The output's flag, for the message.
+
+    Raises:
+        ValueError: One line naming the flag and the input.
+
+    Example:
+        >>> check_output_not_input('shown', ['data/rocks'], '--show-dir')
+        >>> check_output_not_input('data/rocks/x', ['data/rocks'], '--out')
+        Traceback (most recent call last):
+        ValueError: --out data/rocks/x: inside the input folder data/rocks...
+    """
+    if not out:
+        return
+    out_real = osp.realpath(osp.expanduser(out))
+    for given in inputs:
+        if not given:
+            continue
+        real = osp.realpath(osp.expanduser(given))
+        same = out_real == real
+        if not same and osp.exists(out_real) and osp.exists(real):
+            same = osp.samefile(out_real, real)  # a hard link
+        if same:
+            raise ValueError(
+                f'{flag} {out}: that is the input {given}, which it would '
+                f'overwrite; give {flag} another path')
+        if osp.isdir(real) and _inside(out_real, real):
+            raise ValueError(
+                f'{flag} {out}: inside the input folder {given}, where the '
+                'output would overwrite or mix with the inputs; give '
+                f'{flag} a folder outside it')
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None):

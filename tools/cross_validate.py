@@ -8,7 +8,10 @@ Fold ``k`` is a normal training run in ``<work_dir>/fold_<k>/`` on the
 annotation files ``fold_<k>/train.txt`` / ``val.txt``; its final model (or
 ``--eval-checkpoint best``) then predicts its validation images, with and,
 given ``--tta``, without test-time augmentation. A rerun skips finished
-folds and resumes an interrupted one. ``<work_dir>`` ends up with
+folds and resumes an interrupted one; ``cv_plan.json`` holds fingerprints of
+the resolved config and of the data, so a rerun with others is refused
+(``--fresh`` moves the earlier run into ``previous_runs/`` and starts over).
+``<work_dir>`` ends up with
 ``cv_summary.csv/.json`` (per fold, mean and std of top-1, macro
 precision/recall/F1 and per-class F1), ``oof_predictions.csv`` and the pooled
 ``oof_confusion_matrix.csv/.png`` (``*_tta.*`` likewise).
@@ -19,6 +22,7 @@ tools/cross_validate.py CONFIG --folds 5 --launcher pytorch``.
 import argparse
 import copy
 import gc
+import hashlib
 import json
 import os
 import os.path as osp
@@ -30,7 +34,13 @@ TRAINED_FILE = 'cv_trained.json'
 RESULT_FILE = 'cv_result.json'
 # train.py flags that would fight the fold split or the fold bookkeeping.
 CONFLICTING = ('--split-validation', '--ratio', '--fold', '--resume',
-               '--resume-from', '--fresh')
+               '--resume-from')
+# Config settings that may differ between the runs of one cross-validation:
+# where and how it runs, not what it computes. Left out of the fingerprint.
+RERUN_KEYS = ('work_dir', 'launcher', 'resume', 'load_from',
+              'experiment_name', 'log_level', 'env_cfg.dist_cfg')
+RERUN_LEAVES = ('num_workers', 'persistent_workers', 'pin_memory',
+                'prefetch_factor')
 
 
 def parse_args(argv=None):
@@ -39,7 +49,8 @@ def parse_args(argv=None):
         'exactly once; mean ± std over folds. Flags not listed here go to '
         'tools/train.py (e.g. --device cpu, --data-root, --cfg-options).',
         epilog='A rerun with the same --work-dir skips finished folds and '
-        'resumes an interrupted one.')
+        'resumes an interrupted one; with another config or data it is '
+        'refused (--fresh starts over).')
     parser.add_argument('config', help='training config file path')
     parser.add_argument('--folds', type=int, default=5,
                         help='number of folds (default 5)')
@@ -62,6 +73,10 @@ def parse_args(argv=None):
                         'accuracy (chosen on the same images: optimistic)')
     parser.add_argument('--work-dir', help='where the folds and the summary '
                         'go (default: work_dirs/<config name>_cv)')
+    parser.add_argument('--fresh', action='store_true',
+                        help='start over in a work dir that holds an earlier '
+                        'cross-validation: its files move to <work dir>/'
+                        'previous_runs/')
     args, train_argv = parser.parse_known_args(argv)
     for flag in train_argv:
         if flag.split('=')[0] in CONFLICTING:
@@ -110,35 +125,120 @@ def _load_json(path):
         return json.load(f)
 
 
+def _json_default(value):
+    # Classes and functions (new-style configs) by name: a repr may hold a
+    # memory address, which would differ on every run.
+    name = getattr(value, '__qualname__', None)
+    if name is not None:
+        return f'{getattr(value, "__module__", "")}.{name}'
+    return repr(value)
+
+
+def _flatten(node, prefix=''):
+    if isinstance(node, dict) and node:
+        for key in sorted(node, key=str):
+            yield from _flatten(node[key], f'{prefix}{key}.')
+    else:
+        yield prefix[:-1], json.dumps(node, sort_keys=True,
+                                      default=_json_default)
+
+
+def resolved_config(cfg) -> dict:
+    """The config a cross-validation computes with, after every flag and
+    ``--cfg-options``: ``{dotted key: JSON value}``, lists as one value, the
+    :data:`RERUN_KEYS` / :data:`RERUN_LEAVES` left out."""
+    flat = {}
+    for key, value in _flatten(cfg.to_dict()):
+        if key.split('.')[-1] in RERUN_LEAVES or any(
+                key == k or key.startswith(k + '.') for k in RERUN_KEYS):
+            continue
+        flat[key] = value
+    return flat
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode('utf-8', 'surrogateescape')).hexdigest()
+
+
+def data_fingerprint(paths, labels, classes) -> str:
+    """sha256 of the pooled images: every absolute path (sorted) with its
+    class and size in bytes."""
+    rows = sorted((osp.abspath(p), classes[label])
+                  for p, label in zip(paths, labels))
+    return _sha256(''.join(f'{path}\t{name}\t{osp.getsize(path)}\n'
+                           for path, name in rows))
+
+
+def _config_changes(then: dict, now: dict) -> str:
+    keys = sorted(k for k in set(then) | set(now)
+                  if then.get(k) != now.get(k))
+
+    def change(key):
+        old, new = then.get(key, 'unset'), now.get(key, 'unset')
+        if max(len(old), len(new)) <= 30:
+            return f'{key} {old} then, {new} now'
+        return key
+    shown = '; '.join(change(k) for k in keys[:3])
+    return shown + (f'; {len(keys) - 3} more' if len(keys) > 3 else '')
+
+
+def check_plan(plan_file, plan, wanted, fingerprint, flat, num_images):
+    """Refuse to continue ``plan`` with other flags, config or data: one
+    line naming the plan file and what differs."""
+    from rock_plugin.utils.text import printable
+    work_dir = osp.dirname(plan_file)
+    how = ('start over with --fresh (moves the earlier files into '
+           f'{work_dir}/previous_runs/), or use another --work-dir')
+    stored = {k: plan.get(k) for k in wanted}
+    if stored != wanted:
+        raise ValueError(
+            f'{plan_file}: a cross-validation with {stored}, not {wanted}: '
+            f'give the same flags to continue it, {how}')
+    if 'fingerprint' not in plan:
+        raise ValueError(
+            f'{plan_file}: planned by an older version that stored no '
+            'fingerprint of its config and data, so this run cannot be '
+            f'checked against it: {how}')
+    if plan['fingerprint']['config'] != fingerprint['config']:
+        changes = printable(_config_changes(plan.get('resolved_config', {}),
+                                            flat))
+        raise ValueError(
+            f'{plan_file}: planned with another config ({changes}): rerun '
+            f'with the config it was planned with to continue it, {how}')
+    if plan['fingerprint']['data'] != fingerprint['data']:
+        then = plan.get('num_images')
+        count = (f'{then} images then, {num_images} now' if then != num_images
+                 else f'{num_images} images, but other files, sizes or '
+                 'classes')
+        raise ValueError(
+            f'{plan_file}: planned on other data ({count}): continue it on '
+            f'the data it was planned on, {how}')
+
+
 def make_plan(args, cfg, seed, work_dir):
     """Rank 0: pool the data, assign folds (or check the stored ones)."""
+    from rock_plugin.apis.work_dir import prepare_fresh_run
     from rock_plugin.datasets.kfold import (assign_folds, group_keys,
-                                            read_folds_csv, write_fold_files)
+                                            write_fold_files)
     from rock_plugin.utils.atomic_io import atomic_write_json
     paths, labels, classes = _pool(cfg)
+    flat = resolved_config(cfg)
+    fingerprint = dict(config=_sha256(json.dumps(flat, sort_keys=True)),
+                       data=data_fingerprint(paths, labels, classes))
     plan_file = osp.join(work_dir, PLAN_FILE)
     plan = _load_json(plan_file)
     wanted = dict(folds=args.folds, group_by=args.group_by, seed=seed)
-    if plan is not None:
-        stored = {k: plan.get(k) for k in wanted}
-        if stored != wanted:
-            raise ValueError(
-                f'{work_dir} holds a cross-validation with {stored}, not '
-                f'{wanted}: use another --work-dir, or the same flags to '
-                'continue it')
-        rows = read_folds_csv(osp.join(work_dir, 'folds.csv'))
-        if sorted(r['file'] for r in rows) != sorted(
-                osp.abspath(p) for p in paths):
-            raise ValueError(
-                f'the data changed since {work_dir}/folds.csv was written '
-                f'({len(rows)} images then, {len(paths)} now): use another '
-                '--work-dir')
+    if plan is not None and not args.fresh:
+        check_plan(plan_file, plan, wanted, fingerprint, flat, len(paths))
         return plan
     groups = group_keys(paths, args.group_by) if args.group_by else None
     fold_ids = assign_folds(labels, args.folds, seed, groups, classes)
+    if plan is not None:  # --fresh, and the new folds are sound
+        prepare_fresh_run(work_dir, fresh=True, old=[plan_file])
     write_fold_files(work_dir, paths, labels, fold_ids, classes, groups)
     plan = dict(wanted, classes=classes, num_images=len(paths),
-                config=osp.abspath(args.config))
+                config=osp.abspath(args.config), fingerprint=fingerprint,
+                resolved_config=flat)
     atomic_write_json(plan_file, plan)
     return plan
 
@@ -168,6 +268,7 @@ def train_fold(cfg, k, folds):
     from rock_plugin.apis import train as api
     from rock_plugin.apis.work_dir import old_run_files
     from rock_plugin.utils.atomic_io import atomic_write_json
+    from rock_plugin.utils.text import printable
     fold_dir = cfg.work_dir
     trained = _load_json(osp.join(fold_dir, TRAINED_FILE))
     if trained is not None:
@@ -177,8 +278,8 @@ def train_fold(cfg, k, folds):
         cfg.load_from = api.find_resume_checkpoint(fold_dir)
     cfg.experiment_name = f'cv_fold{k}_train'
     print_log(f'cross-validation: fold {k + 1} of {folds}'
-              + (f', resuming from {cfg.load_from}' if cfg.get('resume')
-                 else ''), logger='current')
+              + (f', resuming from {printable(cfg.load_from)}'
+                 if cfg.get('resume') else ''), logger='current')
     runner = api.train(cfg)
     print_log(f'cross-validation: fold {k + 1} of {folds} trained on '
               f'{len(runner.train_dataloader.dataset)} images, world size '
@@ -225,6 +326,7 @@ def summarize(work_dir, plan, results, variants):
     from rock_plugin.evaluation.cross_validation import (format_cv_table,
                                                          save_cv_results,
                                                          summarize_folds)
+    from rock_plugin.utils.text import printable
     lines, summaries = [], {}
     for variant in variants:
         preds = {k: r[variant] for k, r in results.items()}
@@ -243,7 +345,7 @@ def summarize(work_dir, plan, results, variants):
                      f'images; mean ± std over folds, percent) -> '
                      f"{osp.basename(files['summary_csv'])}")
         summaries[variant] = summary
-    print_log('\n'.join(lines + [f'results in {work_dir}']),
+    print_log('\n'.join(lines + [f'results in {printable(work_dir)}']),
               logger='current')
     return summaries
 
@@ -259,10 +361,12 @@ def main(argv=None):
     from rock_plugin.apis import train as api
     from rock_plugin.engine.distributed import init_distributed
     from rock_plugin.utils.atomic_io import atomic_write_json
+    from rock_plugin.utils.text import printable
     backend = init_distributed(train_args.launcher, train_args.device)
     work_dir = args.work_dir or train_tool.default_work_dir(
         args.config) + '_cv'
-    stored = _load_json(osp.join(work_dir, PLAN_FILE)) or {}
+    stored = {} if args.fresh else \
+        _load_json(osp.join(work_dir, PLAN_FILE)) or {}
     seed = args.seed if args.seed is not None else stored.get('seed')
     cfg = load_config(args.config, train_args.cfg_options)
     if seed is None:
@@ -298,7 +402,8 @@ def main(argv=None):
             result = dict(fold=k, eval_checkpoint=args.eval_checkpoint)
         missing = [v for v in variants if v not in result]
         if not missing:
-            print(f'fold {k}: done, skipped ({result_file})', flush=True)
+            print(f'fold {k}: done, skipped ({printable(result_file)})',
+                  flush=True)
             results[k] = result
             continue
         trained = train_fold(fold_cfg, k, args.folds)

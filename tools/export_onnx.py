@@ -10,8 +10,8 @@ non-zero when ONNX Runtime and PyTorch differ by more than 1e-4.
 import argparse
 from typing import Any, Dict
 
-from _common import (add_common_args, add_model_args, check_files, run,
-                     setup_env)
+from _common import (add_common_args, add_model_args, check_files,
+                     check_output_not_input, run, setup_env)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -23,7 +23,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         'check ONNX Runtime against PyTorch.')
     add_model_args(parser)
     parser.add_argument('--out', default='model.onnx',
-                        help='output .onnx file (default: model.onnx)')
+                        help='output .onnx file (default: model.onnx); not '
+                        'the config, the checkpoint or a --check-images '
+                        'input')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='input height and width (default: the test '
                         "pipeline's crop)")
@@ -45,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not args.out.endswith('.onnx'):
         raise ValueError(f'{args.out}: the output file must end in .onnx')
     check_files((args.config, 'config'), (args.checkpoint, 'checkpoint'))
+    # A checkpoint may well be named *.onnx; the export must not replace it.
+    check_output_not_input(args.out, [args.config, args.checkpoint,
+                                      *(args.check_images or [])], '--out')
     return args
 
 

@@ -6,8 +6,10 @@ onnxruntime --onnx model.onnx`` runs an export of ``tools/export_onnx.py``;
 ``python tools/predict.py --onnx model.onnx INPUT`` needs nothing else (the
 test pipeline and class names are in its metadata). ``--show-dir DIR`` saves
 each image annotated with its top-k classes (``--cam``: and its Grad-CAM
-overlay beside it); a video gives an annotated video there (or beside
-``--out``).
+overlay beside it) as ``DIR/<path under INPUT>.jpg`` (``a.png`` ->
+``a.png.jpg``: ``a.jpg`` and ``a.png`` stay apart); a video gives an
+annotated video there (or beside ``--out``). DIR may not be, or lie inside,
+INPUT: the outputs would overwrite or mix with the inputs.
 :func:`parse_args` -> :class:`rock_plugin.apis.inferencer.RockInferencer`;
 ``--help`` lists the flags.
 """
@@ -18,8 +20,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
-from _common import (add_common_args, add_model_args, check_files, run,
-                     setup_env)
+from _common import (add_common_args, add_model_args, check_files,
+                     check_output_not_input, run, setup_env)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,8 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'export_onnx.py); alone it needs no config or '
                         'checkpoint')
     parser.add_argument('--show-dir', help='save each image annotated with '
-                        'its top-k classes here (a video: an annotated '
-                        'video)')
+                        'its top-k classes here, as <its path under INPUT>'
+                        '.jpg (a video: an annotated video); not inside '
+                        'INPUT')
     parser.add_argument('--cam', action='store_true',
                         help='with --show-dir: add the Grad-CAM overlay of '
                         'the top-1 class beside each image (needs the '
@@ -84,11 +87,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not osp.exists(args.input):
         raise FileNotFoundError(
             f'{args.input}: no such image, folder or video')
+    check_output_not_input(args.show_dir, [args.input, args.config,
+                                           args.checkpoint, args.onnx],
+                           '--show-dir')
     return args
 
 
 def _short(name: str, width: int) -> str:
     return name if len(name) <= width else '...' + name[-(width - 3):]
+
+
+def _relative(path: str, start: str) -> str:
+    from rock_plugin.utils.text import printable
+    return printable(osp.relpath(path, start))
 
 
 def open_input(args: argparse.Namespace, errors: List[Tuple[str, str]]):
@@ -97,9 +108,10 @@ def open_input(args: argparse.Namespace, errors: List[Tuple[str, str]]):
     from rock_plugin.apis.inferencer import (IMAGE_EXTENSIONS,
                                              VIDEO_EXTENSIONS, list_images,
                                              video_frames)
+    from rock_plugin.utils.text import printable
     source = args.input
     on_error = None
-    shown: Callable[[str], str] = str
+    shown: Callable[[str], str] = printable
     if osp.isdir(source):
         items = list_images(source)
         if not items:
@@ -107,24 +119,27 @@ def open_input(args: argparse.Namespace, errors: List[Tuple[str, str]]):
                 f'{source}: no images in this folder (looked for '
                 f'{", ".join(IMAGE_EXTENSIONS)})')
         # The table shows paths under the folder; --out keeps full paths.
-        shown = functools.partial(osp.relpath, start=source)
+        shown = functools.partial(_relative, start=source)
         width = max(len(shown(p)) for p in items)
-        kind = f'{len(items)} images in {source}'
+        kind = f'{len(items)} images in {printable(source)}'
 
         def on_error(name, exc):
             message = str(exc)
             if message.startswith(name + ': '):
                 message = message[len(name) + 2:]
             errors.append((name, message))
-            print(f'skipped {name}: {message}', file=sys.stderr, flush=True)
+            print(f'skipped {printable(name)}: {printable(message)}',
+                  file=sys.stderr, flush=True)
     elif source.lower().endswith(VIDEO_EXTENSIONS):
         count, items = video_frames(source, args.every_n)
-        width = len(source) + len(f'#frame={max(count, 1) - 1}')
-        kind = (f'video {source}: {count or "unknown number of"} frames, '
+        name = printable(source)
+        width = len(name) + len(f'#frame={max(count, 1) - 1}')
+        kind = (f'video {name}: {count or "unknown number of"} frames, '
                 f'every {args.every_n}th' if args.every_n > 1 else
-                f'video {source}: {count} frames, all')
+                f'video {name}: {count} frames, all')
     else:
-        items, width, kind = [source], len(source), f'image {source}'
+        name = printable(source)
+        items, width, kind = [source], len(name), f'image {name}'
     return items, width, kind, shown, on_error
 
 
@@ -154,8 +169,10 @@ class Views:
             capture = cv2.VideoCapture(args.input)
             fps = capture.get(cv2.CAP_PROP_FPS) / args.every_n
             capture.release()
-            self.video = AnnotatedVideoWriter(
-                osp.join(target, f'{stem}_annotated.mp4'), fps)
+            path = osp.join(target, f'{stem}_annotated.mp4')
+            check_output_not_input(path, [args.input], '--show-dir'
+                                   if args.show_dir else '--out')
+            self.video = AnnotatedVideoWriter(path, fps)
 
     def remember(self, items):
         """Pass the inputs on, keeping video frames until shown."""
@@ -172,11 +189,12 @@ class Views:
             return
         import cv2
 
+        from rock_plugin.utils.text import printable
         from rock_plugin.visualization.annotate import (annotate_prediction,
                                                         save_image)
         bgr = cv2.imread(result['file'], cv2.IMREAD_COLOR)
         if bgr is None:  # read by the model's loader but not by OpenCV
-            print(f'--show-dir: cannot draw {result["file"]}',
+            print(f'--show-dir: cannot draw {printable(result["file"])}',
                   file=sys.stderr)
             return
         overlay = None
@@ -186,17 +204,21 @@ class Views:
         source = self.args.input
         rel = osp.relpath(result['file'], source) if osp.isdir(source) \
             else osp.basename(result['file'])
-        save_image(osp.join(self.args.show_dir,
-                            osp.splitext(rel)[0] + '.jpg'),
-                   annotate_prediction(bgr[..., ::-1], result['topk'],
-                                       overlay, result['pred_class']))
+        # The whole name, extension too: a.jpg and a.png stay apart.
+        path = osp.join(self.args.show_dir, rel + '.jpg')
+        # A --show-dir above INPUT can still lead into it (INPUT/x/x/...).
+        check_output_not_input(path, [source], '--show-dir')
+        save_image(path, annotate_prediction(bgr[..., ::-1], result['topk'],
+                                             overlay, result['pred_class']))
 
     def close(self) -> None:
+        from rock_plugin.utils.text import printable
         if self.video is not None and self.video.frames:
             self.video.close()
-            print(f'wrote {self.video.path} ({self.video.frames} frames)')
+            print(f'wrote {printable(self.video.path)} '
+                  f'({self.video.frames} frames)')
         elif self.args.show_dir and not self.video:
-            print(f'annotated images in {self.args.show_dir}')
+            print(f'annotated images in {printable(self.args.show_dir)}')
 
 
 def main(argv=None) -> List[Dict[str, Any]]:
@@ -212,6 +234,7 @@ def main(argv=None) -> List[Dict[str, Any]]:
     args = parse_args(argv)
     setup_env(args)
     from rock_plugin.apis.inferencer import RockInferencer, write_predictions
+    from rock_plugin.utils.text import printable
     errors: List[Tuple[str, str]] = []
     items, width, kind, shown, on_error = open_input(args, errors)
     if args.config is None:  # --onnx alone
@@ -235,9 +258,9 @@ def main(argv=None) -> List[Dict[str, Any]]:
     results = []
     start = time.perf_counter()
     for r in inferencer.iter_predict(items, on_error=on_error):
-        topk = ', '.join(f'{c} {s:.3f}' for c, s in r['topk'])
+        topk = ', '.join(f'{printable(c)} {s:.3f}' for c, s in r['topk'])
         print(f'{_short(shown(r["file"]), width):<{width}}  '
-              f'{r["pred_class"]:<24} '
+              f'{printable(r["pred_class"]):<24} '
               f'{r["pred_score"]:>6.3f}  {topk}', flush=True)
         results.append(r)
         views.show(r)
@@ -253,7 +276,7 @@ def main(argv=None) -> List[Dict[str, Any]]:
                       onnx=args.onnx, backend=args.backend, input=args.input,
                       every_n=args.every_n if 'video' in kind else None,
                       topk=args.topk))
-        print(f'wrote {args.out}')
+        print(f'wrote {printable(args.out)}')
     if not results:
         raise ValueError(f'{args.input}: nothing could be predicted '
                          f'({len(errors)} unreadable files, listed above)')

@@ -13,8 +13,9 @@ import copy
 import os.path as osp
 
 from _common import (add_common_args, add_data_args, add_model_args,
-                     cfg_options_guard, check_files, check_split_args,
-                     default_work_dir, load_config, run, setup_env)
+                     cfg_options_guard, check_files, check_output_not_input,
+                     check_split_args, default_work_dir, load_config, run,
+                     setup_env)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,7 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out-item', choices=['pred', 'metrics'],
                         default='pred', help='what --out holds')
     parser.add_argument('--show-dir', help='save test images annotated with '
-                        'predicted and true class names here')
+                        'predicted and true class names here (not inside '
+                        'the data)')
     parser.add_argument('--interval', type=int, default=1,
                         help='with --show-dir: save every N-th image')
     parser.add_argument('--show-wrong-only', action='store_true',
@@ -125,6 +127,11 @@ def main(argv=None) -> dict:
     try:
         meta = read_checkpoint_meta(args.checkpoint)
         cfg = merge_args(cfg, args, meta)
+        # Annotated copies in the data tree would be read as test (or
+        # training) images next time.
+        check_output_not_input(
+            args.show_dir, [cfg.test_dataloader.dataset.get('data_root'),
+                            args.config, args.checkpoint], '--show-dir')
         api.set_dist_backend(cfg, backend)
         with cfg_options_guard(args.cfg_options):
             return evaluate(cfg, args.checkpoint, args.results_dir, args.out,

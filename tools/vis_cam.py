@@ -10,16 +10,18 @@ Like mmpretrain's ``tools/visualization/vis_cam.py``, with the ``grad-cam``
 package doing the maths, but it works with a frozen backbone: gradients
 reach its activations while its weights stay frozen, through the fused fast
 path where the target layer exists there (else the plain backbone; the tool
-says which). Each image gives ``<out-dir>/<name>_<method>_<class>.png``, the
-model's input crop with the heat map over it.
+says which). Each image gives ``<out-dir>/<name>_<method>_<class>.png`` (the
+whole name, extension too: ``a.jpg`` and ``a.png`` stay apart), the model's
+input crop with the heat map over it; ``--out-dir`` may not lie inside the
+input folder.
 """
 import argparse
 import os.path as osp
 import sys
 from typing import List, Optional
 
-from _common import (add_common_args, add_model_args, check_files, run,
-                     setup_env)
+from _common import (add_common_args, add_model_args, check_files,
+                     check_output_not_input, run, setup_env)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -52,19 +54,23 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                     cfg_options=False)
     args = parser.parse_args(argv)
     check_files((args.config, 'config'), (args.checkpoint, 'checkpoint'))
+    # Overlays in the data tree would be read as images of its classes.
+    check_output_not_input(args.out_dir, [args.input, args.config,
+                                          args.checkpoint], '--out-dir')
     return args
 
 
 def _out_name(out_dir: str, rel: str, method: str, cls: str) -> str:
-    stem = osp.splitext(rel)[0]
     safe = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in cls)
-    return osp.join(out_dir, f'{stem}_{method}_{safe}.png')
+    # rel keeps its extension: a.jpg and a.png stay apart.
+    return osp.join(out_dir, f'{rel}_{method}_{safe}.png')
 
 
 def main(argv: Optional[List[str]] = None) -> List[str]:
     """Run the tool; return the overlay paths written."""
     from rock_plugin.apis.inferencer import (IMAGE_EXTENSIONS,
                                              RockInferencer, list_images)
+    from rock_plugin.utils.text import printable
     from rock_plugin.visualization.annotate import save_image
     from rock_plugin.visualization.cam import RockCAM
 
@@ -98,7 +104,8 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
             if len(images) == 1:
                 raise
             failed += 1
-            print(f'skipped {path}: {exc}', file=sys.stderr, flush=True)
+            print(f'skipped {printable(path)}: {printable(exc)}',
+                  file=sys.stderr, flush=True)
             continue
         if not written:
             how = 'fused fast path' if cam.path == 'fused' else \
@@ -110,8 +117,8 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
         save_image(out, result['overlay'])
         written.append(out)
         score = result['scores'].get(result['target_class'], float('nan'))
-        print(f'{rel}: {result["target_class"]} (p={score:.3f}) -> {out}',
-              flush=True)
+        print(f'{printable(rel)}: {printable(result["target_class"])} '
+              f'(p={score:.3f}) -> {printable(out)}', flush=True)
     print(f'{len(written)} overlays in {args.out_dir}, {failed} failed')
     if not written:
         raise ValueError(f'{args.input}: no image could be read')

@@ -13,6 +13,7 @@ from typing import List, Optional
 from mmengine.logging import print_log
 
 from rock_plugin.utils.errors import WorkDirError
+from rock_plugin.utils.paths import resolve_in_dir
 
 LOCK_FILE = '.lock'
 ARCHIVE_DIR = 'previous_runs'
@@ -80,12 +81,15 @@ def old_run_files(work_dir: str) -> List[str]:
     return sorted(found)
 
 
-def prepare_fresh_run(work_dir: str, fresh: bool = False) -> Optional[str]:
+def prepare_fresh_run(work_dir: str, fresh: bool = False,
+                      old: Optional[List[str]] = None) -> Optional[str]:
     """Refuse (``WorkDirError``) a fresh run into a work dir that holds an
     earlier run's checkpoints, or with ``fresh`` move that run's files (all
     but the lock and earlier archives) into ``previous_runs/<time>/``.
+    ``old``: the files that mark an earlier run (default: its checkpoints,
+    :func:`old_run_files`; a cross-validation's plan for its work dir).
     Returns the archive folder when files were moved, else None."""
-    old = old_run_files(work_dir)
+    old = old_run_files(work_dir) if old is None else old
     if not old:
         return None
     if not fresh:
@@ -112,11 +116,35 @@ def prepare_fresh_run(work_dir: str, fresh: bool = False) -> Optional[str]:
     return archive
 
 
-def find_resume_checkpoint(work_dir: str) -> str:
+def checkpoint_dir(work_dir: str, out_dir: Optional[str] = None) -> str:
+    """Where the checkpoint hook saves: ``work_dir``, or with its ``out_dir``
+    set, ``out_dir/<work dir name>`` (mmengine's ``CheckpointHook`` rule)."""
+    if out_dir is None or out_dir == work_dir:
+        return work_dir
+    return osp.join(out_dir, osp.basename(work_dir.rstrip(osp.sep)))
+
+
+def find_resume_checkpoint(work_dir: str,
+                           ckpt_dir: Optional[str] = None) -> str:
     """The checkpoint ``--resume`` (no path) continues from: the one named
     by ``last_checkpoint`` (which mmengine trusts blindly) if complete, else
     the newest complete ``epoch_*.pth`` (with a warning); none at all is an
-    error instead of a silent fresh start."""
+    error instead of a silent fresh start. Only files of this run count:
+    ``last_checkpoint`` of a copied or moved work dir names the old dir, so
+    its file of the same name here is taken instead.
+
+    Args:
+        work_dir (str): The run's work dir (holds ``last_checkpoint``).
+        ckpt_dir (str, optional): Where its checkpoints are, when not in
+            ``work_dir`` (:func:`checkpoint_dir`).
+
+    Returns:
+        str: The checkpoint to resume from.
+
+    Example:
+        >>> find_resume_checkpoint('work_dirs/rock_quickstart')
+        'work_dirs/rock_quickstart/epoch_30.pth'
+    """
     import zipfile
 
     # torch checkpoints are zip archives with the directory at the end, so a
@@ -124,19 +152,26 @@ def find_resume_checkpoint(work_dir: str) -> str:
     def complete(path):
         return osp.isfile(path) and zipfile.is_zipfile(path)
 
+    ckpt_dir = ckpt_dir or work_dir
     pointer = osp.join(work_dir, 'last_checkpoint')
     named = open(pointer).read().strip() if osp.isfile(pointer) else ''
-    if named and complete(named):
-        return named
-    found = sorted(glob.glob(osp.join(glob.escape(work_dir), 'epoch_*.pth')),
+    own = resolve_in_dir(named, ckpt_dir, exists=complete)
+    if own and complete(own):
+        if own != named:
+            print_log(f'resume: last_checkpoint names {named}, outside this '
+                      f'work dir; continuing from {own} (the file of that '
+                      'name here)', logger='current')
+        return own
+    found = sorted(glob.glob(osp.join(glob.escape(ckpt_dir), 'epoch_*.pth')),
                    key=lambda p: int(re.findall(r'\d+', osp.basename(p))[0]),
                    reverse=True)
     for path in found:
         if complete(path):
             if named:
-                print_log(f'resume: {named} (from last_checkpoint) is missing '
-                          f'or incomplete; continuing from {path} instead',
-                          logger='current', level=logging.WARNING)
+                print_log(f'resume: {named} (from last_checkpoint) is missing'
+                          ', incomplete or not in this work dir; continuing '
+                          f'from {path} instead', logger='current',
+                          level=logging.WARNING)
             return path
     raise FileNotFoundError(
         f'{work_dir}: --resume found no checkpoint to continue. Start '

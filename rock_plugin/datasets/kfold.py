@@ -10,10 +10,79 @@ import numpy as np
 
 from rock_plugin.utils.atomic_io import atomic_write, atomic_write_csv
 from rock_plugin.utils.errors import DataError
+from rock_plugin.utils.text import from_csv_cell
 from .annotations import format_annotation_line
 
 FOLDS_CSV_COLUMNS = ('file', 'label', 'class', 'group', 'fold')
 _FOLDER_LEVEL = re.compile(r'^folder(?::(\d+))?$')
+# A file name is short: any sane pattern searches it in microseconds, and one
+# that backtracks catastrophically ((a|aa)+$) would run for ages.
+NAME_PATTERN_TIMEOUT = 1.0  # seconds per file name
+
+
+def compile_name_pattern(expression: str, flag: str = '--group-by'):
+    """Compile a user's regular expression on file names, for
+    :func:`search_file_names` (the ``regex`` package, whose searches can be
+    given a time limit; its syntax is that of ``re``).
+
+    Args:
+        expression (str): The regular expression.
+        flag (str): The flag it came from, for the message.
+
+    Returns:
+        regex.Pattern: The compiled pattern.
+
+    Raises:
+        DataError: The expression is invalid.
+
+    Example:
+        >>> compile_name_pattern(r'^(.*)_\\d+').groups
+        1
+    """
+    import regex
+    try:
+        return regex.compile(expression)
+    except regex.error as exc:
+        raise DataError(f'{flag} {expression!r} is not a valid regular '
+                        f'expression ({exc})') from None
+
+
+def search_file_names(pattern, paths: Sequence[str],
+                      flag: str = '--group-by',
+                      timeout: float = NAME_PATTERN_TIMEOUT) -> list:
+    """Search ``pattern`` in the file name of every path, each search
+    limited to ``timeout`` seconds.
+
+    Args:
+        pattern (regex.Pattern): From :func:`compile_name_pattern`.
+        paths (Sequence[str]): File paths; their base names are searched.
+        flag (str): The flag the pattern came from, for the message.
+        timeout (float): Most seconds one file name may take.
+
+    Returns:
+        list: A match object (or None) per path.
+
+    Raises:
+        DataError: A search ran over ``timeout`` (naming the pattern and the
+            file): one line instead of a run that never ends.
+
+    Example:
+        >>> p = compile_name_pattern(r'^(.*)_\\d+')
+        >>> [m.group(1) for m in search_file_names(p, ['x/S1_2.jpg'])]
+        ['S1']
+    """
+    from rock_plugin.utils.text import printable
+    matches = []
+    for path in paths:
+        try:
+            matches.append(pattern.search(osp.basename(path),
+                                          timeout=timeout))
+        except TimeoutError:
+            raise DataError(
+                f'{flag} {pattern.pattern!r}: the pattern took over '
+                f'{timeout:g} s on {printable(path)}; simplify it (e.g. '
+                r"'^(.*)_\d+\.jpg$')") from None
+    return matches
 
 
 def group_keys(img_paths: Sequence[str], group_by: str) -> List[str]:
@@ -29,7 +98,8 @@ def group_keys(img_paths: Sequence[str], group_by: str) -> List[str]:
         list[str]: One key per image.
 
     Raises:
-        DataError: The expression is invalid or misses some file names.
+        DataError: The expression is invalid, misses some file names, or
+            takes over :data:`NAME_PATTERN_TIMEOUT` s on one.
 
     Example:
         >>> group_keys(['a/Chert23_1.jpg', 'a/Chert23_2.jpg'], r'^(.*)_\\d+')
@@ -46,15 +116,12 @@ def group_keys(img_paths: Sequence[str], group_by: str) -> List[str]:
                                 'level(s) above the file', path)
             keys.append('/'.join(parts[:-up]))
         return keys
-    try:
-        pattern = re.compile(group_by)
-    except re.error as exc:
-        raise DataError(f'--group-by {group_by!r} is not a valid regular '
-                        f'expression ({exc})') from None
-    matches = [pattern.search(osp.basename(p)) for p in img_paths]
+    pattern = compile_name_pattern(group_by)
+    matches = search_file_names(pattern, img_paths)
     missed = [p for p, m in zip(img_paths, matches) if m is None]
     if missed:
-        names = ', '.join(osp.basename(p) for p in missed[:3])
+        from rock_plugin.utils.text import printable
+        names = ', '.join(printable(osp.basename(p)) for p in missed[:3])
         what = ('matches none of the' if len(missed) == len(img_paths) else
                 f'does not match {len(missed)} of the')
         raise DataError(
@@ -142,7 +209,9 @@ def write_fold_files(out_dir: str, img_paths: Sequence[str],
 def read_folds_csv(path: str) -> List[dict]:
     """Rows of a ``folds.csv`` written by :func:`write_fold_files`."""
     with open(path, newline='', encoding='utf-8') as f:
-        rows = list(csv.DictReader(f))
+        # undo the writer's quoting of formula-like cells (a class '=x')
+        rows = [{from_csv_cell(k): from_csv_cell(v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
     for row in rows:
         row['label'], row['fold'] = int(row['label']), int(row['fold'])
     return rows

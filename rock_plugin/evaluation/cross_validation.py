@@ -63,6 +63,9 @@ def format_cv_table(summary: dict, title: str = 'Cross-validation') -> str:
     """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from rock_plugin.utils.text import printable
     folds = Table(title=f'{title}: per fold (percent)')
     cols = [c for c, _ in SUMMARY_METRICS]
     for col in ('fold', 'top-1', 'macro P', 'macro R', 'macro F1'):
@@ -78,7 +81,8 @@ def format_cv_table(summary: dict, title: str = 'Cross-validation') -> str:
     pooled = summary['pooled']
     for i, name in enumerate(summary['classes']):
         mean, std = summary['mean'][f'f1/{name}'], summary['std'][f'f1/{name}']
-        per_class.add_row(name, f'{mean:.2f} ± {std:.2f}',
+        # Text: a class name like '[bold]' is not rich markup.
+        per_class.add_row(Text(printable(name)), f'{mean:.2f} ± {std:.2f}',
                           f"{pooled['f1-score_per_class'][i]:.2f}",
                           str(pooled['support'][i]))
     buf = io.StringIO()

@@ -87,15 +87,23 @@ def free_port():
 
 def load_tool(name):
     """Import ``tools/<name>.py`` as a module (for its ``parse_args``,
-    ``merge_args``...); ``tools/`` goes on ``sys.path`` as when it runs."""
+    ``merge_args``...); ``name`` may name a sub-folder, e.g.
+    ``'dataset/check_dataset'``. ``tools/`` and the tool's own folder go
+    on ``sys.path`` as when it runs; a helper module (``'dataset/_checks'``)
+    is imported by its plain name, the one copy its tools import."""
+    import importlib
     import importlib.util
     tools = osp.join(REPO, 'tools')
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    module_name = f'rock_tools_{name}'
+    path = osp.join(tools, f'{name}.py')
+    for folder in (tools, osp.dirname(path)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    base = osp.basename(name)
+    if base.startswith('_'):
+        return importlib.import_module(base)
+    module_name = 'rock_tools_' + name.replace('/', '_')
     if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            module_name, osp.join(tools, f'{name}.py'))
+        spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules[module_name] = module
@@ -122,6 +130,11 @@ def quickstart_model(tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
     if os.environ.get('PYTEST_XDIST_WORKER'):
         base = base.parent  # shared by the workers of this run
+    if os.environ.get('ROCK_PLUGIN_TEST_MODEL_DIR'):
+        # Developers: keep the model between pytest sessions (never in CI).
+        import pathlib
+        base = pathlib.Path(os.environ['ROCK_PLUGIN_TEST_MODEL_DIR'])
+        base.mkdir(parents=True, exist_ok=True)
     work = base / 'rock_quickstart_model'
     done = base / 'rock_quickstart_model.log'
     with FileLock(str(base / 'rock_quickstart_model.lock')):
@@ -134,6 +147,19 @@ def quickstart_model(tmp_path_factory):
                 if p.is_file())
     return dict(work_dir=str(work), config=str(work / 'rock_quickstart.py'),
                 checkpoint=str(last), log=done.read_text())
+
+
+@pytest.fixture(scope='session')
+def quickstart_onnx(quickstart_model):
+    """The shared quick-start model exported with ``tools/export_onnx.py``
+    (once per test run, file-locked like :func:`quickstart_model`)."""
+    from filelock import FileLock
+    out = osp.join(quickstart_model['work_dir'], 'quickstart.onnx')
+    with FileLock(out + '.lock'):
+        if not osp.isfile(out):
+            run_tool('tools/export_onnx.py', quickstart_model['config'],
+                     quickstart_model['checkpoint'], '--out', out)
+    return out
 
 
 def read_csv_rows(path):

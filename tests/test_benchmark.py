@@ -1,4 +1,5 @@
-"""tools/benchmark.py as a user runs it (the seconds-long --tiny mode)."""
+"""tools/analysis/benchmark.py as a user runs it (the seconds-long --tiny
+mode)."""
 import re
 
 from conftest import read_json, run_tool
@@ -6,7 +7,7 @@ from conftest import read_json, run_tool
 
 def test_tiny_benchmark_ends_with_the_two_speedup_lines(tmp_path):
     out = str(tmp_path / 'bench.json')
-    proc = run_tool('tools/benchmark.py', '--tiny', '--repeats', '2',
+    proc = run_tool('tools/analysis/benchmark.py', '--tiny', '--repeats', '2',
                     '--work-dir', str(tmp_path / 'work'), '--out', out,
                     timeout=900)
     lines = proc.stdout.strip().splitlines()
@@ -39,12 +40,12 @@ def test_tiny_benchmark_ends_with_the_two_speedup_lines(tmp_path):
 
 
 def test_bad_flags_are_one_clear_error(tmp_path):
-    proc = run_tool('tools/benchmark.py', '--tiny', '--epochs', '1',
+    proc = run_tool('tools/analysis/benchmark.py', '--tiny', '--epochs', '1',
                     '--work-dir', str(tmp_path), check=False)
     assert proc.returncode == 2
     assert 'error: --epochs must be at least 2' in proc.stderr
     assert 'Traceback' not in proc.stderr
-    proc = run_tool('tools/benchmark.py', '--data-root',
+    proc = run_tool('tools/analysis/benchmark.py', '--data-root',
                     str(tmp_path / 'nowhere'), '--work-dir', str(tmp_path),
                     check=False)
     assert proc.returncode == 2
@@ -53,7 +54,7 @@ def test_bad_flags_are_one_clear_error(tmp_path):
 
 def test_only_ours_reports_the_whole_recipe_time(tmp_path):
     out = str(tmp_path / 'only.json')
-    proc = run_tool('tools/benchmark.py', '--tiny', '--only', 'ours',
+    proc = run_tool('tools/analysis/benchmark.py', '--tiny', '--only', 'ours',
                     '--epochs', '3', '--work-dir', str(tmp_path / 'work'),
                     '--out', out, timeout=900)
     assert re.search(r'ours alone: 3 epochs \(train \+ val \+ hooks\) in '

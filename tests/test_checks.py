@@ -9,13 +9,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image
+from conftest import load_tool, make_image
 from rock_plugin.datasets import RockDataset
 from rock_plugin.datasets.annotations import DataError
-from rock_plugin.datasets.checks import (PROBLEM_KINDS, check_class_tree,
-                                         check_images, inspect_image,
-                                         scan_class_tree)
-from rock_plugin.datasets.prepare import check_annotation_files
+from rock_plugin.utils.image_files import scan_class_tree
+
+# The checks are an offline tool's work (tools/dataset/), not the package's.
+_checks = load_tool('dataset/_checks')
+PROBLEM_KINDS = _checks.PROBLEM_KINDS
+check_class_tree = _checks.check_class_tree
+check_images = _checks.check_images
+inspect_image = _checks.inspect_image
+check_annotation_files = load_tool('dataset/_prepare').check_annotation_files
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -1,4 +1,5 @@
-"""tools/plot_history.py: curves of one or several runs from history.csv."""
+"""tools/analysis/plot_history.py: curves of one or several runs from
+history.csv."""
 import csv
 import os.path as osp
 
@@ -35,13 +36,13 @@ def two_runs(tiny_data, tmp_path_factory):
 
 def _main():
     """The tool's function, loaded in-process for the quick error checks."""
-    return vars(load_tool('plot_history'))
+    return vars(load_tool('analysis/plot_history'))
 
 
 def test_two_work_dirs_on_one_figure(two_runs, tmp_path):
     first, second = two_runs
     out = str(tmp_path / 'compare.png')
-    proc = run_tool('tools/plot_history.py', first,
+    proc = run_tool('tools/analysis/plot_history.py', first,
                     osp.join(second, 'history.csv'), '--out', out, '--names',
                     'short', 'long', '--title', 'lr test', env=ENV)
     assert '2 run(s), 4 epochs' in proc.stdout and out in proc.stdout
@@ -111,7 +112,8 @@ def test_damaged_history_names_the_file(damage, where, tmp_path, capsys):
     if damage == 'nul':
         path.write_bytes(path.read_bytes()[:40] + b'\0\0\0\n')
     if damage == 'text':  # as a user runs it
-        proc = run_tool('tools/plot_history.py', str(path), check=False)
+        proc = run_tool('tools/analysis/plot_history.py', str(path),
+                        check=False)
         code, err = proc.returncode, proc.stderr
     else:  # the same code in-process, to keep the suite fast
         from rock_plugin.apis.cli import run_cli

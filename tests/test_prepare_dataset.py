@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image
+from conftest import load_tool, make_image
 from rock_plugin.apis.cli import run_cli
 from rock_plugin.datasets import RockDataset
 from rock_plugin.datasets.annotations import (DataError, load_annotations,
                                               load_classes)
-from rock_plugin.datasets.demo_subset import make_subset, pick_per_class
-from rock_plugin.datasets.prepare import prepare_dataset
+
+# Offline jobs: tools/dataset/ holds them, not the package.
+_demo_subset = load_tool('dataset/_demo_subset')
+make_subset = _demo_subset.make_subset
+pick_per_class = _demo_subset.pick_per_class
+prepare_dataset = load_tool('dataset/_prepare').prepare_dataset
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REAL_DATA = osp.join(REPO, '..', 'shared', 'data', 'rock_thin_sections')
@@ -67,15 +71,15 @@ def run_tool(*args):
 
 def call_tool(script, argv, capsys):
     """Run a tool's main in-process (no 5 s start-up): (code, out, err)."""
-    from conftest import load_tool
-    module = load_tool(osp.basename(script)[:-3])
+    module = load_tool(osp.relpath(script, 'tools')[:-3])
     code = run_cli(module.main, list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
 
 def test_annotate_layout_example(tmp_path):
-    # The layout `tools/prepare_dataset.py photos data --mode annotate` writes.
+    # The layout `tools/dataset/prepare_dataset.py photos data --mode
+    # annotate` writes.
     src = str(tmp_path / 'photos')
     make_image(osp.join(src, 'Bauxite', 'b1.jpg'), 1)
     make_image(osp.join(src, 'Bauxite', 'b2.jpg'), 2)
@@ -262,8 +266,8 @@ def test_prepare_dataset_tool(tmp_path, capsys):
     src = make_tree(str(tmp_path / 'src'))
     add_bad_files(src)
     out = str(tmp_path / 'out')
-    res = run_tool('tools/prepare_dataset.py', src, out, '--test-ratio',
-                   '0.2', '--seed', '1', '--mode', 'annotate')
+    res = run_tool('tools/dataset/prepare_dataset.py', src, out,
+                   '--test-ratio', '0.2', '--seed', '1', '--mode', 'annotate')
     assert res.returncode == 0, res.stderr
     assert 'Sparry Limestone' in res.stdout and 'total' in res.stdout
     assert '3 problem(s) in 28 images' in res.stdout
@@ -271,7 +275,7 @@ def test_prepare_dataset_tool(tmp_path, capsys):
     assert osp.join(out, 'train.txt') in res.stdout
     assert len(load_annotations(osp.join(out, 'test.txt'))) == 5
 
-    code, out, err = call_tool('tools/prepare_dataset.py',
+    code, out, err = call_tool('tools/dataset/prepare_dataset.py',
                                [src, str(tmp_path / 'strict'), '--strict'],
                                capsys)
     assert code == 2
@@ -287,11 +291,11 @@ def test_rerun_keeps_the_previous_split_files(tmp_path, capsys):
     src = make_tree(str(tmp_path / 'src'), per_class=(4, 4, 4))
     out = tmp_path / 'out'
     argv = [src, str(out), '--mode', 'annotate']
-    assert call_tool('tools/prepare_dataset.py', argv, capsys)[0] == 0
+    assert call_tool('tools/dataset/prepare_dataset.py', argv, capsys)[0] == 0
     first = snapshot(str(out))
     edited = first['train.txt'] + b'# my hand-added note\n'
     (out / 'train.txt').write_bytes(edited)
-    code, stdout, _ = call_tool('tools/prepare_dataset.py',
+    code, stdout, _ = call_tool('tools/dataset/prepare_dataset.py',
                                 argv + ['--seed', '5'], capsys)
     assert code == 0
     backups = {name: data for name, data in snapshot(str(out)).items()
@@ -302,7 +306,8 @@ def test_rerun_keeps_the_previous_split_files(tmp_path, capsys):
         edited
     assert 'the previous train.txt is kept as' in stdout
     # an identical rerun leaves no backup behind
-    call_tool('tools/prepare_dataset.py', argv + ['--seed', '5'], capsys)
+    call_tool('tools/dataset/prepare_dataset.py', argv + ['--seed', '5'],
+              capsys)
     assert len([n for n in os.listdir(out) if n.endswith('.bak')]) == 2
 
 
@@ -311,14 +316,14 @@ def test_check_dataset_tool(tmp_path, capsys):
     out = str(tmp_path / 'out')
     prepare_dataset(src, out)
     code, stdout, _ = call_tool(
-        'tools/check_dataset.py',
+        'tools/dataset/check_dataset.py',
         [out, '--ann-file', 'train.txt', '--ann-file', 'test.txt',
          '--strict'], capsys)
     assert code == 0
     assert 'No problems found in 25 images' in stdout
     assert 'train.txt' in stdout and 'test.txt' in stdout
     add_bad_files(src)
-    res = run_tool('tools/check_dataset.py', src, '--strict')
+    res = run_tool('tools/dataset/check_dataset.py', src, '--strict')
     assert res.returncode == 2
     assert 'not_image (not an image file):' in res.stdout
     assert res.stderr.startswith('error: ')
@@ -329,15 +334,16 @@ def test_check_dataset_tool(tmp_path, capsys):
 def test_make_demo_subset_tool(tmp_path, capsys):
     src = make_tree(str(tmp_path / 'src'), per_class=(5, 5))
     out = str(tmp_path / 'demo')
-    res = run_tool('tools/make_demo_subset.py', src, out, '--per-class', '3',
-                   '--size', '32', '--quality', '80', '--max-mb', '1')
+    res = run_tool('tools/dataset/make_demo_subset.py', src, out,
+                   '--per-class', '3', '--size', '32', '--quality', '80',
+                   '--max-mb', '1')
     assert res.returncode == 0, res.stderr
     assert 'Wrote 6 images in 2 classes' in res.stdout
     assert 'sizes 38x32' in res.stdout
     with Image.open(osp.join(out, 'Bauxite', os.listdir(
             osp.join(out, 'Bauxite'))[0])) as img:
         assert img.size == (38, 32) and img.format == 'JPEG'
-    code, _, err = call_tool('tools/make_demo_subset.py',
+    code, _, err = call_tool('tools/dataset/make_demo_subset.py',
                              [src, str(tmp_path / 'big'), '--max-mb',
                               '0.0001'], capsys)
     assert code == 2 and 'MiB limit' in err

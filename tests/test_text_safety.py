@@ -155,7 +155,7 @@ def runs(tmp_path_factory):
     procs['predict'] = run_tool('tools/predict.py',
                                 osp.join(work, 'tiny_config.py'), ckpt, data,
                                 '--out', pred_out)
-    procs['plot'] = run_tool('tools/plot_history.py', work)
+    procs['plot'] = run_tool('tools/analysis/plot_history.py', work)
     cv = ('tools/cross_validate.py', TINY_CONFIG, '--folds', '2', '--seed',
           '3', '--device', 'cpu', '--data-root', data, '--work-dir', cv_work,
           '--cfg-options', 'train_cfg.max_epochs=1', *FIVE)

@@ -4,8 +4,8 @@
 #   bash tools/gpu_check.sh [OUT_DIR]        # default work_dirs/gpu_check
 #
 # 1. the device, torch, CUDA and cuDNN versions;
-# 2. tools/benchmark.py on CUDA with AMP (float16 AmpOptimWrapper, both
-#    trainers), batch 32 and then 64: stock mmpretrain against configs/
+# 2. tools/analysis/benchmark.py on CUDA with AMP (float16 AmpOptimWrapper,
+#    both trainers), batch 32 and then 64: stock mmpretrain against configs/
 #    rock_b4.py, whose model runs the frozen backbone channels_last and whose
 #    env_cfg sets cudnn_benchmark=True; 3 epochs on the bundled images listed
 #    16 times (about 3000 training crops an epoch, JPEG decode included,
@@ -41,9 +41,9 @@ EOF
 
 for bs in 32 64; do
     echo "[gpu_check] 2/3 benchmark, AMP, batch $bs"
-    "$PYTHON" tools/benchmark.py --device cuda --amp --batch-size "$bs" \
-        --num-workers "$WORKERS" --repeats 1 --epochs 3 --data-repeat 16 \
-        --timeout 300 \
+    "$PYTHON" tools/analysis/benchmark.py --device cuda --amp \
+        --batch-size "$bs" --num-workers "$WORKERS" --repeats 1 --epochs 3 \
+        --data-repeat 16 --timeout 300 \
         --work-dir "$OUT/bench_b$bs" --out "$OUT/bench_b$bs.json" \
         | tee "$OUT/bench_b$bs.txt"
     grep -q '^epoch speedup: ' "$OUT/bench_b$bs.txt" \

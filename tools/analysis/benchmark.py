@@ -1,6 +1,6 @@
 """Speed of our trainer and predictor against stock mmpretrain, as run.
 
-``python tools/benchmark.py`` trains the frozen EfficientNet-B4 recipe
+``python tools/analysis/benchmark.py`` trains the frozen EfficientNet-B4 recipe
 (380 px, batch 4, SGD) for full epochs on all the bundled images
 (``demo/rock_thin_sections``, a stratified 20 % validation fold) with
 
@@ -24,7 +24,7 @@ depend on the weights; nothing is downloaded). The output ends with::
 An epoch is train + validation + hooks and checkpoints, epochs 2..N (epoch 1
 builds caches and exports; it is shown apart). ``--engines`` instead times
 the frozen backbone alone on every engine of
-:mod:`rock_plugin.models.frozen_fastpath`; ``--tiny`` is a seconds-long run
+:mod:`rock_plugin.models.accel.frozen_engine`; ``--tiny`` is a seconds-long run
 (EfficientNet-B0 at 32 px, 4 images a class) for tests.
 """
 import argparse
@@ -32,10 +32,13 @@ import multiprocessing
 import os
 import os.path as osp
 import statistics
+import sys
 import time
 import traceback
 from queue import Empty
 
+# Run as ``python tools/analysis/x.py``: tools/ holds _common.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from _common import REPO, add_common_args, run, setup_env
 
 BUNDLED = osp.join(REPO, 'demo', 'rock_thin_sections')
@@ -70,8 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'validation and predict sets (longer epochs for a '
                         'fast GPU; default 1)')
     parser.add_argument('--engine', default=None,
-                        help='our frozen-backbone engine (model.fast_frozen: '
-                        'eager, onnxruntime, compile, bf16; default: the '
+                        help='our frozen-backbone engine '
+                        '(model.frozen_engine: eager, onnxruntime, compile, '
+                        'bf16; default: the '
                         "config's, the fastest exact one)")
     parser.add_argument('--pretrained', help='EfficientNet-B4 ImageNet .pth '
                         'for both (default: the same random weights, BN '
@@ -167,7 +171,7 @@ def build_config(spec: dict):
                                     classes=data['classes_file'])
         cfg.val_evaluator.topk = (1, min(5, n))
         if spec.get('engine'):
-            cfg.model.fast_frozen = spec['engine']
+            cfg.model.frozen_engine = spec['engine']
         if spec.get('amp'):
             from rock_plugin.apis.train import set_amp
             set_amp(cfg, spec['device'])
@@ -354,7 +358,7 @@ def time_engines(spec: dict) -> dict:
 
     import rock_plugin  # noqa: F401
     from mmpretrain.registry import MODELS
-    from rock_plugin.models.frozen_fastpath import ENGINES, FrozenEngine
+    from rock_plugin.models.accel import ENGINES, FrozenEngine
     init_default_scope('mmpretrain')
     cfg = build_config(dict(spec, role='ours'))
     model = MODELS.build(dict(cfg.model,

@@ -1,9 +1,10 @@
 """Redraw training curves from ``history.csv`` files; compare runs on one
 figure.
 
-    python tools/plot_history.py work_dirs/rock_b4
-    python tools/plot_history.py work_dirs/run_a work_dirs/run_b/history.csv \\
-        --names lr0.1 lr0.01 --out compare.png --title 'Learning rate'
+    python tools/analysis/plot_history.py work_dirs/rock_b4
+    python tools/analysis/plot_history.py work_dirs/run_a \\
+        work_dirs/run_b/history.csv --names lr0.1 lr0.01 --out compare.png \\
+        --title 'Learning rate'
 
 Each argument is a work dir (its ``history.csv`` is read) or a CSV file
 written by ``HistoryHook``. The panels are those of ``curves.png``: train
@@ -11,8 +12,11 @@ loss, top-1 accuracy, macro precision, recall, F1 and learning rate.
 """
 import argparse
 import os.path as osp
+import sys
 from typing import List, Optional
 
+# Run as ``python tools/analysis/x.py``: tools/ holds _common.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from _common import run
 
 

@@ -1,5 +1,9 @@
 """Check a folder of rock photos and write a stratified train/test split in
-the original project's formats; or check existing annotation files."""
+the original project's formats; or check existing annotation files.
+
+The work of ``tools/dataset/prepare_dataset.py`` and, for annotation files,
+``tools/dataset/check_dataset.py``; offline only, so not in the package.
+"""
 import contextlib
 import os
 import os.path as osp
@@ -7,12 +11,15 @@ import shutil
 from collections import Counter
 from typing import List, Optional, Sequence, Tuple, Union
 
+from rock_plugin.datasets.annotations import (format_annotation_line,
+                                              load_annotations, load_classes,
+                                              normalize_path)
+from rock_plugin.datasets.split import num_folds, stratified_fold_split
 from rock_plugin.utils.atomic_io import atomic_write
 from rock_plugin.utils.errors import DataError
-from .annotations import (format_annotation_line, load_annotations,
-                          load_classes, normalize_path)
-from .checks import DatasetReport, check_class_tree, check_images
-from .split import num_folds, stratified_fold_split
+
+# A sibling module: tools/dataset/ is on sys.path when its tools run.
+from _checks import DatasetReport, check_class_tree, check_images
 
 MODES = ('annotate', 'copy', 'symlink')
 PARTS = ('train', 'test')

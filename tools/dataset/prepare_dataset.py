@@ -1,12 +1,12 @@
 """Check a folder of rock photos and write a train/test split of it.
 
-``python tools/prepare_dataset.py photos/ data/rocks --test-ratio 0.2``
+``python tools/dataset/prepare_dataset.py photos/ data/rocks --test-ratio 0.2``
 
 ``photos/`` holds one sub-folder of images per class. Every image is decoded
 once; corrupt, truncated and non-image files and extra copies of duplicates
 are left out and reported, then ``train.txt``, ``test.txt``,
 ``annotations.txt`` and ``classes.txt`` are written in ``data/rocks`` (see
-:func:`rock_plugin.datasets.prepare.prepare_dataset`). Existing ones that
+:func:`_prepare.prepare_dataset`). Existing ones that
 change are kept as ``<name>.<time>.bak``. ``--strict`` stops on any problem
 before writing anything (exit code 2).
 """
@@ -15,8 +15,11 @@ import filecmp
 import os
 import os.path as osp
 import shutil
+import sys
 import time
 
+# Run as ``python tools/dataset/x.py``: tools/ holds _common.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from _common import add_check_args, add_folder_args, run
 
 SPLIT_FILES = ('train.txt', 'test.txt', 'annotations.txt', 'classes.txt')
@@ -82,7 +85,7 @@ def drop_unneeded_backups(backups: dict) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     from rock_plugin.datasets.annotations import DataError
-    from rock_plugin.datasets.prepare import prepare_dataset
+    from _prepare import prepare_dataset
     # Hand-edited or earlier split files must survive a rerun.
     backups = backup_split_files(args.out) if osp.isdir(args.out) else {}
     try:

@@ -1,7 +1,7 @@
 """Check a rock dataset before training.
 
-``python tools/check_dataset.py data/rocks --ann-file train.txt test.txt``
-checks the images listed in annotation files (classes from
+``python tools/dataset/check_dataset.py data/rocks --ann-file train.txt
+test.txt`` checks the images listed in annotation files (classes from
 ``--classes annotations.txt``); without ``--ann-file`` it checks a
 folder-per-class tree ``DATA_ROOT/<class>/*.jpg``. Every image is decoded
 once: missing, corrupt, truncated and non-image files, duplicates (within and
@@ -11,7 +11,10 @@ something was found.
 """
 import argparse
 import os.path as osp
+import sys
 
+# Run as ``python tools/dataset/x.py``: tools/ holds _common.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from _common import add_check_args, run
 
 
@@ -38,8 +41,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     from rock_plugin.datasets.annotations import DataError
-    from rock_plugin.datasets.checks import check_class_tree
-    from rock_plugin.datasets.prepare import check_annotation_files
+    from _checks import check_class_tree
+    from _prepare import check_annotation_files
     if args.ann_file:
         report = check_annotation_files(
             args.data_root, args.ann_file, args.classes,

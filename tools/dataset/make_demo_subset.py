@@ -1,6 +1,6 @@
 """Make a small downscaled copy of a folder-per-class image dataset.
 
-``python tools/make_demo_subset.py ../shared/data/rock_thin_sections
+``python tools/dataset/make_demo_subset.py ../shared/data/rock_thin_sections
 demo/rock_thin_sections --size 256 --quality 85`` (how the bundled demo was
 made).
 
@@ -9,10 +9,14 @@ same ones for the same ``--seed``), resizes their shorter side to ``--size``
 (aspect ratio kept, never enlarged), re-encodes them as JPEG ``--quality``
 and writes them in the same folder-per-class layout; fails, writing nothing,
 when the total would exceed ``--max-mb`` MiB. See
-:func:`rock_plugin.datasets.demo_subset.make_subset`.
+:func:`_demo_subset.make_subset`.
 """
 import argparse
+import os.path as osp
+import sys
 
+# Run as ``python tools/dataset/x.py``: tools/ holds _common.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from _common import add_folder_args, run
 
 
@@ -42,7 +46,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    from rock_plugin.datasets.demo_subset import MIB, make_subset
+    from _demo_subset import MIB, make_subset
     info = make_subset(args.src, args.out, per_class=args.per_class,
                        size=args.size, quality=args.quality, seed=args.seed,
                        max_mb=args.max_mb, overwrite=args.overwrite)

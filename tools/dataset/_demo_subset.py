@@ -1,5 +1,6 @@
 """A small, downscaled copy (or subset) of a folder-per-class dataset, as
-the bundled ``demo/rock_thin_sections`` was built."""
+the bundled ``demo/rock_thin_sections`` was built: the work of
+``tools/dataset/make_demo_subset.py``."""
 import io
 import os
 import os.path as osp
@@ -12,8 +13,10 @@ from PIL import Image, ImageOps
 from rock_plugin.utils.atomic_io import atomic_write
 from rock_plugin.utils.errors import DataError
 from rock_plugin.utils.image_files import is_image_file, scan_class_folders
-from .checks import check_images
-from .prepare import _inside
+
+# Sibling modules: tools/dataset/ is on sys.path when its tools run.
+from _checks import check_images
+from _prepare import _inside
 
 MIB = 1024 * 1024
 

@@ -1,6 +1,8 @@
 """Check a rock dataset before training, every image decoded once: corrupt
 files otherwise fail mid-epoch, and a photo filed twice leaks between train
 and test. Odd modes (grayscale, CMYK, 16-bit) are valid, only noted.
+
+Used by the tools of ``tools/dataset/`` (offline jobs, not the package).
 """
 import hashlib
 import io

@@ -12,8 +12,8 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from rock_plugin.utils.errors import CheckpointError, DataError
-from .work_dir import (WorkDirLock, check_work_dir, find_resume_checkpoint,
-                       prepare_fresh_run)
+from .work_dir import (WorkDirLock, check_work_dir, checkpoint_dir,
+                       find_resume_checkpoint, prepare_fresh_run)
 
 # Top-level keys the runner reads besides those of mmengine's Runner.
 _EXTRA_TOP_KEYS = {'runner_type', 'model_wrapper_cfg', 'tta_model',
@@ -163,7 +163,9 @@ def set_resume(cfg: Config, resume: Optional[str]) -> Config:
     (:func:`find_resume_checkpoint`); a path: that checkpoint; None: a fresh
     run."""
     if resume == 'auto':
-        resume = find_resume_checkpoint(cfg.work_dir)
+        hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+        resume = find_resume_checkpoint(cfg.work_dir, checkpoint_dir(
+            cfg.work_dir, hook.get('out_dir')))
     elif resume is not None and not osp.isfile(resume):
         raise FileNotFoundError(f'{resume}: checkpoint to resume from '
                                 'not found')
@@ -198,12 +200,19 @@ def set_dist_backend(cfg: Config, backend: str) -> Config:
 
 def build_runner(cfg: Config):
     """``RUNNERS.build(cfg)`` when the config names ``runner_type`` (our
-    ``RockRunner``), else ``Runner.from_cfg(cfg)``, as mmpretrain does."""
+    ``RockRunner``), else ``Runner.from_cfg(cfg)``, as mmpretrain does. Its
+    logger escapes control characters: class and file names in log lines
+    (``precision/<class>``, tables) cannot drive the terminal."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    from rock_plugin.utils.text import escape_log_records
     if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    escape_log_records(runner.logger)
+    return runner
 
 
 def check_num_classes(cfg: Config, dataset) -> None:

@@ -1,6 +1,7 @@
 """``RockRunner``: mmengine's Runner, running no code from checkpoints."""
 from typing import Callable, Union
 
+from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import (_load_checkpoint,
@@ -33,6 +34,25 @@ class RockRunner(Runner):
     def test(self):
         with safe_checkpoint_loaders():
             return super().test()
+
+    def load_or_resume(self) -> None:
+        """:meth:`Runner.load_or_resume`, but ``resume=True`` without
+        ``load_from`` continues from this work dir's own latest checkpoint
+        (:func:`~rock_plugin.apis.work_dir.find_resume_checkpoint`), not
+        from whatever ``last_checkpoint`` names: in a copied or moved work
+        dir that is the old dir's file."""
+        if self._resume and self._load_from is None and \
+                not self._has_loaded:
+            from rock_plugin.apis.work_dir import (checkpoint_dir,
+                                                   find_resume_checkpoint)
+            out_dir = next((h.out_dir for h in self.hooks
+                            if isinstance(h, CheckpointHook)), None)
+            try:
+                self._load_from = find_resume_checkpoint(
+                    self.work_dir, checkpoint_dir(self.work_dir, out_dir))
+            except FileNotFoundError:
+                pass  # as mmengine: nothing to resume is a fresh start
+        super().load_or_resume()
 
     def load_checkpoint(self, filename: str,
                         map_location: Union[str, Callable] = 'cpu',

@@ -1,5 +1,7 @@
-"""``RockCheckpointHook``: atomic, later ties, ``best.pth`` / ``last.pth``."""
+"""``RockCheckpointHook``: atomic, later ties, ``best.pth`` / ``last.pth``,
+and no removal outside its own folder."""
 import contextlib
+import logging
 import operator
 import os
 import os.path as osp
@@ -8,15 +10,42 @@ import uuid
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
 from rock_plugin.utils.atomic_backend import ATOMIC_LOCAL_BACKEND
 from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.paths import path_inside, resolve_in_dir
+
+
+class _OwnFolderBackend:
+    """A file backend whose ``remove`` / ``rmtree`` act only inside the
+    hook's ``out_dir`` (read when called: mmengine finishes it in
+    ``before_train``); anything else is kept, with a warning. Everything
+    else is the wrapped backend's."""
+
+    def __init__(self, backend, hook):
+        self._backend = backend
+        self._hook = hook
+
+    def __getattr__(self, name):
+        backend = self.__dict__.get('_backend')  # unset while copied
+        if backend is None:
+            raise AttributeError(name)
+        return getattr(backend, name)
+
+    def remove(self, filepath) -> None:
+        if self._hook.owns(filepath):
+            self._backend.remove(filepath)
+
+    def rmtree(self, dir_path) -> None:
+        if self._hook.owns(dir_path):
+            self._backend.rmtree(dir_path)
 
 
 @HOOKS.register_module()
 class RockCheckpointHook(CheckpointHook):
-    """mmengine's ``CheckpointHook`` with three changes.
+    """mmengine's ``CheckpointHook`` with four changes.
 
     * Atomic writes of the ``last_checkpoint`` pointer and the checkpoints
       (a local ``out_dir`` and no ``backend_args`` / ``file_client_args``).
@@ -25,6 +54,10 @@ class RockCheckpointHook(CheckpointHook):
       96.6 % on unseen images, mmengine's earliest 93.7 %.
     * ``last.pth`` and ``best.pth`` (``best_<key>.pth`` with several keys):
       hard links (or copies) of mmengine's files, replaced atomically.
+    * A run removes files only inside its own ``out_dir`` (old best,
+      ``max_keep_ckpts``). On resume, checkpoint paths restored from the
+      checkpoint that lie elsewhere (a copied or moved work dir) become the
+      file of the same name in ``out_dir``, or are forgotten.
 
     Args:
         *args, **kwargs: As :class:`mmengine.hooks.CheckpointHook`.
@@ -39,6 +72,81 @@ class RockCheckpointHook(CheckpointHook):
             kwargs['backend_args'] = dict(backend=ATOMIC_LOCAL_BACKEND)
         super().__init__(*args, **kwargs)
         self._linked = {}  # stable name -> the file it was last linked to
+
+    # mmengine sets ``file_backend`` in ``before_train`` and removes files
+    # through it (old best, max_keep_ckpts, also while resuming): wrapped as
+    # it is set, every one of those removals is checked.
+    @property
+    def file_backend(self):
+        return self.__dict__.get('_own_folder_backend')
+
+    @file_backend.setter
+    def file_backend(self, backend) -> None:
+        self.__dict__['_own_folder_backend'] = _OwnFolderBackend(backend, self)
+
+    def owns(self, path) -> bool:
+        """Whether ``path`` is inside this run's ``out_dir`` (which only
+        then may lose it); warns when not.
+
+        Args:
+            path (str): A file or folder the hook would remove.
+
+        Returns:
+            bool: True when inside ``out_dir``.
+
+        Example:
+            >>> hook.owns(osp.join(hook.out_dir, 'epoch_1.pth'))
+            True
+        """
+        if self.out_dir is not None and path_inside(path, self.out_dir):
+            return True
+        print_log(f'{path} is not in this run\'s folder {self.out_dir}: '
+                  'kept, not removed', logger='current',
+                  level=logging.WARNING)
+        return False
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        self._adopt_restored_paths(runner)
+
+    def _adopt_restored_paths(self, runner) -> None:
+        """Best and last checkpoint paths restored (message hub) from a
+        checkpoint of another folder: the same-named file of ``out_dir``,
+        else none (the next best is saved here, none removed)."""
+        hub = runner.message_hub
+        if self.save_best is None:
+            keys = {}
+        elif len(self.key_indicators) == 1:
+            keys = {'best_ckpt': None}
+        else:
+            keys = {f'best_ckpt_{k}': k for k in self.key_indicators}
+        moved, forgotten = [], []
+        for hub_key in [*keys, 'last_ckpt']:
+            path = hub.get_info(hub_key)
+            own = resolve_in_dir(path, str(self.out_dir),
+                                 exists=self.file_backend.exists)
+            if own == path:
+                continue
+            (moved if own else forgotten).append(str(path))
+            if own:
+                hub.update_info(hub_key, own)
+            else:
+                hub.pop_info(hub_key)
+            if hub_key == 'best_ckpt':
+                self.best_ckpt_path = own
+            elif hub_key in keys:
+                self.best_ckpt_path_dict[keys[hub_key]] = own
+        if moved:
+            runner.logger.info(
+                f'resume: {", ".join(moved)} (from the checkpoint) lie '
+                f'outside {self.out_dir}; using the files of the same name '
+                'here')
+        if forgotten:
+            runner.logger.info(
+                f'resume: {", ".join(forgotten)} (from the checkpoint) lie '
+                f'outside {self.out_dir} and have no file of the same name '
+                'here: forgotten (a new best is saved here; nothing '
+                'outside is touched)')
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         # mmengine's method, with the pointer written atomically and
@@ -72,6 +180,14 @@ class RockCheckpointHook(CheckpointHook):
         self._link('last.pth', self.last_ckpt)
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
+        # mmengine removes the previous best and logs it as removed; one
+        # outside out_dir is forgotten first, so neither happens to it.
+        if getattr(self, 'best_ckpt_path', None) and \
+                not self.owns(self.best_ckpt_path):
+            self.best_ckpt_path = None
+        for key, path in getattr(self, 'best_ckpt_path_dict', {}).items():
+            if path and not self.owns(path):
+                self.best_ckpt_path_dict[key] = None
         super()._save_best_checkpoint(runner, metrics)
         if not self.save_best or not is_main_process():
             return

@@ -137,6 +137,34 @@ def test_no_entry_point_runs_code_from_a_checkpoint(attack, trained, tiny_data,
                 assert '--trust-checkpoint' not in out, out[-2000:]
 
 
+@pytest.mark.parametrize('runner_type', ['Runner', None])
+def test_plain_runner_config_never_resumes_with_mmengine_loading(
+        runner_type, trained, tiny_data, tmp_path):
+    """A config that asks for mmengine's plain Runner (or none) still gets
+    RockRunner: Runner.resume would run the checkpoint's config text."""
+    work, base = trained
+    marker = str(tmp_path / 'PWNED')
+    ckpt = write_attack('config_text', base, str(tmp_path / 'c.pth'), marker)
+    option = f'runner_type={runner_type}' if runner_type else \
+        'runner_type=None'
+    proc = run_tool('tools/train.py', TINY_CONFIG, '--work-dir',
+                    str(tmp_path / 'run'), '--resume', ckpt, '--data-root',
+                    tiny_data, '--cfg-options', option,
+                    'train_cfg.max_epochs=2', check=False, timeout=300)
+    assert not osp.exists(marker), proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_foreign_runner_type_is_refused(trained, tiny_data, tmp_path):
+    proc = run_tool('tools/train.py', TINY_CONFIG, '--work-dir',
+                    str(tmp_path / 'run'), '--data-root', tiny_data,
+                    '--cfg-options', 'runner_type=FlexibleRunner',
+                    check=False, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert 'not a subclass of RockRunner' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
 def _python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, '-c', code], cwd=REPO, text=True,
                           capture_output=True, timeout=300)

@@ -199,18 +199,30 @@ def set_dist_backend(cfg: Config, backend: str) -> Config:
 
 
 def build_runner(cfg: Config):
-    """``RUNNERS.build(cfg)`` when the config names ``runner_type`` (our
-    ``RockRunner``), else ``Runner.from_cfg(cfg)``, as mmpretrain does. Its
-    logger escapes control characters: class and file names in log lines
+    """The runner of ``cfg``: ``RockRunner`` or a subclass of it, never
+    mmengine's plain ``Runner``, whose ``resume`` executes the config text a
+    checkpoint carries (a received checkpoint is data, not code). A config
+    without ``runner_type`` or with ``'Runner'`` gets ``RockRunner`` (same
+    loop, safe loading); another runner type must subclass it. Its logger
+    escapes control characters: class and file names in log lines
     (``precision/<class>``, tables) cannot drive the terminal."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
+    from rock_plugin.engine.rock_runner import RockRunner
     from rock_plugin.utils.text import escape_log_records
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
+    runner_type = cfg.get('runner_type') or 'Runner'
+    runner_cls = RUNNERS.get(runner_type) if isinstance(runner_type, str) \
+        else runner_type
+    if runner_cls is None or runner_cls is Runner:
+        cfg.runner_type = 'RockRunner'
+    elif not (isinstance(runner_cls, type) and
+              issubclass(runner_cls, RockRunner)):
+        raise ValueError(
+            f'runner_type {runner_type!r}: not a subclass of RockRunner. '
+            "mmengine's checkpoint loading runs config text stored in "
+            'checkpoints; subclass rock_plugin.engine.RockRunner instead')
+    runner = RUNNERS.build(cfg)
     escape_log_records(runner.logger)
     return runner
 

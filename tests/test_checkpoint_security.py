@@ -165,6 +165,41 @@ def test_foreign_runner_type_is_refused(trained, tiny_data, tmp_path):
     assert 'Traceback' not in proc.stderr
 
 
+@pytest.mark.parametrize('field,value', [
+    ('rng_state', {'python': 5}),
+    ('history_pending', [1, 2]),
+    ('meta.dataset_meta.classes', 'abc'),
+    ('meta.seed', 'x'),
+])
+def test_malformed_checkpoint_data_is_one_line(field, value, trained,
+                                               tiny_data, tmp_path):
+    """Values read from a checkpoint are data: a wrong type is one error
+    line naming the file, never a traceback or a silent misreading."""
+    work, base = trained
+    ckpt = torch.load(base, weights_only=True)
+    parent, *keys = field.split('.')
+    if keys:
+        node = ckpt[parent]
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    else:
+        ckpt[parent] = value
+    path = str(tmp_path / 'bad.pth')
+    torch.save(ckpt, path)
+    if field.startswith('meta.'):
+        args = ['tools/test.py', TINY_CONFIG, path, '--work-dir',
+                str(tmp_path / 'run'), '--data-root', tiny_data]
+    else:
+        args = ['tools/train.py', TINY_CONFIG, '--work-dir',
+                str(tmp_path / 'run'), '--resume', path, '--data-root',
+                tiny_data, '--cfg-options', 'train_cfg.max_epochs=2']
+    proc = run_tool(*args, check=False, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert path in proc.stderr and field.split('.')[-1] in proc.stderr
+
+
 def _python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, '-c', code], cwd=REPO, text=True,
                           capture_output=True, timeout=300)

@@ -17,9 +17,26 @@ from rock_plugin.utils.atomic_io import atomic_write_csv, atomic_write_json
 def read_checkpoint_meta(checkpoint: str) -> dict:
     """A checkpoint's ``meta``, loaded safely ({} for a bare state dict)."""
     from rock_plugin.utils.checkpoint_io import load_checkpoint_file
+    from rock_plugin.apis.onnx_metadata import check_classes
+    from rock_plugin.utils.errors import DataError
     ckpt = load_checkpoint_file(osp.expanduser(checkpoint), map_location='cpu')
     meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
-    return dict(meta) if isinstance(meta, dict) else {}
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    # A checkpoint is data: the values read from it must have their types.
+    dataset_meta = meta.get('dataset_meta')
+    if isinstance(dataset_meta, dict) and \
+            dataset_meta.get('classes') is not None:
+        check_classes(dataset_meta['classes'], checkpoint,
+                      'meta.dataset_meta.classes')
+    elif dataset_meta is not None and not isinstance(dataset_meta, dict):
+        raise DataError('meta.dataset_meta must be a dict, got '
+                        f'{type(dataset_meta).__name__}', checkpoint)
+    seed = meta.get('seed')
+    if seed is not None and (isinstance(seed, bool) or
+                             not isinstance(seed, int)):
+        raise DataError(f'meta.seed must be an integer, got {seed!r:.40}',
+                        checkpoint)
+    return meta
 
 
 def _evaluator_list(evaluator) -> list:

@@ -12,6 +12,7 @@ from mmpretrain.registry import HOOKS
 from rock_plugin.evaluation.head_output_stats import HeadOutputStats
 from rock_plugin.evaluation.rock_metric import RockMetric
 from rock_plugin.utils.atomic_io import atomic_write_csv
+from rock_plugin.utils.errors import CheckpointError
 from rock_plugin.visualization import read_history
 from .resume_validation_hook import validates_after
 
@@ -61,6 +62,11 @@ class HistoryHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         pending = checkpoint.get('history_pending')
+        if pending and not isinstance(pending, dict):  # data, one line
+            raise CheckpointError(
+                f'{runner.cfg.get("load_from") or "checkpoint"}: its '
+                'history_pending is not a dict; it was not written by this '
+                'tool. Resume from another checkpoint')
         self._pending = dict(pending) if pending and runner._resume else None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -6,6 +6,8 @@ import torch
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
+from rock_plugin.utils.errors import CheckpointError
+
 
 @HOOKS.register_module()
 class RngStateHook(Hook):
@@ -32,6 +34,18 @@ class RngStateHook(Hook):
         state = checkpoint.get('rng_state')
         if not state or not runner._resume:
             return  # load_from / init: keep the run's own seeding
+        try:
+            self._restore(state)
+        except (TypeError, ValueError, KeyError, IndexError,
+                RuntimeError) as exc:  # a checkpoint is data: one line
+            raise CheckpointError(
+                f'{runner.cfg.get("load_from") or "checkpoint"}: its '
+                f'rng_state is malformed ({type(exc).__name__}); it was not '
+                'written by this tool. Resume from another checkpoint'
+            ) from None
+
+    @staticmethod
+    def _restore(state: dict) -> None:
         version, py_state, gauss = state['python']
         random.setstate((version, tuple(py_state), gauss))
         name, keys, pos, has_gauss, cached = state['numpy']

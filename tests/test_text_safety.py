@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from conftest import (TINY_CONFIG, make_class_folders, read_csv_dicts,
-                      read_csv_rows, run_tool)
+from conftest import (QUICKSTART, TINY_CONFIG, make_class_folders,
+                      read_csv_dicts, read_csv_rows, run_tool)
 
 OSC = '\x1b]0;pwned\x07'  # retitles an xterm
 NAMES = ('=HYPERLINK("x")', '+cmd', '@SUM(1)', '-bad', f'chert{OSC}')
@@ -138,7 +138,8 @@ def runs(tmp_path_factory):
     data = make_class_folders(str(base / 'data'), classes=NAMES, per_class=4)
     work, test_work = str(base / 'train'), str(base / 'test')
     cv_work, pred_out = str(base / 'cv'), str(base / 'predict' / 'x.csv')
-    train = ('tools/train.py', TINY_CONFIG, '--device', 'cpu', '--seed', '1',
+    # The shipped quick start (workers, 260 px); cross-validation: tiny.
+    train = ('tools/train.py', QUICKSTART, '--device', 'cpu', '--seed', '1',
              '--data-root', data, '--work-dir', work)
     # FORCE_COLOR: mmengine colours level names as on a terminal
     color = dict(FORCE_COLOR='1')
@@ -147,13 +148,13 @@ def runs(tmp_path_factory):
     procs['resume'] = run_tool(*train, '--resume', '--cfg-options',
                                'train_cfg.max_epochs=2', *FIVE, env=color)
     ckpt = osp.join(work, 'epoch_2.pth')
-    procs['test'] = run_tool('tools/test.py', TINY_CONFIG, ckpt, '--device',
+    procs['test'] = run_tool('tools/test.py', QUICKSTART, ckpt, '--device',
                              'cpu', '--data-root', data, '--work-dir',
                              test_work, '--show-dir',
                              osp.join(test_work, 'shown'), '--cfg-options',
                              *FIVE)
     procs['predict'] = run_tool('tools/predict.py',
-                                osp.join(work, 'tiny_config.py'), ckpt, data,
+                                osp.join(work, 'rock_quickstart.py'), ckpt, data,
                                 '--out', pred_out)
     procs['plot'] = run_tool('tools/analysis/plot_history.py', work)
     cv = ('tools/cross_validate.py', TINY_CONFIG, '--folds', '2', '--seed',

@@ -1,5 +1,6 @@
 """The speed paths give the plain path's numbers: fused frozen backbone,
 cached validation features, reduced-size/cached decoding, feature-cache mode."""
+import contextlib
 import copy
 import csv
 import os
@@ -10,24 +11,24 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_CONFIG, make_class_folders, run_tool
+from conftest import REPO, TINY_CONFIG, make_class_folders, run_tool
 from rock_plugin.apis.train import build_runner, set_data_options, set_seed
 from rock_plugin.datasets.transforms.load_rock_image import (LoadRockImage,
                                                              read_rgb)
-from rock_plugin.models.frozen_fastpath import (FrozenEngine,
-                                                build_fast_frozen_copy,
-                                                default_engine)
+from rock_plugin.models.accel import (FrozenEngine, build_fast_frozen_copy,
+                                     default_engine, plain_forward,
+                                     use_frozen_engine)
 
 FEATCACHE_CONFIG = osp.join(osp.dirname(TINY_CONFIG), 'tiny_featcache.py')
 
 
-def _b0_classifier(fast_frozen=True, channels_last=True):
+def _b0_classifier(frozen_engine='auto', channels_last=True, **extra):
     from mmpretrain.registry import MODELS
     import rock_plugin  # noqa: F401  (registers RockImageClassifier)
     torch.manual_seed(0)
     model = MODELS.build(dict(
         type='RockImageClassifier', freeze_backbone=True,
-        fast_frozen=fast_frozen, channels_last=channels_last,
+        frozen_engine=frozen_engine, channels_last=channels_last, **extra,
         backbone=dict(type='EfficientNet', arch='b0'),
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='LinearClsHead', num_classes=3, in_channels=1280)))
@@ -64,7 +65,8 @@ def test_fused_copy_equals_the_backbone_and_leaves_it_untouched():
 
 # Exact engines agree with the plain backbone to float32 rounding; bf16 to
 # its stated tolerance (docs/benchmark.md). 'compile' (not the default) takes
-# minutes to compile on 2 cores: `tools/benchmark.py --engines` checks it.
+# minutes to compile on 2 cores: `tools/analysis/benchmark.py --engines`
+# checks it.
 @pytest.mark.parametrize('engine,tolerance', [
     ('eager', 1e-4), ('onnxruntime', 1e-4), ('bf16', 3e-2)])
 def test_engines_give_the_plain_backbones_features(engine, tolerance):
@@ -91,8 +93,8 @@ def test_default_engine_is_the_fastest_exact_one_and_predicts_the_same():
     # the fastest exact engine measured (docs/benchmark.md)
     assert default_engine('cpu') == 'onnxruntime'
     assert default_engine('cuda') == 'eager'
-    fast = _b0_classifier(fast_frozen=True)
-    plain = _b0_classifier(fast_frozen=False)
+    fast = _b0_classifier('auto')
+    plain = _b0_classifier(None)
     x = torch.randn(6, 3, 48, 48)
     with torch.no_grad():
         a = fast(x, mode='tensor').softmax(1)
@@ -112,8 +114,8 @@ def test_default_engine_is_the_fastest_exact_one_and_predicts_the_same():
 
 
 def test_classifier_fast_and_plain_paths_agree_and_follow_new_weights():
-    fast = _b0_classifier(fast_frozen=True)
-    plain = _b0_classifier(fast_frozen=False)
+    fast = _b0_classifier('auto')
+    plain = _b0_classifier(None)
     plain.load_state_dict(fast.state_dict())
     x = torch.randn(4, 3, 48, 48)
     with torch.no_grad():
@@ -155,6 +157,132 @@ def test_fast_path_stays_out_of_training_mode_and_tracing():
     assert 'batch_norm' in graph  # the plain backbone was traced
 
 
+# -- the engine, named in the configs -----------------------------------------
+SHIPPED = ('rock_b4.py', 'rock_quickstart.py', 'rock_b4_featcache.py')
+
+
+def _build(model_cfg):
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    import rock_plugin  # noqa: F401
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(model_cfg).eval()
+
+
+@pytest.mark.parametrize('name', SHIPPED)
+def test_shipped_configs_name_the_frozen_engine(name):
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, 'configs', name))
+    assert cfg.model.frozen_engine == 'auto'
+    assert 'fast_frozen' not in cfg.model
+
+
+@pytest.mark.parametrize('base', ['efficientnet_b4_frozen.py',
+                                  'efficientnet_lite2_multiscale.py'])
+def test_shipped_models_pick_the_engine_they_picked_before(base):
+    """Written out, with a comment, in each model base file; and it picks
+    the engine the unnamed default (``fast_frozen=True``) picked."""
+    from mmengine.config import Config
+    path = osp.join(REPO, 'configs', '_base_', 'models', base)
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    assert "frozen_engine='auto'," in text and 'plain' in text
+    model_cfg = Config.fromfile(path).model
+    model_cfg.backbone.pop('init_cfg', None)  # no download
+    x = torch.rand(2, 3, 64, 64)
+    picked = []
+    for cfg in (model_cfg, dict(model_cfg, frozen_engine='auto',
+                                fast_frozen=True)):
+        with pytest.warns(DeprecationWarning) if 'fast_frozen' in cfg \
+                else contextlib.nullcontext():
+            model = _build(cfg)
+        with torch.no_grad():
+            model.extract_feat(x)
+        picked.append(model._fast_state[1].engine)
+    assert picked == [default_engine('cpu')] * 2 == ['onnxruntime'] * 2
+
+
+def test_engine_off_is_the_plain_mmpretrain_forward():
+    from mmengine.config import Config
+    from mmpretrain.models import ImageClassifier
+    model_cfg = Config.fromfile(TINY_CONFIG).model
+    model_cfg.frozen_engine = None
+    ours = _build(model_cfg)
+    assert ours.frozen_engine is None
+    stock_cfg = {k: v for k, v in model_cfg.items() if k not in (
+        'type', 'freeze_backbone', 'frozen_engine', 'channels_last')}
+    stock = _build(dict(stock_cfg, type='ImageClassifier'))
+    assert type(stock) is ImageClassifier
+    stock.load_state_dict(ours.state_dict())
+    calls = []
+    ours.backbone.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(ours(x, mode='tensor'), stock(x, mode='tensor'))
+    assert calls == [1] and ours._fast_state is None
+    assert ours.fast_backbone(x) is None
+
+
+def test_old_configs_with_fast_frozen_build_the_same(tmp_path):
+    """A config saved with ``fast_frozen=`` (the field's old name) builds
+    the same model, with a DeprecationWarning."""
+    from mmengine.config import Config
+    x = torch.rand(2, 3, 32, 32)
+    saved = Config.fromfile(TINY_CONFIG)
+    del saved.model['frozen_engine']  # saved before the field had a name
+    for old, new, ran in ((True, 'auto', 'onnxruntime'), (False, None, None),
+                          ('eager', 'eager', 'eager')):
+        saved.model.fast_frozen = old
+        path = str(tmp_path / 'saved.py')
+        saved.dump(path)
+        with pytest.warns(DeprecationWarning, match='frozen_engine'):
+            model = _build(Config.fromfile(path).model)
+        renamed = {k: v for k, v in saved.model.items() if k != 'fast_frozen'}
+        reference = _build(dict(renamed, frozen_engine=new))
+        assert model.frozen_engine == reference.frozen_engine == new
+        assert model.fast_frozen == old  # the old attribute reads the same
+        with torch.no_grad():
+            assert torch.equal(model(x, mode='tensor'),
+                               reference(x, mode='tensor'))
+        assert [m._fast_state and m._fast_state[1].engine
+                for m in (model, reference)] == [ran, ran]
+    # on top of a shipped config's frozen_engine='auto'
+    cfg = Config.fromfile(TINY_CONFIG)
+    cfg.merge_from_dict({'model.fast_frozen': False})
+    with pytest.warns(DeprecationWarning):
+        assert _build(cfg.model).frozen_engine is None
+    with pytest.raises(ValueError, match='disagree'), \
+            pytest.warns(DeprecationWarning):
+        _build(dict(cfg.model, frozen_engine=None, fast_frozen=True))
+    with pytest.raises(ValueError, match='frozen_engine must be'):
+        _build(dict(cfg.model, fast_frozen=None, frozen_engine='onnx'))
+
+
+def test_plain_forward_and_use_frozen_engine_restore_the_model():
+    model = _b0_classifier('auto')
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        model.extract_feat(x)
+    copy_ = model._fast_state
+    with plain_forward(model) as same:
+        assert same is model and model.frozen_engine is None
+        assert model.fast_backbone(x) is None
+    assert model.frozen_engine == 'auto'
+    assert model._fast_state is copy_  # kept: no rebuild when back on
+    with pytest.raises(KeyError), use_frozen_engine(model, 'eager'):
+        assert model.frozen_engine == 'eager'
+        raise KeyError  # restored on errors too
+    assert model.frozen_engine == 'auto'
+    with use_frozen_engine(model, rebuild=True):
+        assert model._fast_state is None and model.frozen_engine == 'auto'
+    # a model without an engine (stock mmpretrain) is left alone
+    from mmpretrain.models import ImageClassifier
+    stock = ImageClassifier(backbone=dict(type='EfficientNet', arch='b0'))
+    with plain_forward(stock) as same:
+        assert same is stock and not hasattr(stock, 'frozen_engine')
+
+
 # -- cached validation features ---------------------------------------------
 def _history(path):
     with open(path, newline='') as f:
@@ -168,7 +296,8 @@ def cached_and_plain_runs(tiny_data, tmp_path_factory):
     for name, opts in [
             ('cached', []),
             ('plain', ['val_cfg.type=ValLoop']),
-            ('unfused', ['val_cfg.type=ValLoop', 'model.fast_frozen=False'])]:
+            ('unfused', ['val_cfg.type=ValLoop', 'model.frozen_engine=None'])
+    ]:
         work = str(root / name)
         proc = run_tool('tools/train.py', TINY_CONFIG, '--device', 'cpu',
                         '--seed', '3', '--deterministic', '--data-root',

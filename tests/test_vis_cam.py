@@ -138,6 +138,8 @@ def test_b4_cam_fused_equals_plain(b4_checkpoint):
     a, b = fused(image), plain(image)  # the predicted class's map
     assert a['target_class'] == b['target_class']
     assert fused.path == 'fused' and plain.path.startswith('plain')
+    # the plain run switched the engine off for itself only (plain_forward)
+    assert inferencer.model.frozen_engine == 'auto'
     # The same module in both: the fused copy keeps the layer names.
     assert fused.layer_names == plain.layer_names == ['backbone.layers.6']
     assert a['cam'].std() > 0.05  # a real map, not a constant

@@ -12,6 +12,8 @@ from mmengine.runner.amp import autocast
 from mmengine.runner.loops import _parse_losses, _update_losses
 from mmpretrain.registry import LOOPS
 
+from rock_plugin.models.accel import use_frozen_engine
+
 #: Transforms whose output depends only on their input (no randomness).
 DETERMINISTIC_TRANSFORMS = frozenset({
     'LoadRockImage', 'LoadImageFromFile', 'LoadImageFromNDArray',
@@ -144,10 +146,11 @@ class CachedFeatureValLoop(ValLoop):
             self.cached_passes += 1
             self._run_batches(model, stage, cached=True)
         else:
-            if self._cache is not None and hasattr(model, 'reset_fast_path'):
-                model.reset_fast_path()  # weights changed behind its back?
             self.feature_passes += 1
-            self._run_batches(model, stage, cached=False)
+            # a stale cache: weights may have changed behind the model's
+            # back (through .data), so its frozen engine starts afresh
+            with use_frozen_engine(model, rebuild=self._cache is not None):
+                self._run_batches(model, stage, cached=False)
             self._key = key
             self._log_once(f'features of {len(self.dataloader.dataset)} '
                            f'validation images cached at the {stage} output; '

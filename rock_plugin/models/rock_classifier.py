@@ -1,4 +1,5 @@
 """``RockImageClassifier``: an ImageClassifier that can freeze its backbone."""
+import warnings
 from contextlib import contextmanager
 from itertools import chain
 from types import SimpleNamespace
@@ -8,7 +9,9 @@ import torch
 from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
 
-from .frozen_fastpath import FrozenEngine, is_tracing
+from .accel.frozen_engine import FrozenEngine, check_engine, is_tracing
+
+_UNSET = object()
 
 
 @MODELS.register_module()
@@ -18,32 +21,86 @@ class RockImageClassifier(ImageClassifier):
     The freeze happens at build time: mmpretrain's ``frozen_stages`` acts in
     ``train()``, after DDP has registered every parameter ("Expected to have
     finished reduction"). A frozen backbone stays in eval mode and runs
-    without autograd, by default as a fused copy on the fastest exact engine
-    (:mod:`.frozen_fastpath`, ~1e-6 relative), rebuilt when a backbone tensor
-    changes (call :meth:`reset_fast_path` after writing ``.data``) and
-    skipped under tracing; ``state_dict`` and checkpoints are unchanged.
+    without autograd.
+
+    ``frozen_engine`` is an opt-in speed-up (the shipped configs name it):
+    the frozen backbone runs as a fused copy on an inference engine
+    (:mod:`.accel.frozen_engine`, ~1e-6 relative), rebuilt when a backbone
+    tensor changes (call :meth:`reset_fast_path` after writing ``.data``)
+    and skipped under tracing; ``state_dict`` and checkpoints are unchanged.
+    Other code switches it for a while only through
+    :func:`~.accel.use_frozen_engine` / :func:`~.accel.plain_forward`.
 
     Args:
         freeze_backbone (bool): Freeze the backbone's parameters and BN
             statistics. Defaults to False.
-        fast_frozen (bool | str): True (default): the fused copy on the
-            fastest exact engine; False: the plain backbone; or an engine
-            name of :data:`~.frozen_fastpath.ENGINES`.
+        frozen_engine (str, optional): Engine of a frozen backbone:
+            ``'auto'`` (the fastest exact one: ONNX Runtime on CPU, eager
+            on CUDA), a name of :data:`~.accel.ENGINES`, or None for
+            mmpretrain's plain forward. Defaults to 'auto', as before the
+            field had a name: saved configs that do not name it keep their
+            speed.
         channels_last (bool): Run the fused copy NHWC. Defaults to True.
+        fast_frozen (bool | str): Deprecated name of ``frozen_engine``
+            (True: ``'auto'``; False: None).
         **kwargs: Passed to :class:`mmpretrain.models.ImageClassifier`.
+
+    Example:
+        >>> model = MODELS.build(dict(
+        ...     type='RockImageClassifier', freeze_backbone=True,
+        ...     frozen_engine=None,  # mmpretrain's plain forward
+        ...     backbone=dict(type='EfficientNet', arch='b0'),
+        ...     neck=dict(type='GlobalAveragePooling'),
+        ...     head=dict(type='LinearClsHead', num_classes=3,
+        ...               in_channels=1280)))
     """
 
     def __init__(self, *args, freeze_backbone: bool = False,
-                 fast_frozen=True, channels_last: bool = True,
-                 **kwargs):
+                 frozen_engine: Optional[str] = 'auto',
+                 channels_last: bool = True, fast_frozen=_UNSET, **kwargs):
+        frozen_engine = check_engine(frozen_engine)  # before the build
+        if fast_frozen is not _UNSET:
+            warnings.warn('RockImageClassifier(fast_frozen=...) is '
+                          'deprecated: use frozen_engine=... (True: '
+                          "'auto', False: None)", DeprecationWarning,
+                          stacklevel=2)
+            old = check_engine(fast_frozen, 'fast_frozen')
+            # it overrides 'auto' (the default and the shipped configs'):
+            # an old `--cfg-options model.fast_frozen=False` still works
+            if frozen_engine not in ('auto', old):
+                raise ValueError(
+                    f'model.fast_frozen={fast_frozen!r} (deprecated) and '
+                    f'model.frozen_engine={frozen_engine!r} disagree: '
+                    'keep frozen_engine only')
+            frozen_engine = old
         super().__init__(*args, **kwargs)
         self.freeze_backbone = freeze_backbone
-        self.fast_frozen = fast_frozen
+        self.frozen_engine = frozen_engine
         self.channels_last = channels_last
         self._fast_state = None  # (key, FrozenEngine); not a submodule
         self._backbone_grad = False  # see backbone_grad()
         if freeze_backbone:
             self.backbone.requires_grad_(False).eval()
+
+    @property
+    def frozen_engine(self) -> Optional[str]:
+        """``'auto'``, an engine name, or None (the plain backbone)."""
+        return self._frozen_engine
+
+    @frozen_engine.setter
+    def frozen_engine(self, value) -> None:
+        self._frozen_engine = check_engine(value)
+
+    @property
+    def fast_frozen(self):
+        """Deprecated view of :attr:`frozen_engine` (True for ``'auto'``,
+        False for None)."""
+        engine = self.frozen_engine
+        return engine is not None and (engine == 'auto' or engine)
+
+    @fast_frozen.setter
+    def fast_frozen(self, value) -> None:
+        self.frozen_engine = check_engine(value, 'fast_frozen')
 
     # mmpretrain's `inference_model` picks its inferencer by the model-zoo
     # task in `_metainfo`, None for a config file (then it refuses any model).
@@ -95,12 +152,12 @@ class RockImageClassifier(ImageClassifier):
         """The fused copy of the frozen backbone for ``inputs``, or None when
         the plain backbone must run (fast path off, not frozen, backbone put
         in train mode, or a tracer/exporter at work)."""
-        if not (self.freeze_backbone and self.fast_frozen) or \
+        if not (self.freeze_backbone and self.frozen_engine) or \
                 self.backbone.training or is_tracing(inputs):
             return None
         tensors = chain(self.backbone.parameters(), self.backbone.buffers())
         try:
-            key = (inputs.device, self.channels_last, self.fast_frozen) + \
+            key = (inputs.device, self.channels_last, self.frozen_engine) + \
                 tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device)
                       for t in tensors)
         except (RuntimeError, NotImplementedError):  # storage-less tensors
@@ -108,9 +165,9 @@ class RockImageClassifier(ImageClassifier):
         state = self._fast_state
         if state is None or state[0] != key:
             self._fast_state = None  # free the old copy first
-            engine = 'auto' if self.fast_frozen is True else self.fast_frozen
             state = self._fast_state = (key, FrozenEngine(
-                self.backbone, engine, self.channels_last, inputs.device))
+                self.backbone, self.frozen_engine, self.channels_last,
+                inputs.device))
         return state[1].module
 
     def reset_fast_path(self) -> None:

@@ -1,6 +1,7 @@
 """Class-activation maps of a rock classifier, with the ``grad-cam`` package,
 fed as testing does (test pipeline, data preprocessor); a frozen backbone runs
-under :meth:`RockImageClassifier.backbone_grad`, fused where it can.
+under :meth:`RockImageClassifier.backbone_grad`, fused where it can (else
+under :func:`~rock_plugin.models.accel.plain_forward`).
 """
 import contextlib
 from itertools import chain
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rock_plugin.models.accel import plain_forward, use_frozen_engine
 from rock_plugin.utils.text import printable
 
 CAM_METHODS = ('gradcam', 'gradcam++', 'layercam', 'eigencam')
@@ -54,7 +56,8 @@ class RockCAM:
             returning each feature map the backbone returns (the final one,
             and those a multi-level neck pools too: the head reads them
             all), not mmpretrain's last norm layer (folded away when fused).
-        fast (bool): Try the fused fast path first. Defaults to True.
+        fast (bool): Try the model's ``frozen_engine`` (its fused copy)
+            first. Defaults to True.
 
     Example:
         >>> cam = RockCAM(RockInferencer(cfg, ckpt), method='gradcam')
@@ -82,7 +85,8 @@ class RockCAM:
         if isinstance(target_layers, str):
             target_layers = [target_layers]
         self.target_layers = list(target_layers or [])
-        self.fast = fast and bool(getattr(self.model, 'fast_frozen', False))
+        self.fast = fast and getattr(self.model, 'frozen_engine',
+                                     None) is not None
         #: Which backbone ran, and why (set by the first call).
         self.path: Optional[str] = None
         self.layer_names: List[str] = []
@@ -155,13 +159,11 @@ class RockCAM:
         from pytorch_grad_cam.utils.model_targets import \
             ClassifierOutputTarget
         model = self.model
-        previous = getattr(model, 'fast_frozen', None)
-        if previous is not None and not fast:
-            model.fast_frozen = False
         # A model that does not freeze its backbone has gradients anyway.
         grad = getattr(model, 'backbone_grad', contextlib.nullcontext)
+        engine = use_frozen_engine(model) if fast else plain_forward(model)
         try:
-            with grad():
+            with engine, grad():
                 layers = self._layers(inputs, fast)
                 targets = None if index is None else \
                     [ClassifierOutputTarget(index)] * len(inputs)
@@ -177,8 +179,6 @@ class RockCAM:
                                           f'from the fused copy ({exc})'
                                           ) from None
         finally:
-            if previous is not None and not fast:
-                model.fast_frozen = previous
             model.zero_grad(set_to_none=True)
 
     def __call__(self, item: Any, target_class: Union[None, int, str] = None,

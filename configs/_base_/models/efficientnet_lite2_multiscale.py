@@ -7,6 +7,9 @@
 _base_ = ['./efficientnet_b4_frozen.py']
 
 model = dict(
+    # the fused frozen backbone, as in efficientnet_b4_frozen.py (None: the
+    # plain mmpretrain forward)
+    frozen_engine='auto',
     backbone=dict(
         _delete_=True,
         type='EfficientNetLite',

@@ -1,18 +1,24 @@
 """Faster, exact forward passes of a frozen backbone (fixed weights, eval
 BN, no autograd: its training forward is inference).
 
-:func:`build_fast_frozen_copy` folds each BN into its convolution, makes
-stride-1 "same" padding static and ``Swish`` an in-place ``SiLU``;
-:class:`FrozenEngine` runs that copy on one of :data:`ENGINES` in
-micro-batches (``'auto'``: ONNX Runtime on CPU, the fastest exact engine in
-``tools/benchmark.py --engines``; eager on CUDA). The copy is not a
-registered submodule: the backbone and its checkpoints are untouched.
+An opt-in speed-up of :class:`~rock_plugin.models.RockImageClassifier`, named
+by its ``frozen_engine`` field (the shipped configs set ``'auto'``; None is
+mmpretrain's plain forward). :func:`build_fast_frozen_copy` folds each BN
+into its convolution, makes stride-1 "same" padding static and ``Swish`` an
+in-place ``SiLU``; :class:`FrozenEngine` runs that copy on one of
+:data:`ENGINES` in micro-batches (``'auto'``: ONNX Runtime on CPU, the
+fastest exact engine in ``tools/analysis/benchmark.py --engines``; eager on
+CUDA). The copy is not a registered submodule: the backbone and its
+checkpoints are untouched. Code that needs the plain forward for a while
+(Grad-CAM) or a copy built from the current weights (a feature cache) says
+so with :func:`use_frozen_engine` / :func:`plain_forward`.
 """
 import copy
 import importlib.util
 import io
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Optional, Tuple
 
 import torch
@@ -21,7 +27,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 __all__ = ['ENGINES', 'EXACT_ENGINES', 'build_fast_frozen_copy',
-           'FrozenEngine', 'default_engine', 'is_tracing']
+           'FrozenEngine', 'check_engine', 'default_engine', 'is_tracing',
+           'use_frozen_engine', 'plain_forward']
 
 #: Engines of :class:`FrozenEngine`; all but ``'bf16'`` give the plain
 #: backbone's output to float32 rounding (``EXACT_ENGINES``).
@@ -30,6 +37,33 @@ EXACT_ENGINES = ('eager', 'onnxruntime', 'compile')
 # Images per engine call on CPU: B4 at 380 px runs ~20 % faster per image at
 # 1 than at 4 (docs/benchmark.md, engine table).
 CPU_MICRO_BATCH = 1
+
+
+def check_engine(value, name: str = 'frozen_engine') -> Optional[str]:
+    """A ``frozen_engine`` setting in its canonical form.
+
+    Args:
+        value (str | bool | None): ``'auto'``, a name of :data:`ENGINES`,
+            None or False (the plain backbone), or True (``'auto'``, the
+            meaning of the deprecated ``fast_frozen=True``).
+        name (str): The setting's name, for the error. Defaults to
+            'frozen_engine'.
+
+    Returns:
+        str | None: ``'auto'``, an engine name, or None.
+
+    Example:
+        >>> check_engine(True), check_engine(False), check_engine('eager')
+        ('auto', None, 'eager')
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return 'auto'
+    if isinstance(value, str) and (value == 'auto' or value in ENGINES):
+        return value
+    raise ValueError(f'model.{name} must be "auto", one of {ENGINES} or '
+                     f'None (the plain backbone), got {value!r}')
 
 
 def is_tracing(inputs=None) -> bool:
@@ -275,3 +309,57 @@ class FrozenEngine:
             self._pool = ThreadPoolExecutor(torch.get_num_threads())
         return ort.InferenceSession(buffer.getvalue(), options,
                                     providers=['CPUExecutionProvider'])
+
+
+_KEEP = object()
+
+
+@contextmanager
+def use_frozen_engine(model: nn.Module, engine=_KEEP, rebuild: bool = False):
+    """Inside the block, run ``model``'s frozen backbone on ``engine``; the
+    model's own setting is restored on exit (also on errors).
+
+    The one way other code changes the engine of a model for a while: the
+    model's ``frozen_engine`` is not flipped by hand. A model without one
+    (not a ``RockImageClassifier``) is left as it is.
+
+    Args:
+        model (nn.Module): The classifier (a model wrapper is unwrapped).
+        engine (str | None): ``'auto'``, a name of :data:`ENGINES`, or None
+            for mmpretrain's plain forward. Defaults to the model's own.
+        rebuild (bool): Drop the fused copy first, so that it is built from
+            the backbone's current weights (writes through ``.data`` leave
+            no trace the model can see). Defaults to False.
+
+    Example:
+        >>> with use_frozen_engine(model, None):  # the plain backbone
+        ...     feats = model.extract_feat(inputs)
+        >>> with use_frozen_engine(model, rebuild=True):  # fresh copy
+        ...     feats = model.extract_feat(inputs)
+    """
+    from mmengine.model import is_model_wrapper
+    if is_model_wrapper(model):
+        model = model.module
+    if not hasattr(model, 'frozen_engine'):
+        yield model
+        return
+    previous = model.frozen_engine
+    try:
+        if engine is not _KEEP:
+            model.frozen_engine = engine
+        if rebuild:
+            model.reset_fast_path()
+        yield model
+    finally:
+        model.frozen_engine = previous
+
+
+def plain_forward(model: nn.Module):
+    """``use_frozen_engine(model, None)``: mmpretrain's plain forward of the
+    backbone inside the block.
+
+    Example:
+        >>> with plain_forward(model):
+        ...     logits = model(inputs, mode='tensor')
+    """
+    return use_frozen_engine(model, None)

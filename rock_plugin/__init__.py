@@ -10,7 +10,7 @@ import warnings
 warnings.filterwarnings('ignore',
                         message='Fail to import ``MultiScaleDeformable')
 
-from . import datasets, engine, evaluation, hooks, models  # noqa: E402,F401
+from . import datasets, engine, evaluation, models  # noqa: E402,F401
 from .version import __version__  # noqa: E402
 
 __all__ = ['__version__']

@@ -5,7 +5,7 @@ import pickle
 
 import torch
 
-from rock_plugin.datasets.epoch_seeded_sampler import SeededIndex
+from rock_plugin.datasets.samplers.epoch_seeded_sampler import SeededIndex
 
 # RandomCrop of a 48 x 56 image: 25 x 33 places, times a flip.
 PIPELINE = [

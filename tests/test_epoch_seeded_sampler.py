@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rock_plugin.datasets.epoch_seeded_sampler import (SeededIndex,
+from rock_plugin.datasets.samplers.epoch_seeded_sampler import (SeededIndex,
                                                        seeded_rng)
 
 PIPELINE = [

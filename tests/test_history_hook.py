@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import rock_plugin.hooks.history_figure_hook as figure_mod
-from rock_plugin.evaluation.rock_metric import RockMetric
-from rock_plugin.hooks import (HistoryFigureHook, HistoryHook,
+import rock_plugin.engine.hooks.history_figure_hook as figure_mod
+from rock_plugin.evaluation.metrics.rock_metric import RockMetric
+from rock_plugin.engine.hooks import (HistoryFigureHook, HistoryHook,
                                ResumeValidationHook)
 
 ROWS = [dict(epoch=1, lr=0.1, train_loss=1.0, val_loss=1.2,

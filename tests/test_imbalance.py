@@ -27,7 +27,7 @@ def _dataset(root):
 
 
 def test_auto_weights_are_the_inverse_frequencies(imbalanced):
-    from rock_plugin.hooks.class_weight_hook import inverse_frequency_weights
+    from rock_plugin.engine.hooks.class_weight_hook import inverse_frequency_weights
     labels = _dataset(imbalanced).get_gt_labels()
     weights = inverse_frequency_weights(labels, 3)
     counts = np.array(list(COUNTS.values()))
@@ -39,7 +39,7 @@ def test_auto_weights_are_the_inverse_frequencies(imbalanced):
 
 
 def test_a_class_without_training_images_is_a_clear_error():
-    from rock_plugin.hooks.class_weight_hook import inverse_frequency_weights
+    from rock_plugin.engine.hooks.class_weight_hook import inverse_frequency_weights
     from rock_plugin.utils.errors import DataError
     with pytest.raises(DataError, match=r"no training image.*\['c'\]"):
         inverse_frequency_weights([0, 0, 1], 3, ['a', 'b', 'c'])
@@ -51,7 +51,7 @@ def test_hook_fills_auto_weights_of_the_loss_from_the_training_split(
 
     from mmpretrain.models.losses import CrossEntropyLoss
 
-    from rock_plugin.hooks import AutoClassWeightHook
+    from rock_plugin.engine.hooks import AutoClassWeightHook
     loss = CrossEntropyLoss(class_weight='auto')
     other = CrossEntropyLoss(class_weight=[1.0, 2.0, 3.0])
     model = __import__('torch').nn.ModuleList([loss, other])

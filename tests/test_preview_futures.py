@@ -6,7 +6,7 @@ from unittest import mock
 
 import numpy as np
 
-from rock_plugin.hooks import TrainingPreviewHook
+from rock_plugin.engine.hooks import TrainingPreviewHook
 
 
 class _EndsWhileAsked(Future):

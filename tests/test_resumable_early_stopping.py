@@ -87,7 +87,7 @@ def test_state_is_restored_only_on_resume_and_for_the_same_metric():
     from types import SimpleNamespace
     from unittest import mock
 
-    from rock_plugin.hooks import ResumableEarlyStoppingHook
+    from rock_plugin.engine.hooks import ResumableEarlyStoppingHook
     saved = ResumableEarlyStoppingHook(monitor='accuracy/top1', patience=3)
     saved.wait_count, saved.best_score = 2, 87.5
     checkpoint = dict(meta=dict(epoch=4))

@@ -8,7 +8,7 @@ from sklearn.metrics import (confusion_matrix, f1_score, precision_score,
                              recall_score)
 
 from rock_plugin.evaluation import RockMetric, compute_rock_metrics
-from rock_plugin.evaluation.rock_metric import (format_per_class_table,
+from rock_plugin.evaluation.metrics.rock_metric import (format_per_class_table,
                                                 macro_metrics_from_confusion)
 
 

@@ -11,7 +11,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 import rock_plugin  # noqa: F401
 from rock_plugin.engine import (CpuAmpOptimWrapper,
                                 RockDistributedDataParallel, init_distributed)
-from rock_plugin.hooks import SafeCheckpointHook
+from rock_plugin.engine.hooks import SafeCheckpointHook
 from rock_plugin.utils.checkpoint_io import safe_checkpoint_loaders
 from rock_plugin.utils.errors import CheckpointError
 

@@ -30,7 +30,7 @@ def _square_png(path, seed, size=72):
 
 
 def test_every_config_has_a_checked_tta_pipeline():
-    from rock_plugin.models.tta import tta_config
+    from rock_plugin.apis.tta import tta_config
     for name in ('rock_b4.py', 'rock_quickstart.py', 'rock_b4_featcache.py'):
         cfg = tta_config(Config.fromfile(osp.join(REPO, 'configs', name)))
         assert cfg.model.type == 'AverageClsScoreTTA'
@@ -68,7 +68,7 @@ def test_tta_scores_do_not_depend_on_the_slides_orientation(tmp_path):
     from mmpretrain.registry import MODELS
     from PIL import Image
 
-    from rock_plugin.models.tta import tta_config
+    from rock_plugin.apis.tta import tta_config
     init_default_scope('mmpretrain')
     torch.manual_seed(0)
     cfg = Config.fromfile(QUICK)

@@ -15,7 +15,7 @@ import zlib
 
 import pytest
 
-from conftest import DEMO_DATA, REPO, free_port, make_image
+from conftest import DEMO_DATA, REPO, free_port, load_tool, make_image
 
 CHROMIUM = '/usr/bin/chromium'
 # No sandbox (root in CI), no GPU, no traffic of its own (updates, sync,
@@ -83,7 +83,7 @@ def test_bad_uploads_are_one_line_naming_the_file(demo_inferencer,
                                                   tmp_path, capsys):
     import gradio as gr
     from gradio.data_classes import ImageData
-    from rock_plugin.visualization.web_demo import build_demo
+    build_demo = load_tool('_web_demo').build_demo
     demo = build_demo(demo_inferencer)
     # the callback Gradio runs for the Run button and for an upload, with
     # the file as Gradio received it: Gradio does not open it first
@@ -124,7 +124,7 @@ def test_bad_uploads_are_one_line_naming_the_file(demo_inferencer,
 
 def test_the_demo_temp_folder_is_its_own_and_removed(tmp_path,
                                                      monkeypatch):
-    from rock_plugin.visualization.web_demo import demo_temp_dir
+    demo_temp_dir = load_tool('_web_demo').demo_temp_dir
     monkeypatch.delenv('GRADIO_TEMP_DIR', raising=False)
     with demo_temp_dir() as folder:
         assert os.environ['GRADIO_TEMP_DIR'] == folder

@@ -15,7 +15,7 @@ from mmengine.logging import MessageHub, MMLogger
 
 from conftest import run_tool
 from rock_plugin.apis.work_dir import find_resume_checkpoint
-from rock_plugin.hooks import RockCheckpointHook
+from rock_plugin.engine.hooks import RockCheckpointHook
 from rock_plugin.utils.paths import path_inside
 
 BEST = 'best_accuracy_top1_epoch_{}.pth'

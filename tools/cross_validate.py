@@ -299,7 +299,7 @@ def evaluate_fold(cfg, k, checkpoint, tta):
     """Predictions of one fold's validation images (rank 0; else [])."""
     from rock_plugin.apis.train import build_runner
     from rock_plugin.evaluation import PredictionCollector
-    from rock_plugin.models.tta import tta_config
+    from rock_plugin.apis.tta import tta_config
     cfg = copy.deepcopy(cfg)
     cfg.load_from = checkpoint
     cfg.resume = False
@@ -378,7 +378,7 @@ def main(argv=None):
     cfg = train_tool.merge_args(cfg, train_args)
     api.set_dist_backend(cfg, backend)
     if args.tta:
-        from rock_plugin.models.tta import check_tta_pipeline
+        from rock_plugin.apis.tta import check_tta_pipeline
         check_tta_pipeline(cfg)  # fail now, not after training
     os.makedirs(work_dir, exist_ok=True)
     plan = [None, None]

@@ -107,7 +107,7 @@ def merge_args(cfg, args: argparse.Namespace, meta: dict):
         test_ds.pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
         cfg.test_dataloader.dataset = test_ds
     if args.tta:
-        from rock_plugin.models.tta import tta_config
+        from rock_plugin.apis.tta import tta_config
         tta_config(cfg)
     return cfg
 

@@ -54,7 +54,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Build the models, then serve until interrupted."""
-    from rock_plugin.visualization.web_demo import demo_temp_dir
+    from _web_demo import demo_temp_dir
     args = parse_args(argv)
     # Gradio phones home for analytics and version checks unless told not to.
     os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
@@ -74,7 +74,7 @@ def serve_args(args: argparse.Namespace) -> None:
                          ) from None
     from rock_plugin.apis.inferencer import RockInferencer
     from rock_plugin.visualization.cam import RockCAM
-    from rock_plugin.visualization.web_demo import (build_demo,
+    from _web_demo import (build_demo,
                                                     bundled_examples, serve)
 
     setup_env(args)

@@ -4,14 +4,14 @@ _base_ = ['mmpretrain::_base_/default_runtime.py']
 
 custom_imports = dict(imports=['rock_plugin'], allow_failed_imports=False)
 # mmengine's Runner, minus the code it would run from checkpoint text, with
-# safe checkpoint loading while it runs (rock_plugin/engine/rock_runner.py).
+# safe checkpoint loading while it runs (rock_plugin/engine/runners/rock_runner.py).
 runner_type = 'RockRunner'
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     # latest checkpoints (two, so a corrupt one has a predecessor) and best;
     # written atomically, ties go to the later epoch, plus stable best.pth
-    # and last.pth (rock_plugin/hooks/rock_checkpoint_hook.py).
+    # and last.pth (rock_plugin/engine/hooks/rock_checkpoint_hook.py).
     checkpoint=dict(type='RockCheckpointHook', interval=1, max_keep_ckpts=2,
                     save_best='accuracy/top1', rule='greater'))
 custom_hooks = [

@@ -177,9 +177,9 @@ def evaluate(cfg: Config, checkpoint: str, results_dir: Optional[str] = None,
     import torch.distributed as dist
     from mmengine.dist import get_world_size, is_main_process
 
-    from rock_plugin.evaluation.prediction_collector import \
+    from rock_plugin.evaluation.metrics.prediction_collector import \
         PredictionCollector
-    from rock_plugin.evaluation.rock_metric import (RockMetric,
+    from rock_plugin.evaluation.metrics.rock_metric import (RockMetric,
                                                     compute_rock_metrics,
                                                     format_per_class_table)
     from .train import build_runner, check_checkpoint_fits

@@ -89,7 +89,7 @@ class RockInferencer:
             if backend != 'pytorch':
                 raise ValueError('--tta runs the PyTorch model; it does not '
                                  'combine with --backend onnxruntime')
-            from rock_plugin.models.tta import tta_config
+            from rock_plugin.apis.tta import tta_config
             tta_config(self.cfg)
         self.device, self.batch_size, self.topk = device, batch_size, topk
         self.backend, self.model, self.session = backend, None, None

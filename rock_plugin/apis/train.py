@@ -209,7 +209,7 @@ def build_runner(cfg: Config):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    from rock_plugin.engine.rock_runner import RockRunner
+    from rock_plugin.engine.runners.rock_runner import RockRunner
     from rock_plugin.utils.text import escape_log_records
     runner_type = cfg.get('runner_type') or 'Runner'
     runner_cls = RUNNERS.get(runner_type) if isinstance(runner_type, str) \

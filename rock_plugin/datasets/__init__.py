@@ -1,9 +1,9 @@
 from rock_plugin.utils.errors import DataError
 from .annotations import load_annotations, load_classes
-from .class_balanced_sampler import ClassBalancedSampler
-from .epoch_seeded_sampler import EpochSeededSampler, SeededAugmentMixin
 from .kfold import assign_folds, group_keys
 from .rock_dataset import RockDataset
+from .samplers import (ClassBalancedSampler, EpochSeededSampler,
+                       SeededAugmentMixin)
 from .split import stratified_fold_split
 from .transforms import LoadRockImage, read_rgb
 

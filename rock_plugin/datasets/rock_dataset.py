@@ -12,7 +12,7 @@ from mmpretrain.registry import DATASETS
 from rock_plugin.utils.errors import DataError
 from rock_plugin.utils.image_files import scan_class_folders
 from .annotations import load_annotations, load_classes
-from .epoch_seeded_sampler import SeededAugmentMixin
+from .samplers.epoch_seeded_sampler import SeededAugmentMixin
 from .split import content_groups, default_fold, stratified_fold_split
 from .transforms import read_rgb
 

@@ -6,7 +6,7 @@ from typing import Dict, Sequence
 import numpy as np
 
 from rock_plugin.utils.atomic_io import atomic_write_csv, atomic_write_json
-from .rock_metric import compute_rock_metrics
+from .metrics.rock_metric import compute_rock_metrics
 
 # (column, compute_rock_metrics key); values in percent.
 SUMMARY_METRICS = (('top1', 'accuracy/top1'), ('precision', 'precision'),

@@ -1,6 +1,6 @@
-from .concat_gap import ConcatGlobalAveragePooling
-from .efficientnet_lite import EfficientNetLite
-from .rock_classifier import RockImageClassifier
+from .backbones import EfficientNetLite
+from .classifiers import RockImageClassifier
+from .necks import ConcatGlobalAveragePooling
 
 __all__ = ['RockImageClassifier', 'EfficientNetLite',
            'ConcatGlobalAveragePooling']

@@ -1,5 +1,5 @@
 """Training previews: a labelled batch, a validation grid with mistakes
-framed red (drawn by :class:`rock_plugin.hooks.TrainingPreviewHook`)."""
+framed red (drawn by :class:`rock_plugin.engine.hooks.TrainingPreviewHook`)."""
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np

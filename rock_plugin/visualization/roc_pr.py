@@ -67,7 +67,7 @@ def save_roc_pr(out_dir: str, predictions: Sequence[dict],
         {curve: AUC}, 'average_precision': {curve: AP}}`` for every class,
         ``macro`` and ``micro`` (NaN for a class absent from the labels).
     """
-    from rock_plugin.evaluation.roc_pr import roc_pr_curves, write_roc_pr_csvs
+    from rock_plugin.evaluation.functional.roc_pr import roc_pr_curves, write_roc_pr_csvs
     scores = np.array([p['pred_score'] for p in predictions], np.float64)
     labels = np.array([p['gt_label'] for p in predictions])
     curves = roc_pr_curves(scores, labels, class_names)

@@ -8,7 +8,7 @@ from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
-from rock_plugin.evaluation.rock_metric import RockMetric
+from rock_plugin.evaluation.metrics.rock_metric import RockMetric
 from rock_plugin.visualization import (plot_confusion_matrix, plot_curves,
                                        read_history, save_confusion_csv)
 

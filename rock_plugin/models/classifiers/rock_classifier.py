@@ -9,7 +9,7 @@ import torch
 from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
 
-from .accel.frozen_engine import FrozenEngine, check_engine, is_tracing
+from ..accel.frozen_engine import FrozenEngine, check_engine, is_tracing
 
 _UNSET = object()
 

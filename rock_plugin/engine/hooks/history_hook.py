@@ -9,8 +9,8 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
-from rock_plugin.evaluation.head_output_stats import HeadOutputStats
-from rock_plugin.evaluation.rock_metric import RockMetric
+from rock_plugin.evaluation.metrics.head_output_stats import HeadOutputStats
+from rock_plugin.evaluation.metrics.rock_metric import RockMetric
 from rock_plugin.utils.atomic_io import atomic_write_csv
 from rock_plugin.utils.errors import CheckpointError
 from rock_plugin.visualization import read_history

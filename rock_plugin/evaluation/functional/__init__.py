@@ -1,0 +1,1 @@
+"""Metric maths without a registry: ROC / PR curves."""

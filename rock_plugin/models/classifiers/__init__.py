@@ -1,0 +1,3 @@
+from .rock_classifier import RockImageClassifier
+
+__all__ = ['RockImageClassifier']

@@ -1,0 +1,3 @@
+from .concat_gap import ConcatGlobalAveragePooling
+
+__all__ = ['ConcatGlobalAveragePooling']

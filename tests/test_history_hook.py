@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 import rock_plugin.engine.hooks.history_figure_hook as figure_mod
-from rock_plugin.evaluation.metrics.rock_metric import RockMetric
+from rock_plugin.evaluation import ClassReportMetric
 from rock_plugin.engine.hooks import (HistoryFigureHook, HistoryHook,
                                ResumeValidationHook)
 
@@ -26,7 +26,7 @@ def _write_history(work_dir, rows=ROWS):
 
 
 def _runner(work_dir, confusion=((2, 0), (1, 1)), epoch=1, **kwargs):
-    metric = RockMetric()
+    metric = ClassReportMetric()
     metric.last_details = dict(confusion=[list(r) for r in confusion],
                                classes=['a', 'b'])
     val_loop = SimpleNamespace(evaluator=SimpleNamespace(metrics=[metric]),

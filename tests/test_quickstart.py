@@ -31,13 +31,15 @@ def test_quickstart_is_the_rock_b4_recipe_on_lite2():
     # larger images shrink to the bundled 256 px short side first
     for pipeline in (cfg.train_dataloader.dataset.pipeline,
                      cfg.val_dataloader.dataset.pipeline, cfg.tta_pipeline):
-        assert pipeline[0] == dict(type='LoadRockImage', pre_resize=256)
+        assert pipeline[0] == dict(type='LoadImageWithPreResize',
+                                   pre_resize=256)
     assert cfg.optim_wrapper.optimizer.type == 'SGD'
     assert cfg.param_scheduler.type == 'MultiStepLR'
     assert cfg.param_scheduler.end == cfg.train_cfg.max_epochs
     hooks = {h.type for h in cfg.custom_hooks}
-    assert {'HistoryHook', 'SafeCheckpointHook'} <= hooks
-    assert cfg.val_evaluator.type == 'RockMetric'
+    assert {'HistoryHook', 'PlainCheckpointStateHook',
+            'ConfiguredScheduleEndHook'} <= hooks
+    assert cfg.val_evaluator.type == 'ClassReportMetric'
     # The recipe whose fold figures the README reports.
     assert cfg.train_cfg.max_epochs == 30
     assert cfg.param_scheduler.milestones == [20, 26]
@@ -49,7 +51,7 @@ def test_quickstart_is_the_rock_b4_recipe_on_lite2():
     assert cfg.val_dataloader.num_workers >= 1
     ckpt = cfg.default_hooks.checkpoint
     assert (ckpt.type, ckpt.save_best, ckpt.rule) == (
-        'RockCheckpointHook', 'accuracy/top1', 'greater')
+        'AtomicCheckpointHook', 'accuracy/top1', 'greater')
 
 
 def test_quickstart_as_shipped_learns_and_writes_best_and_last(tmp_path):

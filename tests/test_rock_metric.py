@@ -1,5 +1,7 @@
-"""RockMetric equals sklearn; top-k capped; per-class table with names; the
-same macro values from confusion counts (the training columns)."""
+"""ClassReportMetric (was RockMetric) equals sklearn; its confusion matrix
+is mmpretrain's; its P/R/F1/top-k stay sklearn's (mmpretrain's are float32);
+top-k capped; per-class table with names; the same macro values from
+confusion counts (the training columns); the old name still builds."""
 import numpy as np
 import pytest
 import torch
@@ -7,9 +9,13 @@ from mmengine.evaluator import Evaluator
 from sklearn.metrics import (confusion_matrix, f1_score, precision_score,
                              recall_score)
 
-from rock_plugin.evaluation import RockMetric, compute_rock_metrics
-from rock_plugin.evaluation.metrics.rock_metric import (format_per_class_table,
-                                                macro_metrics_from_confusion)
+from mmpretrain.evaluation import Accuracy, SingleLabelMetric
+from mmpretrain.registry import METRICS
+
+from rock_plugin.evaluation import (ClassReportMetric, RockMetric,
+                                    compute_rock_metrics)
+from rock_plugin.evaluation.metrics.class_report import (
+    format_per_class_table, macro_metrics_from_confusion)
 
 
 def _random_predictions(n=200, c=11, seed=0):
@@ -53,7 +59,7 @@ def test_topk_capped_at_class_count():
 
 def test_metric_class_logs_table_and_keeps_details():
     scores, labels = _random_predictions(40, 4)
-    metric = RockMetric(topk=(1, 5))
+    metric = ClassReportMetric(topk=(1, 5))
     metric.dataset_meta = dict(classes=('Chert', 'Bauxite', 'Oolite', 'Other'))
     metric.process(None, [dict(pred_score=torch.tensor(s),
                                gt_label=torch.tensor([l]))
@@ -62,8 +68,8 @@ def test_metric_class_logs_table_and_keeps_details():
     assert set(out) == {'accuracy/top1', 'accuracy/top4', 'precision',
                         'recall', 'f1-score'}
     details = metric.last_details
-    assert RockMetric.details_of(Evaluator([metric])) is details
-    assert RockMetric.details_of(Evaluator([])) is None
+    assert ClassReportMetric.details_of(Evaluator([metric])) is details
+    assert ClassReportMetric.details_of(Evaluator([])) is None
     assert details['classes'] == ['Chert', 'Bauxite', 'Oolite', 'Other']
     assert np.array(details['confusion']).sum() == 40
     table = format_per_class_table(details, details['classes'])
@@ -81,3 +87,63 @@ def test_macro_metrics_from_confusion_equal_the_metric():
         assert counts[key] == pytest.approx(full[key], abs=1e-12)
     assert np.isnan(macro_metrics_from_confusion(np.zeros((3, 3)))[
         'accuracy/top1'])
+
+
+def test_old_name_builds_the_same_metric():
+    # Configs saved before the rename say type='RockMetric'.
+    assert RockMetric is ClassReportMetric
+    for name in ('RockMetric', 'ClassReportMetric'):
+        metric = METRICS.build(dict(type=name, topk=(1, 3)))
+        assert type(metric) is ClassReportMetric and metric.topk == (1, 3)
+
+
+def _edge_case_predictions(n=300, c=7, seed=1):
+    """Random scores with a class nobody has (3), a class never predicted
+    (6) and rows of tied scores."""
+    rng = np.random.default_rng(seed)
+    scores = rng.random((n, c))
+    scores[:, 6] = 0
+    labels = rng.integers(0, c, n)
+    labels[labels == 3] = 4
+    scores[:15] = 0.5  # ties: argmax picks class 0
+    return scores, labels
+
+
+def test_confusion_is_mmpretrains_and_equals_sklearn():
+    scores, labels = _edge_case_predictions()
+    m = compute_rock_metrics(scores, labels, 7, (1, ))
+    assert m['confusion'] == confusion_matrix(
+        labels, scores.argmax(1), labels=range(7)).tolist()
+    assert np.array(m['confusion'])[:, 0].sum() >= 15  # ties -> class 0
+    # More score columns than classes: pairs outside the classes are left
+    # out, as sklearn's confusion_matrix(labels=...) did.
+    wide = compute_rock_metrics(scores, np.minimum(labels, 5), 6, (6, ))
+    assert wide['confusion'] == confusion_matrix(
+        np.minimum(labels, 5), scores.argmax(1), labels=range(6)).tolist()
+
+
+def test_mmpretrain_maths_agree_only_to_float32():
+    """Why precision/recall/F1 and top-k are not delegated to mmpretrain:
+    the definitions agree (zero support, never predicted: 0) but
+    ``SingleLabelMetric`` / ``Accuracy`` compute in float32."""
+    scores, labels = _edge_case_predictions()
+    m = compute_rock_metrics(scores, labels, 7, (1, ))
+    theirs = SingleLabelMetric.calculate(
+        torch.from_numpy(scores.argmax(1)), torch.from_numpy(labels),
+        average=None, num_classes=7)
+    worst = 0.0
+    for key, value in zip(('precision', 'recall', 'f1-score'), theirs):
+        ours = np.array(m[f'{key}_per_class'])
+        np.testing.assert_allclose(ours, value.double().numpy(), atol=1e-4)
+        worst = max(worst, np.abs(ours - value.double().numpy()).max())
+    assert m['precision_per_class'][3] == m['recall_per_class'][3] == 0
+    assert m['precision_per_class'][6] == 0
+    assert worst > 1e-9, ('mmpretrain now agrees to 1e-9: delegate P/R/F1 '
+                          'to SingleLabelMetric.calculate')
+    tie_free, labels = _random_predictions(300, 7, seed=2)
+    m = compute_rock_metrics(tie_free, labels, 7, (1, 2, 5))
+    accs = Accuracy.calculate(torch.from_numpy(tie_free),
+                              torch.from_numpy(labels), topk=(1, 2, 5),
+                              thrs=(None, ))
+    for k, (acc, ) in zip((1, 2, 5), accs):
+        assert m[f'accuracy/top{k}'] == pytest.approx(acc.item(), abs=1e-4)

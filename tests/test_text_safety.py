@@ -110,8 +110,8 @@ def test_log_filter_escapes_messages_once_and_keeps_the_level():
 
 
 def test_tables_and_drawings_show_names_inert(tmp_path):
-    from rock_plugin.evaluation.metrics.rock_metric import (compute_rock_metrics,
-                                                    format_per_class_table)
+    from rock_plugin.evaluation.metrics.class_report import (
+        compute_rock_metrics, format_per_class_table)
     from rock_plugin.visualization import plot_confusion_matrix
     from rock_plugin.visualization.annotate import text_band
     names = ['[/x]', '$\\foo$', f'chert{OSC}\nrow']

@@ -27,7 +27,8 @@ import json
 import os
 import os.path as osp
 
-from _common import load_config, run, setup_env
+from _common import run, setup_env
+from _config_flags import draw_seed, load_config, set_dist_backend
 
 PLAN_FILE = 'cv_plan.json'
 TRAINED_FILE = 'cv_trained.json'
@@ -265,8 +266,8 @@ def train_fold(cfg, k, folds):
     from mmengine.dist import barrier, is_main_process
     from mmengine.logging import print_log
 
-    from rock_plugin.apis import train as api
-    from rock_plugin.apis.work_dir import old_run_files
+    from rock_plugin.apis.train import train
+    from rock_plugin.apis.work_dir import find_resume_checkpoint, old_run_files
     from rock_plugin.utils.atomic_io import atomic_write_json
     from rock_plugin.utils.text import printable
     fold_dir = cfg.work_dir
@@ -275,12 +276,12 @@ def train_fold(cfg, k, folds):
         return trained
     if old_run_files(fold_dir):
         cfg.resume = True
-        cfg.load_from = api.find_resume_checkpoint(fold_dir)
+        cfg.load_from = find_resume_checkpoint(fold_dir)
     cfg.experiment_name = f'cv_fold{k}_train'
     print_log(f'cross-validation: fold {k + 1} of {folds}'
               + (f', resuming from {printable(cfg.load_from)}'
                  if cfg.get('resume') else ''), logger='current')
-    runner = api.train(cfg)
+    runner = train(cfg)
     print_log(f'cross-validation: fold {k + 1} of {folds} trained on '
               f'{len(runner.train_dataloader.dataset)} images, world size '
               f'{runner.world_size}', logger='current')
@@ -298,8 +299,8 @@ def train_fold(cfg, k, folds):
 def evaluate_fold(cfg, k, checkpoint, tta):
     """Predictions of one fold's validation images (rank 0; else [])."""
     from rock_plugin.apis.train import build_runner
-    from rock_plugin.evaluation import PredictionCollector
     from rock_plugin.apis.tta import tta_config
+    from rock_plugin.evaluation import PredictionCollector
     cfg = copy.deepcopy(cfg)
     cfg.load_from = checkpoint
     cfg.resume = False
@@ -327,6 +328,7 @@ def summarize(work_dir, plan, results, variants):
                                                          save_cv_results,
                                                          summarize_folds)
     from rock_plugin.utils.text import printable
+    from rock_plugin.visualization import plot_confusion_matrix
     lines, summaries = [], {}
     for variant in variants:
         preds = {k: r[variant] for k, r in results.items()}
@@ -335,8 +337,12 @@ def summarize(work_dir, plan, results, variants):
                        seed=plan['seed'], group_by=plan['group_by'])
         title = 'Cross-validation' + (' with TTA' if variant == 'tta'
                                       else '')
-        files = save_cv_results(work_dir, summary, preds,
-                                '_tta' if variant == 'tta' else '', title)
+        suffix = '_tta' if variant == 'tta' else ''
+        files = save_cv_results(work_dir, summary, preds, suffix)
+        plot_confusion_matrix(
+            summary['pooled']['confusion'], summary['classes'],
+            osp.join(work_dir, f'oof_confusion_matrix{suffix}.png'),
+            title=f'{title}, out of fold')
         print_log('\n' + format_cv_table(summary, title), logger='current')
         m, s = summary['mean'], summary['std']
         lines.append(f"{title}: top-1 {m['top1']:.2f} ± {s['top1']:.2f}, "
@@ -358,7 +364,6 @@ def main(argv=None):
                                is_main_process, sync_random_seed)
 
     import train as train_tool
-    from rock_plugin.apis import train as api
     from rock_plugin.engine.distributed import init_distributed
     from rock_plugin.utils.atomic_io import atomic_write_json
     from rock_plugin.utils.text import printable
@@ -372,11 +377,11 @@ def main(argv=None):
     if seed is None:
         seed = cfg.get('randomness', {}).get('seed')
     if seed is None:
-        seed = sync_random_seed() if backend else api.draw_seed()
+        seed = sync_random_seed() if backend else draw_seed()
     train_args.seed = seed
     train_args.work_dir = work_dir
     cfg = train_tool.merge_args(cfg, train_args)
-    api.set_dist_backend(cfg, backend)
+    set_dist_backend(cfg, backend)
     if args.tta:
         from rock_plugin.apis.tta import check_tta_pipeline
         check_tta_pipeline(cfg)  # fail now, not after training

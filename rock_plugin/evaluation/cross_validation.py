@@ -6,7 +6,8 @@ from typing import Dict, Sequence
 import numpy as np
 
 from rock_plugin.utils.atomic_io import atomic_write_csv, atomic_write_json
-from .metrics.rock_metric import compute_rock_metrics
+from .metrics.class_report import compute_rock_metrics
+from .result_tables import save_confusion_csv
 
 # (column, compute_rock_metrics key); values in percent.
 SUMMARY_METRICS = (('top1', 'accuracy/top1'), ('precision', 'precision'),
@@ -94,24 +95,22 @@ def format_cv_table(summary: dict, title: str = 'Cross-validation') -> str:
 
 def save_cv_results(out_dir: str, summary: dict,
                     fold_predictions: Dict[int, Sequence[dict]],
-                    suffix: str = '', title: str = 'Cross-validation'
-                    ) -> Dict[str, str]:
+                    suffix: str = '') -> Dict[str, str]:
     """Write ``cv_summary.csv/.json``, ``oof_predictions.csv`` (``file,
     true, predicted, fold`` and a score per class) and the pooled
-    ``oof_confusion_matrix.csv/.png``, ``suffix`` before each dot.
+    ``oof_confusion_matrix.csv``, ``suffix`` before each dot; its figure
+    is the caller's (:func:`rock_plugin.visualization.plot_confusion_matrix`,
+    ``tools/cross_validate.py``).
 
     Args:
         out_dir (str): Folder (exists).
         summary (dict): From :func:`summarize_folds`.
         fold_predictions (dict): ``{fold: predictions}``.
         suffix (str): File name suffix, e.g. ``'_tta'``.
-        title (str): Confusion-matrix title.
 
     Returns:
         dict: ``{kind: path}``.
     """
-    from rock_plugin.visualization import (plot_confusion_matrix,
-                                           save_confusion_csv)
     names = summary['classes']
     join = lambda stem, ext: osp.join(out_dir, f'{stem}{suffix}.{ext}')  # noqa
     files = dict(summary_csv=join('cv_summary', 'csv'),
@@ -129,10 +128,7 @@ def save_cv_results(out_dir: str, summary: dict,
          names[int(np.argmax(p['pred_score']))], k,
          *(f'{s:.6f}' for s in p['pred_score'])]
         for k in sorted(fold_predictions) for p in fold_predictions[k]])
-    confusion = summary['pooled']['confusion']
     files['confusion_csv'] = save_confusion_csv(
-        confusion, names, join('oof_confusion_matrix', 'csv'))
-    files['confusion_png'] = plot_confusion_matrix(
-        confusion, names, join('oof_confusion_matrix', 'png'),
-        title=f'{title}, out of fold')
+        summary['pooled']['confusion'], names,
+        join('oof_confusion_matrix', 'csv'))
     return files

@@ -1,17 +1,10 @@
-"""Confusion-matrix image and CSV with class names on the axes."""
+"""Confusion-matrix image with class names on the axes (its CSV:
+:func:`rock_plugin.evaluation.save_confusion_csv`)."""
 from typing import Sequence
 
 import numpy as np
 
-from rock_plugin.utils.atomic_io import atomic_save_figure, atomic_write_csv
-
-
-def save_confusion_csv(matrix, class_names: Sequence[str],
-                       out_file: str) -> str:
-    """Write the matrix as CSV: rows true class, columns predicted class."""
-    rows = zip(class_names, np.asarray(matrix).tolist())
-    return atomic_write_csv(out_file, [['true \\ predicted', *class_names]] +
-                            [[name, *row] for name, row in rows])
+from rock_plugin.utils.atomic_io import atomic_save_figure
 
 
 def plot_confusion_matrix(matrix, class_names: Sequence[str], out_file: str,

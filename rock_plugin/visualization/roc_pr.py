@@ -1,6 +1,5 @@
 """ROC and precision-recall figures, one curve per class plus averages."""
-import os.path as osp
-from typing import Dict, Sequence, Tuple
+from typing import Dict
 
 import numpy as np
 
@@ -11,10 +10,22 @@ _AVERAGES = ('macro', 'micro')
 
 def plot_roc_pr(curves: Dict[str, Dict[str, dict]], kind: str, out_file: str,
                 title: str = '') -> str:
-    """Draw ``curves[kind]`` of :func:`.roc_pr_curves` (``kind`` ``'roc'``
-    or ``'pr'``) atomically into ``out_file`` and return it: a thin line a
-    class (AUC / AP in the legend), thick dashed averages, ``title`` as the
-    heading's prefix."""
+    """Draw ``curves[kind]`` (``kind`` ``'roc'`` or ``'pr'``) atomically
+    into ``out_file``: a thin line a class (AUC / AP in the legend), thick
+    dashed averages, ``title`` as the heading's prefix.
+
+    Args:
+        curves (dict): ``{'roc': {name: curve}, 'pr': {...}}``, each curve
+            with ``x``, ``y`` and ``area`` (NaN: not drawn); ``'macro'`` and
+            ``'micro'`` are drawn as averages. See
+            :func:`rock_plugin.evaluation.functional.roc_pr.roc_pr_curves`.
+        kind (str): ``'roc'`` or ``'pr'``.
+        out_file (str): The image file.
+        title (str): Heading prefix. Defaults to none.
+
+    Returns:
+        str: ``out_file``.
+    """
     # The object API: no pyplot state, safe off the main thread.
     from matplotlib import colormaps
     from matplotlib.figure import Figure
@@ -53,31 +64,3 @@ def plot_roc_pr(curves: Dict[str, Dict[str, dict]], kind: str, out_file: str,
     fig.subplots_adjust(left=0.07, right=0.64, top=0.93, bottom=0.09)
     atomic_save_figure(fig, out_file, dpi=100)
     return out_file
-
-
-def save_roc_pr(out_dir: str, predictions: Sequence[dict],
-                class_names: Sequence[str], title: str = ''
-                ) -> Tuple[Dict[str, str], Dict[str, Dict[str, float]]]:
-    """Compute, draw (``title`` as prefix) and write into the existing
-    ``out_dir`` the ROC and PR curves of a test run's ``predictions``
-    (``PredictionCollector``'s ``gt_label`` and ``pred_score``).
-
-    Returns:
-        tuple: ``({kind: path}, areas)``, ``areas`` being ``{'roc_auc':
-        {curve: AUC}, 'average_precision': {curve: AP}}`` for every class,
-        ``macro`` and ``micro`` (NaN for a class absent from the labels).
-    """
-    from rock_plugin.evaluation.functional.roc_pr import roc_pr_curves, write_roc_pr_csvs
-    scores = np.array([p['pred_score'] for p in predictions], np.float64)
-    labels = np.array([p['gt_label'] for p in predictions])
-    curves = roc_pr_curves(scores, labels, class_names)
-    summary, roc_csv, pr_csv = write_roc_pr_csvs(curves,
-                                                 osp.join(out_dir, ''))
-    files = dict(roc_pr_summary=summary, roc_csv=roc_csv, pr_csv=pr_csv)
-    for kind in ('roc', 'pr'):
-        files[f'{kind}_png'] = plot_roc_pr(
-            curves, kind, osp.join(out_dir, f'{kind}_curves.png'), title)
-    areas = {key: {name: float(c['area']) for name, c in curves[kind].items()}
-             for key, kind in (('roc_auc', 'roc'),
-                               ('average_precision', 'pr'))}
-    return files, areas

@@ -1,11 +1,9 @@
 """One-vs-rest ROC and precision-recall curves with AUC / AP (sklearn)."""
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 from sklearn.metrics import (auc, average_precision_score,
                              precision_recall_curve, roc_curve)
-
-from rock_plugin.utils.atomic_io import atomic_write_csv
 
 # Macro averages: each class's curve interpolated onto one grid (sklearn).
 _GRID = np.linspace(0.0, 1.0, 201)
@@ -63,24 +61,3 @@ def roc_pr_curves(scores: np.ndarray, labels: np.ndarray,
         for table in (roc, pr):
             table['macro'] = table['micro'] = dict(empty)
     return dict(roc=roc, pr=pr)
-
-
-def write_roc_pr_csvs(curves: Dict[str, Dict[str, dict]], out_prefix: str
-                      ) -> List[str]:
-    """Write :func:`roc_pr_curves`' ``<out_prefix>roc_pr_summary.csv``
-    (``curve, auc, ap, positives``), ``roc_curves.csv`` (``curve, fpr, tpr,
-    threshold``) and ``pr_curves.csv`` (``curve, recall, precision,
-    threshold``) atomically; returns the three paths."""
-    files = [atomic_write_csv(out_prefix + 'roc_pr_summary.csv', [
-        ['curve', 'auc', 'ap', 'positives']] + [
-        [name, f"{roc['area']:.6f}", f"{curves['pr'][name]['area']:.6f}",
-         roc['positives']] for name, roc in curves['roc'].items()])]
-    for kind, cols in (('roc', ('fpr', 'tpr')),
-                       ('pr', ('recall', 'precision'))):
-        rows = [[name, f'{x:.6f}', f'{y:.6f}',
-                 '' if np.isnan(t) else f'{t:.6f}']
-                for name, c in curves[kind].items()
-                for x, y, t in zip(c['x'], c['y'], c['thresholds'])]
-        files.append(atomic_write_csv(f'{out_prefix}{kind}_curves.csv',
-                                      [['curve', *cols, 'threshold']] + rows))
-    return files

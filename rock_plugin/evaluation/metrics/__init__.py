@@ -1,6 +1,6 @@
+from .class_report import ClassReportMetric, RockMetric, compute_rock_metrics
 from .head_output_stats import HeadOutputStats
 from .prediction_collector import PredictionCollector
-from .rock_metric import RockMetric, compute_rock_metrics
 
-__all__ = ['RockMetric', 'PredictionCollector', 'compute_rock_metrics',
-           'HeadOutputStats']
+__all__ = ['ClassReportMetric', 'RockMetric', 'PredictionCollector',
+           'compute_rock_metrics', 'HeadOutputStats']

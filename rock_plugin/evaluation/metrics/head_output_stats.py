@@ -6,7 +6,7 @@ import torch
 from mmengine.dist import all_reduce, collect_results
 from mmengine.model import is_model_wrapper
 
-from .rock_metric import macro_metrics_from_confusion
+from .class_report import macro_metrics_from_confusion
 
 
 class HeadOutputStats:

@@ -161,7 +161,7 @@ def test_foreign_runner_type_is_refused(trained, tiny_data, tmp_path):
                     '--cfg-options', 'runner_type=FlexibleRunner',
                     check=False, timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert 'not a subclass of RockRunner' in proc.stderr
+    assert 'not a subclass of SafeLoadingRunner' in proc.stderr
     assert 'Traceback' not in proc.stderr
 
 

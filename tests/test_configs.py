@@ -59,10 +59,11 @@ def test_rock_b4_values_match_spec():
     assert sched.end == 100 == cfg.train_cfg.max_epochs  # explicit end
     ckpt = cfg.default_hooks.checkpoint
     assert (ckpt.save_best, ckpt.rule) == ('accuracy/top1', 'greater')
-    assert cfg.val_evaluator.type == 'RockMetric'
+    assert cfg.val_evaluator.type == 'ClassReportMetric'
     assert tuple(cfg.val_evaluator.topk) == (1, 5)
     hooks = [h.type for h in cfg.custom_hooks]
-    assert {'HistoryHook', 'SafeCheckpointHook', 'RngStateHook'} <= set(hooks)
+    assert {'HistoryHook', 'PlainCheckpointStateHook',
+            'ConfiguredScheduleEndHook', 'RngStateHook'} <= set(hooks)
 
 
 def test_schedule_end_follows_max_epochs_override():
@@ -121,8 +122,9 @@ def test_recipes_are_short_compositions_of_base_files(name, tmp_path):
     # the hooks are listed once, in _base_/default_runtime.py
     assert [h.type for h in cfg.custom_hooks] == [
         'HistoryHook', 'HistoryFigureHook', 'ResumeValidationHook',
-        'RngStateHook', 'NanGuardHook', 'SafeCheckpointHook',
-        'AutoClassWeightHook', 'TrainingPreviewHook']
+        'RngStateHook', 'NanGuardHook', 'PlainCheckpointStateHook',
+        'ConfiguredScheduleEndHook', 'AutoClassWeightHook',
+        'TrainingPreviewHook']
     # The config as run (mmengine dumps the merged config into the work
     # dir) stands alone: it loads away from configs/_base_ unchanged.
     dumped = tmp_path / name

@@ -124,7 +124,7 @@ def test_parity_failure_is_reported(exported, model, tiny_data):
 
 
 def test_torchscript_exporter_generated_images_and_errors(model, tmp_path):
-    from rock_plugin.apis.cli import run_cli
+    run_cli = load_tool('_common').run_cli
     from rock_plugin.apis.onnx_export import export_onnx
     main = load_tool('export_onnx').main
     out = tmp_path / 'ts.onnx'
@@ -155,7 +155,7 @@ def test_bad_check_image_fails_before_the_export(model, tmp_path,
     import io
 
     from rock_plugin.apis import onnx_export
-    from rock_plugin.apis.cli import run_cli
+    run_cli = load_tool('_common').run_cli
     exports = []
     monkeypatch.setattr(onnx_export, '_export_graph',
                         lambda *a, **k: exports.append(a))

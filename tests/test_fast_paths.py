@@ -11,10 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, TINY_CONFIG, make_class_folders, run_tool
-from rock_plugin.apis.train import build_runner, set_data_options, set_seed
-from rock_plugin.datasets.transforms.load_rock_image import (LoadRockImage,
-                                                             read_rgb)
+from conftest import (REPO, TINY_CONFIG, load_tool, make_class_folders,
+                      run_tool)
+from rock_plugin.apis.train import build_runner
+from rock_plugin.datasets.transforms.loading import (LoadImageWithPreResize,
+                                                     read_rgb)
 from rock_plugin.models.accel import (FrozenEngine, build_fast_frozen_copy,
                                      default_engine, plain_forward,
                                      use_frozen_engine)
@@ -341,8 +342,9 @@ def _val_runner(tiny_data, work_dir, edit=None):
     from mmengine.config import Config
     cfg = Config.fromfile(TINY_CONFIG)
     cfg.work_dir = work_dir
-    set_data_options(cfg, tiny_data)
-    set_seed(cfg, 0)
+    flags = load_tool('_config_flags')
+    flags.set_data_options(cfg, tiny_data)
+    flags.set_seed(cfg, 0)
     # no history or checkpoint files: only the loop is under test
     cfg.custom_hooks = []
     cfg.default_hooks.checkpoint = None
@@ -393,7 +395,7 @@ def test_cache_is_not_used_with_a_random_validation_pipeline(tiny_data,
                                                              tmp_path):
     def random_crop(cfg):
         cfg.val_dataloader.dataset.pipeline = [
-            dict(type='LoadRockImage'),
+            dict(type='LoadImageWithPreResize'),
             dict(type='RandomResizedCrop', scale=32),
             dict(type='PackInputs')]
 
@@ -429,12 +431,12 @@ def test_reduced_size_decode_keeps_enough_pixels(tmp_path):
 def test_pixel_cache_serves_the_same_pixels_and_follows_edits(tmp_path):
     path = _photo(str(tmp_path / 'p.jpg'))
     cache = str(tmp_path / 'cache')
-    load = LoadRockImage(cache_dir=cache, pre_resize=128)
+    load = LoadImageWithPreResize(cache_dir=cache, pre_resize=128)
     first = load(dict(img_path=path))['img']
     assert min(first.shape[:2]) == 128
     files = [f for _, _, fs in os.walk(cache) for f in fs]
     assert len(files) == 1 and files[0].endswith('.npy')
-    again = LoadRockImage(cache_dir=cache, pre_resize=128)(
+    again = LoadImageWithPreResize(cache_dir=cache, pre_resize=128)(
         dict(img_path=path))['img']
     assert np.array_equal(first, again)
     _photo(path, size=(400, 300))  # the file is edited: a new key
@@ -442,8 +444,8 @@ def test_pixel_cache_serves_the_same_pixels_and_follows_edits(tmp_path):
     assert edited.shape[:2] == (128, 171)
     assert len([f for _, _, fs in os.walk(cache) for f in fs]) == 2
     # no cache_dir: plain decode, read_rgb's pixels in mmcv's BGR order
-    assert np.array_equal(LoadRockImage()(dict(img_path=path))['img'],
-                          read_rgb(path)[..., ::-1])
+    plain = LoadImageWithPreResize()(dict(img_path=path))['img']
+    assert np.array_equal(plain, read_rgb(path)[..., ::-1])
 
 
 # -- opt-in feature-cache training ----------------------------------------------

@@ -51,7 +51,7 @@ def test_two_work_dirs_on_one_figure(two_runs, tmp_path):
 
 
 def test_default_out_and_names(two_runs, tmp_path, monkeypatch):
-    from rock_plugin.apis.cli import run_cli
+    run_cli = load_tool('_common').run_cli
     first, second = two_runs
     tool = _main()
     plot_history = tool['plot_history']
@@ -67,7 +67,7 @@ def test_default_out_and_names(two_runs, tmp_path, monkeypatch):
 
 
 def test_missing_history_is_a_clear_error(two_runs, tmp_path, capsys):
-    from rock_plugin.apis.cli import run_cli
+    run_cli = load_tool('_common').run_cli
     first, _ = two_runs
     plot_history = _main()['plot_history']
     missing = str(tmp_path / 'no_run')
@@ -78,7 +78,7 @@ def test_missing_history_is_a_clear_error(two_runs, tmp_path, capsys):
 
 
 def test_bad_arguments_are_clear_errors(two_runs, tmp_path, capsys):
-    from rock_plugin.apis.cli import run_cli
+    run_cli = load_tool('_common').run_cli
     first, _ = two_runs
     plot_history = _main()['plot_history']
     assert run_cli(plot_history, [first, '--names', 'a', 'b']) == 2
@@ -116,7 +116,7 @@ def test_damaged_history_names_the_file(damage, where, tmp_path, capsys):
                         check=False)
         code, err = proc.returncode, proc.stderr
     else:  # the same code in-process, to keep the suite fast
-        from rock_plugin.apis.cli import run_cli
+        run_cli = load_tool('_common').run_cli
         code = run_cli(_main()['plot_history'], [str(path)])
         err = capsys.readouterr().err
     assert code == 2

@@ -124,7 +124,7 @@ def test_video_every_n_frames_to_json(model, tmp_path):
 def test_wrong_input_is_one_clear_error(model, tmp_path, tiny_data, case):
     """Checked in-process through run_cli (as the tool does), to keep the
     suite fast; test_missing_input_subprocess covers the real process."""
-    from rock_plugin.apis.cli import run_cli
+    run_cli = load_tool('_common').run_cli
     predict_main = load_tool('predict').main
     args = [TINY_CONFIG, model['calibrated']]
     if case == 'missing':
@@ -164,7 +164,7 @@ def test_missing_input_subprocess(model, tmp_path):
 
 
 def test_folder_of_only_bad_files_fails(model, tmp_path):
-    from rock_plugin.apis.cli import run_cli
+    run_cli = load_tool('_common').run_cli
     predict_main = load_tool('predict').main
     folder = tmp_path / 'bad'
     folder.mkdir()

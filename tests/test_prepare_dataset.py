@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from conftest import load_tool, make_image
-from rock_plugin.apis.cli import run_cli
 from rock_plugin.datasets import RockDataset
 from rock_plugin.datasets.annotations import (DataError, load_annotations,
                                               load_classes)
 
+run_cli = load_tool('_common').run_cli
 # Offline jobs: tools/dataset/ holds them, not the package.
 _demo_subset = load_tool('dataset/_demo_subset')
 make_subset = _demo_subset.make_subset

@@ -8,7 +8,7 @@ import signal
 import torch
 from mmengine.config import Config
 
-from conftest import TINY_CONFIG, run_tool
+from conftest import TINY_CONFIG, load_tool, run_tool
 
 KILL_HOOK = osp.join(osp.dirname(__file__), 'data', 'kill_hook.py')
 # lr 0: the weights never change, so patience 2 stops soon after epoch 1.
@@ -65,7 +65,7 @@ def test_a_resumed_run_stops_where_the_uninterrupted_one_did(tiny_data,
 
 
 def test_patience_makes_a_configs_plain_hook_resumable():
-    from rock_plugin.apis.small_data import set_early_stopping
+    set_early_stopping = load_tool('_config_flags').set_early_stopping
     cfg = Config.fromfile(TINY_CONFIG)
     cfg.custom_hooks = [dict(type='EarlyStoppingHook', monitor='loss',
                              rule='less', min_delta=0.5, patience=9)]

@@ -46,7 +46,7 @@ def _history(work):
 
 def _cli(tool, argv, monkeypatch):
     """``run_cli(tools/<tool>.py main, argv)`` in-process: (code, stderr)."""
-    from rock_plugin.apis.cli import run_cli
+    run_cli = load_tool('_common').run_cli
     for name in ('CUDA_VISIBLE_DEVICES', 'LOCAL_RANK'):  # restored after
         if name in os.environ:
             monkeypatch.setenv(name, os.environ[name])
@@ -75,7 +75,7 @@ def test_two_runs_at_once_one_is_refused_and_nothing_is_lost(two_runs):
 
 
 def test_a_held_lock_refuses_a_second_run(tiny_data, tmp_path, monkeypatch):
-    from rock_plugin.apis.work_dir import WorkDirLock
+    from rock_plugin.utils.work_dir import WorkDirLock
     work = str(tmp_path / 'busy')
     with WorkDirLock(work):  # as a running training holds it
         code, err = _cli('train', [*TRAIN[1:], '--data-root', tiny_data,

@@ -246,7 +246,7 @@ def test_other_classes_than_the_checkpoint_is_a_clear_error(trained,
 
 
 def test_out_must_be_json(trained, tmp_path):
-    from rock_plugin.apis.cli import run_cli
+    run_cli = load_tool('_common').run_cli
     _, ckpt = trained
     code = run_cli(load_tool('test').main, [TINY_CONFIG, ckpt, '--out',
                               str(tmp_path / 'r.pkl')])

@@ -14,8 +14,8 @@ import torch
 from mmengine.logging import MessageHub, MMLogger
 
 from conftest import run_tool
-from rock_plugin.apis.work_dir import find_resume_checkpoint
-from rock_plugin.engine.hooks import RockCheckpointHook
+from rock_plugin.utils.work_dir import find_resume_checkpoint
+from rock_plugin.engine.hooks import AtomicCheckpointHook
 from rock_plugin.utils.paths import path_inside
 
 BEST = 'best_accuracy_top1_epoch_{}.pth'
@@ -172,8 +172,9 @@ def test_resume_pointer_naming_another_dir_takes_the_own_file(tmp_path,
 
 
 def _hook_and_runner(tmp_path, name, hub_info):
-    """A RockCheckpointHook after ``before_train`` on a runner whose message
-    hub holds ``hub_info`` (as restored from a checkpoint on resume)."""
+    """An AtomicCheckpointHook after ``before_train`` on a runner whose
+    message hub holds ``hub_info`` (as restored from a checkpoint on
+    resume)."""
     work = tmp_path / 'run'
     work.mkdir(exist_ok=True)
     logger = MMLogger.get_instance(name, log_file=str(tmp_path / 'log.txt'))
@@ -187,8 +188,8 @@ def _hook_and_runner(tmp_path, name, hub_info):
     runner = SimpleNamespace(work_dir=str(work), logger=logger,
                              message_hub=hub, epoch=3, iter=30,
                              save_checkpoint=save_checkpoint)
-    hook = RockCheckpointHook(interval=1, max_keep_ckpts=1,
-                              save_best='accuracy/top1', rule='greater')
+    hook = AtomicCheckpointHook(interval=1, max_keep_ckpts=1,
+                                save_best='accuracy/top1', rule='greater')
     hook.before_train(runner)
     return hook, runner, work
 
@@ -202,7 +203,7 @@ def test_hook_never_removes_outside_its_out_dir(tmp_path):
     # nothing of that name here: forgotten, not removed on a new best
     assert hook.best_ckpt_path is None
     assert runner.message_hub.get_info('best_ckpt') is None
-    hook._save_best_checkpoint(runner, {'accuracy/top1': 90.0})
+    hook.after_val_epoch(runner, {'accuracy/top1': 90.0})
     assert osp.isfile(outside)
     assert osp.isfile(work / BEST.format(3))
     assert osp.samefile(work / 'best.pth', work / BEST.format(3))
@@ -244,7 +245,7 @@ def test_restored_best_outside_becomes_the_same_named_file_here(tmp_path):
     assert hook.best_ckpt_path == here
     assert runner.message_hub.get_info('best_ckpt') == here
     assert runner.message_hub.get_info('last_ckpt') is None  # none here
-    hook._save_best_checkpoint(runner, {'accuracy/top1': 90.0})
+    hook.after_val_epoch(runner, {'accuracy/top1': 90.0})
     assert not osp.exists(here) and osp.isfile(outside)
     assert osp.isfile(work / BEST.format(3))
     with open(tmp_path / 'log.txt') as f:

@@ -1,4 +1,5 @@
-"""What every tool shares: the common flags, their start-up, the exit code.
+"""What every tool shares: the common flags, their start-up, the exit code
+(:func:`run`). The flags that edit a config live in ``_config_flags``.
 
 A tool run as ``python tools/x.py`` has ``tools/`` on ``sys.path`` and
 imports this module as ``_common``; importing it also puts the repository
@@ -10,12 +11,11 @@ The common flags, each defined here only: ``--device``, ``--gpu-id``,
 CUDA or loads a checkpoint.
 """
 import argparse
-import contextlib
 import os
 import os.path as osp
 import re
 import sys
-from typing import Callable, Iterator, Optional
+from typing import Callable, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
@@ -244,37 +244,45 @@ def check_output_not_input(out: Optional[str], inputs, flag: str) -> None:
                 f'{flag} a folder outside it')
 
 
-def load_config(path: str, cfg_options: Optional[dict] = None):
-    """``Config.fromfile`` plus checked ``--cfg-options``.
+# What a user can cause and fix: bad data, files, checkpoints, config values.
+USER_ERRORS = (ValueError, KeyError, OSError)  # OSError: missing files too
 
-    See :func:`rock_plugin.apis.train.merge_cfg_options` for the checks.
+
+def run_cli(main: Callable, argv: Optional[List[str]] = None) -> int:
+    """Run a tool's ``main(argv)`` (default ``sys.argv[1:]``) and return its
+    exit code: 2 after printing one ``error: ...`` line for a user error
+    (the product's error types, ``ValueError``, ``KeyError``, ``OSError``),
+    else 0. ``--debug`` in ``argv`` lets the traceback through.
+
+    Example:
+        >>> run_cli(main, ['missing.py'])  # prints "error: ..."
+        2
     """
-    from mmengine.config import Config
-
-    from rock_plugin.apis.train import merge_cfg_options
-    check_files((path, 'config file'))
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        merge_cfg_options(cfg, cfg_options)
-    return cfg
-
-
-@contextlib.contextmanager
-def cfg_options_guard(cfg_options: Optional[dict]) -> Iterator[None]:
-    """Turn a component's "unexpected keyword argument" caused by a
-    ``--cfg-options`` typo into the one-line ``--cfg-options:`` error."""
-    from rock_plugin.apis.train import explain_cfg_options_error
+    argv = sys.argv[1:] if argv is None else argv
+    debug = '--debug' in argv
+    from rock_plugin.utils.errors import (CheckpointError,
+                                          TrainingDivergedError, WorkDirError)
     try:
-        yield
-    except TypeError as exc:
-        explained = explain_cfg_options_error(exc, cfg_options)
-        if explained is None:
+        main(argv)
+    except (CheckpointError, TrainingDivergedError, WorkDirError,
+            *USER_ERRORS) as exc:
+        if debug:
             raise
-        raise explained from None
+        message = str(exc) if not isinstance(exc, KeyError) else \
+            f'missing key {exc}'
+        if 'Original Traceback' in message:
+            # re-raised from a DataLoader worker: keep the original message
+            last = [ln for ln in message.splitlines() if ln.strip()][-1]
+            message = last.split(': ', 1)[1] if ': ' in last else last
+        from rock_plugin.utils.text import printable
+        print(f'error: {printable(message)}', file=sys.stderr)
+        print('(run again with --debug for the full traceback)',
+              file=sys.stderr)
+        return 2
+    return 0
 
 
-def run(main: Callable, argv=None) -> None:
-    """Run a tool's ``main(argv)`` and exit with its code (2: user error,
-    printed as one ``error:`` line; a traceback only with ``--debug``)."""
-    from rock_plugin.apis.cli import run_cli
+def run(main: Callable, argv: Optional[List[str]] = None) -> None:
+    """Run a tool's ``main(argv)`` and exit with its code
+    (:func:`run_cli`)."""
     sys.exit(run_cli(main, argv))

@@ -218,7 +218,7 @@ def check_plan(plan_file, plan, wanted, fingerprint, flat, num_images):
 
 def make_plan(args, cfg, seed, work_dir):
     """Rank 0: pool the data, assign folds (or check the stored ones)."""
-    from rock_plugin.apis.work_dir import prepare_fresh_run
+    from rock_plugin.utils.work_dir import prepare_fresh_run
     from rock_plugin.datasets.kfold import (assign_folds, group_keys,
                                             write_fold_files)
     from rock_plugin.utils.atomic_io import atomic_write_json
@@ -267,7 +267,7 @@ def train_fold(cfg, k, folds):
     from mmengine.logging import print_log
 
     from rock_plugin.apis.train import train
-    from rock_plugin.apis.work_dir import find_resume_checkpoint, old_run_files
+    from rock_plugin.utils.work_dir import find_resume_checkpoint, old_run_files
     from rock_plugin.utils.atomic_io import atomic_write_json
     from rock_plugin.utils.text import printable
     fold_dir = cfg.work_dir
@@ -288,7 +288,7 @@ def train_fold(cfg, k, folds):
     del runner
     gc.collect()  # ends the dataloader workers before the next runner
     last = open(osp.join(fold_dir, 'last_checkpoint')).read().strip()
-    best = osp.join(fold_dir, 'best.pth')  # RockCheckpointHook's name
+    best = osp.join(fold_dir, 'best.pth')  # AtomicCheckpointHook's name
     trained = dict(last=last, best=best if osp.isfile(best) else None)
     if is_main_process():
         atomic_write_json(osp.join(fold_dir, TRAINED_FILE), trained)

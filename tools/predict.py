@@ -90,6 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     check_output_not_input(args.show_dir, [args.input, args.config,
                                            args.checkpoint, args.onnx],
                            '--show-dir')
+    if args.tta and args.backend == 'onnxruntime' and args.config:
+        raise ValueError('--tta runs the PyTorch model; it does not combine '
+                         'with --backend onnxruntime')
     return args
 
 

@@ -13,9 +13,10 @@ import copy
 import os.path as osp
 
 from _common import (add_common_args, add_data_args, add_model_args,
-                     cfg_options_guard, check_files, check_output_not_input,
-                     check_split_args, default_work_dir, load_config, run,
-                     setup_env)
+                     check_files, check_output_not_input, check_split_args,
+                     default_work_dir, run, setup_env)
+from _config_flags import (cfg_options_guard, load_config, set_data_options,
+                           set_dist_backend, set_seed, set_split_validation)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,14 +76,13 @@ def merge_args(cfg, args: argparse.Namespace, meta: dict):
     the checkpoint (``meta``).
 
     Args:
-        cfg (Config): From :func:`_common.load_config`.
+        cfg (Config): From :func:`_config_flags.load_config`.
         args (argparse.Namespace): From :func:`parse_args`.
         meta (dict): The checkpoint's ``meta``.
 
     Returns:
         Config: Ready for :func:`rock_plugin.apis.evaluate.evaluate`.
     """
-    from rock_plugin.apis import train as api
     seed = args.seed if args.seed is not None else meta.get('seed')
     if seed is None:
         seed = cfg.get('randomness', {}).get('seed')
@@ -99,16 +99,73 @@ def merge_args(cfg, args: argparse.Namespace, meta: dict):
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or \
         default_work_dir(args.config)
-    api.set_data_options(cfg, args.data_root, args.skip_bad_images)
-    seed = api.set_seed(cfg, seed)
+    set_data_options(cfg, args.data_root, args.skip_bad_images)
+    seed = set_seed(cfg, seed)
     if args.split_validation:
-        api.set_split_validation(cfg, args.ratio, args.fold, seed)
+        set_split_validation(cfg, args.ratio, args.fold, seed)
         test_ds = copy.deepcopy(cfg.val_dataloader.dataset)
         test_ds.pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
         cfg.test_dataloader.dataset = test_ds
     if args.tta:
         from rock_plugin.apis.tta import tta_config
         tta_config(cfg)
+    return set_test_outputs(cfg, args)
+
+
+# ClassReportMetric's registered names (RockMetric: the earlier one).
+CLASS_REPORT_METRICS = ('ClassReportMetric', 'mmpretrain.ClassReportMetric',
+                        'RockMetric', 'mmpretrain.RockMetric')
+TEST_OUTPUT_HOOKS = ('TestResultsHook', 'DumpResultsHook',
+                     'PredictionVisualizationHook')
+
+
+def _evaluator_list(evaluator) -> list:
+    if evaluator is None:
+        return []
+    if isinstance(evaluator, dict) and 'metrics' in evaluator:
+        evaluator = evaluator['metrics']
+    return list(evaluator) if isinstance(evaluator, (list, tuple)) \
+        else [evaluator]
+
+
+def set_test_outputs(cfg, args: argparse.Namespace):
+    """What the test run writes, as mmpretrain's ``tools/test.py`` adds
+    ``DumpResults`` and the ``VisualizationHook``: a ``PredictionCollector``
+    for the per-image results, ``TestResultsHook`` (``--results-dir``,
+    ``--mistakes``; it prints the per-class table, so the metric does not),
+    ``DumpResultsHook`` (``--out``, ``--out-item``) and
+    ``PredictionVisualizationHook`` (``--show-dir``, ``--interval``,
+    ``--show-wrong-only``).
+
+    Args:
+        cfg (Config): ``work_dir`` set.
+        args (argparse.Namespace): From :func:`parse_args`.
+
+    Returns:
+        Config: ``cfg``, edited.
+    """
+    evaluators = [copy.deepcopy(m) for m in
+                  _evaluator_list(cfg.get('test_evaluator'))]
+    for metric in evaluators:
+        if metric.get('type') in CLASS_REPORT_METRICS:
+            metric['log_table'] = False
+    cfg.test_evaluator = evaluators + [dict(type='PredictionCollector')]
+    hooks = [dict(type='TestResultsHook', config=cfg.filename,
+                  results_dir=args.results_dir or
+                  osp.join(cfg.work_dir, 'test_results'),
+                  mistakes=args.mistakes)]
+    if args.out:
+        hooks.append(dict(type='DumpResultsHook', out_file=args.out,
+                          out_item=args.out_item))
+    if args.show_dir:
+        hooks.append(dict(type='PredictionVisualizationHook',
+                          out_dir=args.show_dir, interval=args.interval,
+                          wrong_only=args.show_wrong_only))
+    # The flags decide: a config saved by a test run names these already.
+    kept = [h for h in cfg.get('custom_hooks') or []
+            if not isinstance(h, dict) or str(h.get('type')).rsplit(
+                '.', 1)[-1] not in TEST_OUTPUT_HOOKS]
+    cfg.custom_hooks = kept + hooks
     return cfg
 
 
@@ -118,11 +175,11 @@ def main(argv=None) -> dict:
     import rock_plugin  # noqa: F401  (registries)
     import torch.distributed as dist
 
-    from rock_plugin.apis import train as api
     from rock_plugin.apis.evaluate import evaluate, read_checkpoint_meta
+    from rock_plugin.apis.train import setup_distributed
     cfg = load_config(args.config, args.cfg_options)
     own_group = dist.is_available() and not dist.is_initialized()
-    backend = api.setup_distributed(
+    backend = setup_distributed(
         args.launcher, args.device, cfg.get('env_cfg', {}).get('dist_cfg'))
     try:
         meta = read_checkpoint_meta(args.checkpoint)
@@ -132,12 +189,9 @@ def main(argv=None) -> dict:
         check_output_not_input(
             args.show_dir, [cfg.test_dataloader.dataset.get('data_root'),
                             args.config, args.checkpoint], '--show-dir')
-        api.set_dist_backend(cfg, backend)
+        set_dist_backend(cfg, backend)
         with cfg_options_guard(args.cfg_options):
-            return evaluate(cfg, args.checkpoint, args.results_dir, args.out,
-                            args.out_item, args.show_dir, args.interval,
-                            args.show_wrong_only, meta=meta,
-                            mistakes=args.mistakes)
+            return evaluate(cfg, args.checkpoint, meta=meta)
     finally:
         if own_group and dist.is_initialized():
             dist.destroy_process_group()

@@ -1,15 +1,20 @@
 """Train a rock classifier: ``python tools/train.py configs/rock_b4.py``.
 
 mmpretrain's shape: :func:`parse_args` -> :func:`merge_args` (flags into the
-config) -> :func:`rock_plugin.apis.train.train` (lock the work dir, build the
-runner, train). ``--help`` lists the flags; several processes:
+config, with the edits of ``_config_flags``) ->
+:func:`rock_plugin.apis.train.train` (lock the work dir, build the runner,
+train). ``--help`` lists the flags; several processes:
 ``bash tools/dist_train.sh CONFIG N``, on Slurm ``tools/slurm_train.sh``.
 """
 import argparse
 
-from _common import (add_common_args, add_data_args, cfg_options_guard,
-                     check_split_args, default_work_dir, load_config, run,
-                     setup_env)
+from _common import (add_common_args, add_data_args, check_split_args,
+                     default_work_dir, run, setup_env)
+from _config_flags import (cfg_options_guard, fill_schedule_end, load_config,
+                           set_amp, set_balanced_sampler, set_class_weight,
+                           set_data_options, set_dist_backend,
+                           set_early_stopping, set_resume, set_seed,
+                           set_split_validation)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,39 +65,37 @@ def merge_args(cfg, args: argparse.Namespace):
     """Apply the flags to the config (``--cfg-options`` already merged).
 
     Args:
-        cfg (Config): From :func:`_common.load_config`.
+        cfg (Config): From :func:`_config_flags.load_config`.
         args (argparse.Namespace): From :func:`parse_args`.
 
     Returns:
         Config: Ready for :func:`rock_plugin.apis.train.train`.
     """
-    from rock_plugin.apis import small_data
-    from rock_plugin.apis import train as api
     cfg.launcher = args.launcher
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = default_work_dir(args.config)
-    api.set_data_options(cfg, args.data_root, args.skip_bad_images)
-    seed = api.set_seed(cfg, args.seed, args.deterministic)
+    set_data_options(cfg, args.data_root, args.skip_bad_images)
+    seed = set_seed(cfg, args.seed, args.deterministic)
     if args.split_validation:
-        api.set_split_validation(cfg, args.ratio, args.fold, seed)
+        set_split_validation(cfg, args.ratio, args.fold, seed)
     if args.no_validate:
         cfg.val_cfg = None
         cfg.val_dataloader = None
         cfg.val_evaluator = None
     if args.amp:
-        api.set_amp(cfg, args.device)
+        set_amp(cfg, args.device)
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', dict(base_batch_size=256))
         cfg.auto_scale_lr.enable = True
     if args.patience is not None:
-        small_data.set_early_stopping(cfg, args.patience)
-    small_data.set_class_weight(cfg, args.class_weight)
+        set_early_stopping(cfg, args.patience)
+    set_class_weight(cfg, args.class_weight)
     if args.balanced_sampler:
-        small_data.set_balanced_sampler(cfg)
-    api.fill_schedule_end(cfg)
-    api.set_resume(cfg, args.resume)
+        set_balanced_sampler(cfg)
+    fill_schedule_end(cfg)
+    set_resume(cfg, args.resume)
     return cfg
 
 
@@ -107,17 +110,17 @@ def main(argv=None):
     import rock_plugin  # noqa: F401  (registries)
     from mmengine.dist import sync_random_seed
 
-    from rock_plugin.apis import train as api
+    from rock_plugin.apis.train import setup_distributed, train
     cfg = load_config(args.config, args.cfg_options)
-    backend = api.setup_distributed(
+    backend = setup_distributed(
         args.launcher, args.device, cfg.get('env_cfg', {}).get('dist_cfg'))
     if args.seed is None and backend and \
             cfg.get('randomness', {}).get('seed') is None:
         args.seed = sync_random_seed()  # rank 0 draws, every rank uses it
     cfg = merge_args(cfg, args)
-    api.set_dist_backend(cfg, backend)
+    set_dist_backend(cfg, backend)
     with cfg_options_guard(args.cfg_options):
-        return api.train(cfg, fresh=args.fresh)
+        return train(cfg, fresh=args.fresh)
 
 
 if __name__ == '__main__':

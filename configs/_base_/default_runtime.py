@@ -4,15 +4,16 @@ _base_ = ['mmpretrain::_base_/default_runtime.py']
 
 custom_imports = dict(imports=['rock_plugin'], allow_failed_imports=False)
 # mmengine's Runner, minus the code it would run from checkpoint text, with
-# safe checkpoint loading while it runs (rock_plugin/engine/runners/rock_runner.py).
-runner_type = 'RockRunner'
+# safe checkpoint loading while it runs
+# (rock_plugin/engine/runners/safe_loading_runner.py).
+runner_type = 'SafeLoadingRunner'
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     # latest checkpoints (two, so a corrupt one has a predecessor) and best;
     # written atomically, ties go to the later epoch, plus stable best.pth
-    # and last.pth (rock_plugin/engine/hooks/rock_checkpoint_hook.py).
-    checkpoint=dict(type='RockCheckpointHook', interval=1, max_keep_ckpts=2,
+    # and last.pth (rock_plugin/engine/hooks/atomic_checkpoint_hook.py).
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1, max_keep_ckpts=2,
                     save_best='accuracy/top1', rule='greater'))
 custom_hooks = [
     # history.csv (train/val loss, accuracy, P/R/F1 per epoch), its figures
@@ -23,7 +24,10 @@ custom_hooks = [
     dict(type='ResumeValidationHook'),
     dict(type='RngStateHook'),  # exact --resume
     dict(type='NanGuardHook'),  # stop on NaN/inf loss, keep good checkpoints
-    dict(type='SafeCheckpointHook'),  # checkpoints load with weights_only
+    # checkpoints load with weights_only (plain types, no pickled classes)
+    dict(type='PlainCheckpointStateHook'),
+    # --resume with a longer schedule: the config's scheduler `end` wins
+    dict(type='ConfiguredScheduleEndHook'),
     # class_weight='auto' in a loss -> inverse-frequency weights of the
     # training split (--class-weight auto); does nothing otherwise.
     dict(type='AutoClassWeightHook'),
@@ -35,7 +39,7 @@ custom_hooks = [
 ]
 # CPU processes need gloo and no device_ids
 # (rock_plugin/engine/distributed.py).
-model_wrapper_cfg = dict(type='RockDistributedDataParallel')
+model_wrapper_cfg = dict(type='CpuCompatibleDistributedDataParallel')
 # Fixed-size input: let cuDNN pick the fastest kernels (GPU only; ignored on
 # CPU, and switched off by --deterministic). On a GPU also add
 # `train_dataloader.pin_memory=True val_dataloader.pin_memory=True` and --amp.

@@ -87,8 +87,8 @@ class RockInferencer:
         self.cfg = copy.deepcopy(config)
         if tta:
             if backend != 'pytorch':
-                raise ValueError('--tta runs the PyTorch model; it does not '
-                                 'combine with --backend onnxruntime')
+                raise ValueError("tta=True runs the PyTorch model; it does "
+                                 "not combine with backend='onnxruntime'")
             from rock_plugin.apis.tta import tta_config
             tta_config(self.cfg)
         self.device, self.batch_size, self.topk = device, batch_size, topk
@@ -168,8 +168,8 @@ class RockInferencer:
         name = str(steps[0].get('type', '')).split('.')[-1] if steps else ''
         has_loader = name.startswith('Load') and 'Image' in name
         with DefaultScope.overwrite_default_scope('mmpretrain'):
-            loader = TRANSFORMS.build(
-                steps[0] if has_loader else dict(type='LoadRockImage'))
+            loader = TRANSFORMS.build(steps[0] if has_loader else dict(
+                type='LoadImageWithPreResize'))
             pipeline = Compose([TRANSFORMS.build(t)
                                 for t in steps[int(has_loader):]])
         return loader, pipeline
@@ -184,8 +184,8 @@ class RockInferencer:
         from rock_plugin.utils.checkpoint_io import safe_checkpoint_loaders
         from rock_plugin.utils.errors import CheckpointError
         if str(device).startswith('cuda') and not torch.cuda.is_available():
-            raise ValueError(f'--device {device}: no CUDA device is '
-                             'available here; use --device cpu')
+            raise ValueError(f'device {device!r}: no CUDA device is '
+                             "available here; use device='cpu'")
         # The runner hands the top-level data_preprocessor to the model; do
         # the same, or normalisation and BGR->RGB would silently be skipped.
         model_cfg = copy.deepcopy(cfg.model)
@@ -279,7 +279,7 @@ class RockInferencer:
         return results
 
     def _array_results(self, name: str, img: Any) -> dict:
-        from rock_plugin.datasets.transforms.load_rock_image import to_bgr3
+        from rock_plugin.datasets.transforms.loading import to_bgr3
         if not isinstance(img, np.ndarray) or img.ndim not in (2, 3) or \
                 (img.ndim == 3 and img.shape[2] not in (1, 3, 4)) or \
                 min(img.shape[:2]) < 1:
@@ -370,7 +370,8 @@ class RockInferencer:
             raise ValueError(
                 f'the config\'s test pipeline gives {tuple(batch.shape[1:])} '
                 f'images but the ONNX model takes {tuple(expected[1:])}: '
-                'export it again with this config (or --shape to match)')
+                'export it again with this config (or with a shape that '
+                'matches)')
         return self.session.run(None, {ONNX_INPUT_NAME: batch})[0]
 
     def input_size(self) -> Tuple[int, int]:
@@ -381,8 +382,7 @@ class RockInferencer:
                  for shape in ((512, 640, 3), (600, 400, 3))}
         if len(sizes) != 1:
             raise ValueError('the test pipeline gives images of varying size '
-                             f'{sorted(sizes)}; give a fixed size (--shape '
-                             'H W)')
+                             f'{sorted(sizes)}; give a fixed shape (H, W)')
         return sizes.pop()
 
 
@@ -434,7 +434,7 @@ def video_frames(path: str, every_n: int = 10
     BGR frame)``."""
     import cv2
     if every_n < 1:
-        raise ValueError(f'--every-n must be at least 1, got {every_n}')
+        raise ValueError(f'every_n must be at least 1, got {every_n}')
     if not osp.isfile(path):
         raise ImageNotFoundError(path)
     capture = cv2.VideoCapture(path)
@@ -492,4 +492,5 @@ def write_predictions(path: str, results: Sequence[Dict[str, Any]],
                    errors=[dict(file=f, error=e) for f, e in errors])
         atomic_write_json(path, doc, indent=1)
     else:
-        raise ValueError(f'{path}: --out must end in .csv or .json')
+        raise ValueError(f'{path}: a predictions file must end in .csv or '
+                         '.json')

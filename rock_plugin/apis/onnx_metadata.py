@@ -30,9 +30,13 @@ def _one_of(*values: str) -> tuple:
 
 # The transforms of the shipped configs' test pipelines, by plain name (a
 # dotted one would be imported), and the arguments each may take. Not
-# LoadRockImage's cache_dir: a path from the file would pick where we write.
+# the loader's cache_dir: a path from the file would pick where we write.
+_LOADER_ARGS = dict(min_size=_size(1, True), pre_resize=_size(1, True))
+#: The loader, first if present: ``LoadRockImage`` is its earlier name,
+#: which exports made before the rename carry.
+LOADERS = ('LoadImageWithPreResize', 'LoadRockImage')
 ALLOWED_TRANSFORMS = {
-    'LoadRockImage': dict(min_size=_size(1, True), pre_resize=_size(1, True)),
+    **{name: _LOADER_ARGS for name in LOADERS},
     'EfficientNetCenterCrop': dict(
         crop_size=_size(1), crop_padding=_size(0),
         interpolation=_one_of('nearest', 'bilinear', 'bicubic', 'area',
@@ -70,7 +74,7 @@ def check_classes(classes: Any, path: str,
 
 
 def check_test_pipeline(steps: Any, path: str) -> List[Dict[str, Any]]:
-    """New dicts of the checked ``steps``: ``[LoadRockImage,] crops,
+    """New dicts of the checked ``steps``: ``[LoadImageWithPreResize,] crop,
     PackInputs`` with allowed arguments of plain JSON types only.
 
     Example:
@@ -100,10 +104,10 @@ def check_test_pipeline(steps: Any, path: str) -> List[Dict[str, Any]]:
                                 f'{_shown(value)}', path)
             new[arg] = list(value) if isinstance(value, list) else value
         if (name == 'PackInputs') != (i == len(steps) - 1) or \
-                (name == 'LoadRockImage' and i) or \
+                (name in LOADERS and i) or \
                 (name == 'EfficientNetCenterCrop' and 'crop_size' not in new):
             raise DataError(f'{key}[{i}]: {name} out of place or without '
-                            'crop_size (expected [LoadRockImage,] '
+                            'crop_size (expected [LoadImageWithPreResize,] '
                             'EfficientNetCenterCrop(crop_size=N), '
                             'PackInputs)', path)
         checked.append(new)

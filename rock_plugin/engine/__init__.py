@@ -1,10 +1,15 @@
-from .distributed import (RockDistributedDataParallel, init_distributed,
+from .distributed import (CpuCompatibleDistributedDataParallel,
+                          RockDistributedDataParallel, init_distributed,
                           use_cuda)
 from . import hooks  # noqa: F401  (registers the hooks)
 from .optimizers import (CpuAmpOptimWrapper,
                          TrainableParamsOptimWrapperConstructor)
-from .runners import CachedFeatureValLoop, FeatureCacheTrainLoop, RockRunner
+from .runners import (CachedFeatureValLoop, FeatureCacheTrainLoop,
+                      RockRunner, SafeLoadingRunner)
 
 __all__ = ['TrainableParamsOptimWrapperConstructor', 'CachedFeatureValLoop',
-           'FeatureCacheTrainLoop', 'CpuAmpOptimWrapper', 'RockRunner',
-           'RockDistributedDataParallel', 'init_distributed', 'use_cuda']
+           'FeatureCacheTrainLoop', 'CpuAmpOptimWrapper', 'SafeLoadingRunner',
+           'CpuCompatibleDistributedDataParallel', 'init_distributed',
+           'use_cuda',
+           # earlier names, kept for imports
+           'RockRunner', 'RockDistributedDataParallel']

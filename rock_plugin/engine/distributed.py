@@ -42,13 +42,30 @@ def init_distributed(launcher: str, device: Optional[str] = None,
     return backend
 
 
-@MODEL_WRAPPERS.register_module()
-class RockDistributedDataParallel(MMDistributedDataParallel):
-    """``MMDistributedDataParallel`` that also runs on CPU processes: the
-    runner always passes ``device_ids``, which DDP refuses for a CPU module.
+# 'RockDistributedDataParallel': the earlier name, kept for saved configs.
+@MODEL_WRAPPERS.register_module(
+    name=['CpuCompatibleDistributedDataParallel',
+          'RockDistributedDataParallel'])
+class CpuCompatibleDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` that also runs on CPU processes (gloo):
+    the runner always passes ``device_ids``, which DDP refuses for a CPU
+    module, so they are dropped when the module has no CUDA parameter.
+
+    Args:
+        module (nn.Module): The model to wrap.
+        device_ids (list, optional): As DDP; ignored for a CPU module.
+        **kwargs: As :class:`mmengine.model.MMDistributedDataParallel`.
+
+    Example:
+        >>> model_wrapper_cfg = dict(
+        ...     type='CpuCompatibleDistributedDataParallel')
     """
 
     def __init__(self, module, device_ids=None, **kwargs):
         on_cpu = all(not p.is_cuda for p in module.parameters())
         super().__init__(module=module,
                          device_ids=None if on_cpu else device_ids, **kwargs)
+
+
+#: The earlier name, for ``from rock_plugin.engine import ...``.
+RockDistributedDataParallel = CpuCompatibleDistributedDataParallel

@@ -1,6 +1,7 @@
 """Result tables of an evaluation as CSV files (written atomically): the
-confusion matrix and the ROC / PR curves. The figures are
-:mod:`rock_plugin.visualization`'s; the callers pair them."""
+per-class report, the per-image predictions, the confusion matrix and the
+ROC / PR curves. The figures are :mod:`rock_plugin.visualization`'s; the
+callers pair them."""
 import os.path as osp
 from typing import Dict, List, Sequence, Tuple
 
@@ -8,6 +9,47 @@ import numpy as np
 
 from rock_plugin.utils.atomic_io import atomic_write_csv
 from .functional.roc_pr import roc_pr_curves
+
+
+def write_per_class_csv(metrics: Dict[str, object],
+                        class_names: Sequence[str], out_file: str) -> str:
+    """Write (atomically) and return ``out_file``: per-class precision,
+    recall, F1 (percent) and support from ``compute_rock_metrics``, then a
+    ``macro avg`` row and ``accuracy/topK`` rows (in the ``f1-score``
+    column, as sklearn's ``classification_report`` does).
+
+    Example:
+        >>> write_per_class_csv(details, ['a', 'b'], 'per_class.csv')
+        'per_class.csv'
+    """
+    total = int(sum(metrics['support']))
+    rows = [('class', 'precision', 'recall', 'f1-score', 'support')]
+    for row in zip(class_names, metrics['precision_per_class'],
+                   metrics['recall_per_class'],
+                   metrics['f1-score_per_class'], metrics['support']):
+        rows.append([row[0], *(f'{v:.4f}' for v in row[1:4]), int(row[4])])
+    rows.append(['macro avg', *(f'{metrics[k]:.4f}' for k in
+                                ('precision', 'recall', 'f1-score')), total])
+    rows += [[key, '', '', f'{metrics[key]:.4f}', total] for key in
+             sorted(k for k in metrics if k.startswith('accuracy/top'))]
+    return atomic_write_csv(out_file, rows)
+
+
+def write_prediction_csv(predictions: Sequence[dict],
+                         class_names: Sequence[str], out_file: str) -> str:
+    """Write (atomically) and return ``out_file``, the original's
+    ``prediction_results.csv``: ``File, Pre_label, True_label, Success`` and
+    each class's score, a row per image (``PredictionCollector``'s).
+
+    Example:
+        >>> write_prediction_csv(predictions, ['a', 'b'], 'preds.csv')
+        'preds.csv'
+    """
+    header = ['File', 'Pre_label', 'True_label', 'Success', *class_names]
+    return atomic_write_csv(out_file, [header] + [
+        [p['img_path'], class_names[p['pred_label']],
+         class_names[p['gt_label']], p['pred_label'] == p['gt_label'],
+         *(f'{s:.6f}' for s in p['pred_score'])] for p in predictions])
 
 
 def save_confusion_csv(matrix, class_names: Sequence[str],

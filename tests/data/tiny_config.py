@@ -9,13 +9,13 @@ model = dict(
     head=dict(num_classes=num_classes, in_channels=1280))
 data_preprocessor = dict(num_classes=num_classes)
 train_pipeline = [
-    dict(type='LoadRockImage'),
+    dict(type='LoadImageWithPreResize'),
     dict(type='EfficientNetRandomCrop', scale=image_size, crop_padding=4),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadRockImage'),
+    dict(type='LoadImageWithPreResize'),
     dict(type='EfficientNetCenterCrop', crop_size=image_size, crop_padding=4),
     dict(type='PackInputs'),
 ]

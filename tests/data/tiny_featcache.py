@@ -13,13 +13,13 @@ model = dict(
         weights='package'))
 data_preprocessor = dict(mean=[127.0] * 3, std=[128.0] * 3, to_rgb=True)
 train_pipeline = [
-    dict(type='LoadRockImage'),
+    dict(type='LoadImageWithPreResize'),
     dict(type='EfficientNetRandomCrop', scale=image_size, crop_padding=4),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadRockImage'),
+    dict(type='LoadImageWithPreResize'),
     dict(type='EfficientNetCenterCrop', crop_size=image_size, crop_padding=4),
     dict(type='PackInputs'),
 ]

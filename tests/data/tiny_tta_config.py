@@ -3,7 +3,7 @@
 _base_ = ['./tiny_config.py']
 
 tta_pipeline = [
-    dict(type='LoadRockImage'),
+    dict(type='LoadImageWithPreResize'),
     dict(type='EfficientNetCenterCrop', crop_size=32, crop_padding=4),
     dict(type='TestTimeAug', transforms={{_base_.tta_views}}),
 ]

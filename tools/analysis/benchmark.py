@@ -173,7 +173,7 @@ def build_config(spec: dict):
         if spec.get('engine'):
             cfg.model.frozen_engine = spec['engine']
         if spec.get('amp'):
-            from rock_plugin.apis.train import set_amp
+            from _config_flags import set_amp
             set_amp(cfg, spec['device'])
     cfg.test_dataloader = cfg.val_dataloader
     cfg.test_evaluator = cfg.val_evaluator

@@ -12,7 +12,7 @@ data_root = 'datas'
 image_size = 380
 
 train_pipeline = [
-    dict(type='LoadRockImage'),
+    dict(type='LoadImageWithPreResize'),
     dict(type='EfficientNetRandomCrop', scale=image_size,
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -21,7 +21,7 @@ train_pipeline = [
 # Validation uses the validation pipeline (the original validated with a copy
 # of the training augmentation; not copied here).
 test_pipeline = [
-    dict(type='LoadRockImage'),
+    dict(type='LoadImageWithPreResize'),
     dict(type='EfficientNetCenterCrop', crop_size=image_size,
          interpolation='bicubic'),
     dict(type='PackInputs'),
@@ -60,7 +60,7 @@ val_dataloader = dict(
         pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = val_dataloader
-val_evaluator = dict(_delete_=True, type='RockMetric', topk=(1, 5))
+val_evaluator = dict(_delete_=True, type='ClassReportMetric', topk=(1, 5))
 test_evaluator = val_evaluator
 
 # Test-time augmentation (--tta in tools/test.py, predict.py and

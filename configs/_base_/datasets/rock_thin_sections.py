@@ -12,14 +12,14 @@ image_size = 260
 # 1280x1024 originals of the 54 tiles in the README scored 92.6-98.1 % over
 # the 5 fold models instead of 96.3-98.1 %.
 train_pipeline = [
-    dict(type='LoadRockImage', pre_resize=256),
+    dict(type='LoadImageWithPreResize', pre_resize=256),
     dict(type='EfficientNetRandomCrop', scale=image_size,
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadRockImage', pre_resize=256),
+    dict(type='LoadImageWithPreResize', pre_resize=256),
     dict(type='EfficientNetCenterCrop', crop_size=image_size,
          interpolation='bicubic'),
     dict(type='PackInputs'),

@@ -18,6 +18,6 @@ train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=1)
 # The frozen backbone's validation features are computed once and reused
 # every later epoch; the metrics equal the plain ValLoop's exactly, and the
 # cache is rebuilt if anything upstream of the head changes (see
-# rock_plugin/engine/runners/cached_val_loop.py); val_cfg.type='ValLoop' is the plain
-# loop.
+# rock_plugin/engine/runners/cached_val_loop.py); val_cfg.type='ValLoop' is
+# the plain loop.
 val_cfg = dict(type='CachedFeatureValLoop')

@@ -1,3 +1,4 @@
-from .load_rock_image import LoadRockImage, read_rgb
+from .loading import LoadImageWithPreResize, LoadRockImage, read_rgb
 
-__all__ = ['LoadRockImage', 'read_rgb']
+__all__ = ['LoadImageWithPreResize', 'read_rgb',
+           'LoadRockImage']  # the earlier name, kept for imports

@@ -1,15 +1,25 @@
+from .atomic_checkpoint_hook import AtomicCheckpointHook, RockCheckpointHook
 from .class_weight_hook import AutoClassWeightHook
+from .configured_schedule_end_hook import ConfiguredScheduleEndHook
+from .dump_results_hook import DumpResultsHook
 from .history_figure_hook import HistoryFigureHook
 from .history_hook import HistoryHook
 from .nan_guard_hook import NanGuardHook, TrainingDivergedError
+from .plain_checkpoint_state_hook import PlainCheckpointStateHook
+from .prediction_visualization_hook import PredictionVisualizationHook
 from .resumable_early_stopping_hook import ResumableEarlyStoppingHook
 from .rng_state_hook import RngStateHook
-from .rock_checkpoint_hook import RockCheckpointHook
 from .resume_validation_hook import ResumeValidationHook
 from .safe_checkpoint_hook import SafeCheckpointHook
+from .test_results_hook import TestResultsHook
 from .training_preview_hook import TrainingPreviewHook
 
 __all__ = ['HistoryHook', 'HistoryFigureHook', 'ResumeValidationHook',
            'RngStateHook', 'NanGuardHook', 'TrainingDivergedError',
-           'SafeCheckpointHook', 'AutoClassWeightHook', 'RockCheckpointHook',
-           'TrainingPreviewHook', 'ResumableEarlyStoppingHook']
+           'PlainCheckpointStateHook', 'ConfiguredScheduleEndHook',
+           'AutoClassWeightHook', 'AtomicCheckpointHook',
+           'TrainingPreviewHook', 'ResumableEarlyStoppingHook',
+           'TestResultsHook', 'DumpResultsHook',
+           'PredictionVisualizationHook',
+           # earlier names, kept for old configs and imports
+           'SafeCheckpointHook', 'RockCheckpointHook']

@@ -8,9 +8,11 @@ from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
-from rock_plugin.evaluation.metrics.rock_metric import RockMetric
+from rock_plugin.evaluation import ClassReportMetric, save_confusion_csv
 from rock_plugin.visualization import (plot_confusion_matrix, plot_curves,
-                                       read_history, save_confusion_csv)
+                                       read_history)
+
+from ..mmengine_internals import train_loop_is_built
 
 
 @HOOKS.register_module()
@@ -45,10 +47,10 @@ class HistoryFigureHook(Hook):
 
     @master_only
     def after_val_epoch(self, runner, metrics=None) -> None:
-        if runner._train_loop is None or isinstance(runner._train_loop, dict):
+        if not train_loop_is_built(runner):
             return  # a stand-alone validation (e.g. tools/test.py)
         jobs = self._curves_job(runner)
-        details = RockMetric.details_of(runner.val_loop.evaluator) or {}
+        details = ClassReportMetric.details_of(runner.val_loop.evaluator) or {}
         matrix, names = details.get('confusion'), details.get('classes', [])
         if self.confusion and matrix is not None and len(matrix) == len(names):
             save_confusion_csv(matrix, names, osp.join(

@@ -10,10 +10,11 @@ from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
 from rock_plugin.evaluation.metrics.head_output_stats import HeadOutputStats
-from rock_plugin.evaluation.metrics.rock_metric import RockMetric
+from rock_plugin.evaluation.metrics.class_report import ClassReportMetric
 from rock_plugin.utils.atomic_io import atomic_write_csv
 from rock_plugin.utils.errors import CheckpointError
 from rock_plugin.visualization import read_history
+from ..mmengine_internals import is_resuming
 from .resume_validation_hook import validates_after
 
 
@@ -21,7 +22,7 @@ from .resume_validation_hook import validates_after
 class HistoryHook(Hook):
     """Write a row per epoch to ``history.csv``, rewritten atomically:
     ``epoch``, ``lr``, :class:`HeadOutputStats` values, scalar validation
-    metrics and :class:`RockMetric`'s per-class ``<metric>/<class>``.
+    metrics and :class:`ClassReportMetric`'s per-class ``<metric>/<class>``.
 
     ``--resume`` continues the file; ``epoch_N.pth`` carries the row's train
     values until :class:`ResumeValidationHook` validates the epoch again. A
@@ -67,7 +68,8 @@ class HistoryHook(Hook):
                 f'{runner.cfg.get("load_from") or "checkpoint"}: its '
                 'history_pending is not a dict; it was not written by this '
                 'tool. Resume from another checkpoint')
-        self._pending = dict(pending) if pending and runner._resume else None
+        self._pending = dict(pending) if pending and is_resuming(runner) \
+            else None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self._pending is not None:
@@ -124,7 +126,7 @@ class HistoryHook(Hook):
             if isinstance(value, (int, float)) or (
                     torch.is_tensor(value) and value.numel() == 1):
                 values.setdefault(key, float(value))
-        details = RockMetric.details_of(runner.val_loop.evaluator) or {}
+        details = ClassReportMetric.details_of(runner.val_loop.evaluator) or {}
         names = details.get('classes', [])
         for key in ('precision', 'recall', 'f1-score'):
             per_class = details.get(f'{key}_per_class') or []

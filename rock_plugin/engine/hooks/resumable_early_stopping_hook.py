@@ -2,6 +2,8 @@
 from mmengine.hooks import EarlyStoppingHook
 from mmpretrain.registry import HOOKS
 
+from ..mmengine_internals import is_resuming
+
 STATE_KEY = 'early_stopping'
 
 
@@ -35,8 +37,7 @@ class ResumableEarlyStoppingHook(EarlyStoppingHook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = (checkpoint.get('meta') or {}).get(STATE_KEY)
-        if not getattr(runner, '_resume', False) or \
-                not isinstance(state, dict):
+        if not is_resuming(runner) or not isinstance(state, dict):
             return  # load_from, or a checkpoint from before this hook
         if (state.get('monitor'), state.get('rule')) != \
                 (self.monitor, self.rule):

@@ -8,6 +8,8 @@ from mmpretrain.registry import HOOKS
 
 from rock_plugin.utils.errors import CheckpointError
 
+from ..mmengine_internals import is_resuming
+
 
 @HOOKS.register_module()
 class RngStateHook(Hook):
@@ -32,7 +34,7 @@ class RngStateHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('rng_state')
-        if not state or not runner._resume:
+        if not state or not is_resuming(runner):
             return  # load_from / init: keep the run's own seeding
         try:
             self._restore(state)

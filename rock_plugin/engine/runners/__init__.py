@@ -1,5 +1,6 @@
 from .cached_val_loop import CachedFeatureValLoop
 from .feature_cache_loop import FeatureCacheTrainLoop
-from .rock_runner import RockRunner
+from .safe_loading_runner import RockRunner, SafeLoadingRunner
 
-__all__ = ['CachedFeatureValLoop', 'FeatureCacheTrainLoop', 'RockRunner']
+__all__ = ['CachedFeatureValLoop', 'FeatureCacheTrainLoop',
+           'SafeLoadingRunner', 'RockRunner']

@@ -9,14 +9,15 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import ValLoop
 from mmengine.runner.amp import autocast
-from mmengine.runner.loops import _parse_losses, _update_losses
 from mmpretrain.registry import LOOPS
 
 from rock_plugin.models.accel import use_frozen_engine
 
+from ..mmengine_internals import parse_losses, update_losses
+
 #: Transforms whose output depends only on their input (no randomness).
 DETERMINISTIC_TRANSFORMS = frozenset({
-    'LoadRockImage', 'LoadImageFromFile', 'LoadImageFromNDArray',
+    'LoadImageWithPreResize', 'LoadImageFromFile', 'LoadImageFromNDArray',
     'EfficientNetCenterCrop', 'CenterCrop', 'ResizeEdge', 'Resize',
     'PackInputs', 'PackClsInputs', 'PackMultiTaskInputs', 'ToTensor',
     'ImageToTensor', 'Transpose', 'Normalize', 'ToNumpy', 'Collect', 'Pad',
@@ -123,7 +124,10 @@ class CachedFeatureValLoop(ValLoop):
             print_log(f'CachedFeatureValLoop: {message}', logger='current')
 
     def run(self) -> dict:
-        """Launch validation (cached when possible)."""
+        """Launch validation (cached when possible): ``ValLoop.run`` step
+        for step, the dataloader pass replaced (see
+        :mod:`rock_plugin.engine.mmengine_internals` for why not
+        ``super().run()``)."""
         model = self.runner.model
         model = model.module if is_model_wrapper(model) else model
         reason = self._ineligible(model)
@@ -157,7 +161,7 @@ class CachedFeatureValLoop(ValLoop):
                            'later validations run only the head')
         metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
         if self.val_loss:
-            metrics.update(_parse_losses(self.val_loss, 'val'))
+            metrics.update(parse_losses(self.val_loss, 'val'))
         self.runner.call_hook('after_val_epoch', metrics=metrics)
         self.runner.call_hook('after_val')
         return metrics
@@ -190,7 +194,7 @@ class CachedFeatureValLoop(ValLoop):
                 if stage == 'backbone' and getattr(model, 'with_neck', False):
                     feats = model.neck(feats)
                 outputs = model.head.predict(feats, samples)
-            outputs, self.val_loss = _update_losses(outputs, self.val_loss)
+            outputs, self.val_loss = update_losses(outputs, self.val_loss)
             self.evaluator.process(data_samples=outputs, data_batch=data_batch)
             self.runner.call_hook('after_val_iter', batch_idx=idx,
                                   data_batch=data_batch, outputs=outputs)

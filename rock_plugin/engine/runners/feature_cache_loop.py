@@ -10,6 +10,8 @@ from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import BatchSampler
 
+from ..mmengine_internals import count_epoch, count_iter
+
 
 @LOOPS.register_module()
 class FeatureCacheTrainLoop(EpochBasedTrainLoop):
@@ -114,7 +116,7 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
                               data_samples=[self._samples[i] for i in batch])
             self.run_cached_iter(idx, data_batch, feats)
         self.runner.call_hook('after_train_epoch')
-        self._epoch += 1
+        count_epoch(self)
 
     def run_cached_iter(self, idx: int, data_batch: dict, feats) -> None:
         """``train_step`` with the backbone + neck output given."""
@@ -128,4 +130,4 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         optim_wrapper.update_params(parsed)
         self.runner.call_hook('after_train_iter', batch_idx=idx,
                               data_batch=data_batch, outputs=log_vars)
-        self._iter += 1
+        count_iter(self)

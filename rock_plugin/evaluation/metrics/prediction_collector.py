@@ -1,5 +1,5 @@
 """``PredictionCollector``: keep every image's prediction of a test run."""
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
@@ -35,3 +35,28 @@ class PredictionCollector(BaseMetric):
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         self.predictions = list(results)
         return {}
+
+    @classmethod
+    def predictions_of(cls, evaluator) -> Tuple[List[dict], List[str]]:
+        """The predictions of an evaluator's (e.g. ``runner.test_evaluator``)
+        first metric of this class, on rank 0 after evaluating (in dataset
+        order), and the class names: the dataset's, or ``'0'``, ``'1'``...
+        when their count is not the model's.
+
+        Example:
+            >>> preds, classes = PredictionCollector.predictions_of(
+            ...     runner.test_evaluator)
+        """
+        collector = next((m for m in getattr(evaluator, 'metrics', ())
+                          if isinstance(m, cls)), None)
+        if collector is None:
+            raise ValueError(
+                "the test evaluator has no dict(type='PredictionCollector'),"
+                ' which the test result hooks read')
+        predictions = collector.predictions
+        num_classes = len(predictions[0]['pred_score']) if predictions else 0
+        classes = [str(c) for c in
+                   (collector.dataset_meta or {}).get('classes') or ()]
+        if len(classes) != num_classes:
+            classes = [str(i) for i in range(num_classes)]
+        return predictions, classes

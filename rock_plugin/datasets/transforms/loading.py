@@ -1,4 +1,5 @@
-"""``LoadRockImage``: robust, optionally reduced-size or cached decoding."""
+"""``LoadImageWithPreResize``: robust decoding, optionally at a reduced size
+and cached."""
 import contextlib
 import hashlib
 import io
@@ -132,15 +133,19 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == 'RGB' else img.convert('RGB')
 
 
-@TRANSFORMS.register_module()
-class LoadRockImage(BaseTransform):
-    """mmcv's ``LoadImageFromFile``, robust and optionally fast.
+# 'LoadRockImage': the earlier name, kept for saved configs and ONNX files.
+@TRANSFORMS.register_module(name=['LoadImageWithPreResize', 'LoadRockImage'])
+class LoadImageWithPreResize(BaseTransform):
+    """mmcv's ``LoadImageFromFile``, robust, with an optional pre-resize.
 
-    A bad file raises one :class:`DataError` naming it and its annotation
-    line; the cache is keyed by the file's bytes and the settings.
-    ``min_size`` and ``pre_resize`` change pixels, so they are opt-in
-    (``min_size=412`` suits a 380 px center crop, not random crops). Pixels
-    given without ``img_path`` (mmpretrain's inferencer) are made 3-channel.
+    Any common image (16-bit, CMYK, RGBA, EXIF-rotated...) becomes 3-channel
+    BGR; a bad file raises one :class:`DataError` naming it and its
+    annotation line. Two opt-in pre-resizes change pixels: ``min_size``
+    decodes JPEGs at a reduced scale (``min_size=412`` suits a 380 px center
+    crop, not random crops), ``pre_resize`` shrinks the short side. With
+    ``cache_dir`` the result is kept as ``.npy``, keyed by the file's bytes
+    and the settings. Pixels given without ``img_path`` (mmpretrain's
+    inferencer) are made 3-channel and pre-resized.
 
     Args:
         min_size (int, optional): See :func:`read_rgb`; None: full size.
@@ -148,7 +153,8 @@ class LoadRockImage(BaseTransform):
         pre_resize (int, optional): Short side to shrink images to.
 
     Example:
-        >>> pipeline = [dict(type='LoadRockImage', min_size=412), ...]
+        >>> pipeline = [dict(type='LoadImageWithPreResize', pre_resize=256),
+        ...             ...]
     """
 
     def __init__(self, min_size: Optional[int] = None,
@@ -206,3 +212,7 @@ class LoadRockImage(BaseTransform):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(min_size={self.min_size}, '
                 f'cache_dir={self.cache_dir!r}, pre_resize={self.pre_resize})')
+
+
+#: The earlier name, for ``from rock_plugin.datasets import ...``.
+LoadRockImage = LoadImageWithPreResize

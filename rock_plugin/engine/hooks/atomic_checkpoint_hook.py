@@ -1,5 +1,5 @@
-"""``RockCheckpointHook``: atomic, later ties, ``best.pth`` / ``last.pth``,
-and no removal outside its own folder."""
+"""``AtomicCheckpointHook``: atomic, later ties, ``best.pth`` /
+``last.pth``, and no removal outside its own folder."""
 import contextlib
 import logging
 import operator
@@ -16,6 +16,8 @@ from mmpretrain.registry import HOOKS
 from rock_plugin.utils.atomic_backend import ATOMIC_LOCAL_BACKEND
 from rock_plugin.utils.atomic_io import atomic_write
 from rock_plugin.utils.paths import path_inside, resolve_in_dir
+
+from ..mmengine_internals import POINTER, capture_checkpoint_pointer
 
 
 class _OwnFolderBackend:
@@ -43,8 +45,9 @@ class _OwnFolderBackend:
             self._backend.rmtree(dir_path)
 
 
-@HOOKS.register_module()
-class RockCheckpointHook(CheckpointHook):
+# 'RockCheckpointHook': the earlier name, kept for saved configs.
+@HOOKS.register_module(name=['AtomicCheckpointHook', 'RockCheckpointHook'])
+class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` with four changes.
 
     * Atomic writes of the ``last_checkpoint`` pointer and the checkpoints
@@ -61,6 +64,11 @@ class RockCheckpointHook(CheckpointHook):
 
     Args:
         *args, **kwargs: As :class:`mmengine.hooks.CheckpointHook`.
+
+    Example:
+        >>> default_hooks = dict(checkpoint=dict(
+        ...     type='AtomicCheckpointHook', interval=1, max_keep_ckpts=2,
+        ...     save_best='accuracy/top1', rule='greater'))
     """
     rule_map = {'greater': operator.ge, 'less': operator.le}
 
@@ -148,49 +156,48 @@ class RockCheckpointHook(CheckpointHook):
                 'here: forgotten (a new best is saved here; nothing '
                 'outside is touched)')
 
-    def _save_checkpoint_with_step(self, runner, step, meta):
-        # mmengine's method, with the pointer written atomically and
-        # last.pth linked; max_keep_ckpts bookkeeping unchanged.
-        if self.max_keep_ckpts > 0 and not (
-                self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
-            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                old = self.file_backend.join_path(
-                    self.out_dir,
-                    self.filename_tmpl.format(self.keep_ckpt_ids.popleft()))
-                if is_main_process() and self.file_backend.isfile(old):
-                    self.file_backend.remove(old)
-                elif is_main_process() and self.file_backend.isdir(old):
-                    self.file_backend.rmtree(old)  # deepspeed saves folders
-            self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info('keep_ckpt_ids',
-                                           list(self.keep_ckpt_ids))
-        filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir, filename, self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler, meta=meta,
-            by_epoch=self.by_epoch, backend_args=self.backend_args,
-            **self.args)
-        if not is_main_process():
-            return
-        with atomic_write(osp.join(runner.work_dir, 'last_checkpoint')) as f:
-            f.write(str(self.last_ckpt))
-        self._link('last.pth', self.last_ckpt)
+    # mmengine saves checkpoints in these three public methods (through
+    # its private _save_checkpoint_with_step): each is run as is, with the
+    # last_checkpoint pointer it writes captured and written here
+    # atomically, then last.pth linked to the checkpoint it names.
+    def after_train_epoch(self, runner) -> None:
+        self._publish_last(runner, capture_checkpoint_pointer(
+            super().after_train_epoch, runner))
 
-    def _save_best_checkpoint(self, runner, metrics) -> None:
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        self._publish_last(runner, capture_checkpoint_pointer(
+            super().after_train_iter, runner, batch_idx, data_batch,
+            outputs))
+
+    def after_val_epoch(self, runner, metrics) -> None:
         # mmengine removes the previous best and logs it as removed; one
         # outside out_dir is forgotten first, so neither happens to it.
+        if metrics:
+            self._forget_best_outside()
+        self._publish_last(runner, capture_checkpoint_pointer(
+            super().after_val_epoch, runner, metrics))
+        if metrics and self.save_best and is_main_process():
+            self._link_best()
+
+    def _forget_best_outside(self) -> None:
         if getattr(self, 'best_ckpt_path', None) and \
                 not self.owns(self.best_ckpt_path):
             self.best_ckpt_path = None
         for key, path in getattr(self, 'best_ckpt_path_dict', {}).items():
             if path and not self.owns(path):
                 self.best_ckpt_path_dict[key] = None
-        super()._save_best_checkpoint(runner, metrics)
-        if not self.save_best or not is_main_process():
+
+    def _publish_last(self, runner, pointer) -> None:
+        """Write the ``last_checkpoint`` text mmengine meant to write, then
+        point ``last.pth`` at the checkpoint it names (None: no save)."""
+        if pointer is None:
             return
+        with atomic_write(osp.join(runner.work_dir, POINTER)) as f:
+            f.write(pointer)
+        self._link('last.pth', self.last_ckpt)
+
+    def _link_best(self) -> None:
         if len(self.key_indicators) == 1:
             best = {'best.pth': getattr(self, 'best_ckpt_path', None)}
         else:
@@ -220,3 +227,7 @@ class RockCheckpointHook(CheckpointHook):
             with open(target, 'rb') as src, atomic_write(dest, 'wb') as dst:
                 shutil.copyfileobj(src, dst)
         self._linked[name] = target
+
+
+#: The earlier name, for ``from rock_plugin.engine.hooks import ...``.
+RockCheckpointHook = AtomicCheckpointHook

@@ -86,9 +86,13 @@ def test_class_folder_without_images(tmp_path):
            expect=['delta', "class 'delta' has no images"])
 
 
-def test_num_classes_mismatch(tmp_path):
+def test_num_classes_mismatch_given_on_the_command_line(tmp_path):
+    # Without --cfg-options the classes follow the data
+    # (tests/test_tools/test_train_tool.py); an explicit count must fit.
     root = make_class_folders(str(tmp_path / 'd'), classes=('a', 'b', 'c', 'd'))
     _fails('--data-root', root, '--work-dir', str(tmp_path / 'w'),
+           '--cfg-options', 'model.head.num_classes=3',
+           'data_preprocessor.num_classes=3',
            expect=['num_classes=3', 'has 4 classes',
                    'model.head.num_classes=4'])
 

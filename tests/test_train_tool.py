@@ -149,3 +149,37 @@ def test_dist_train_two_cpu_processes(tiny_data, tmp_path):
     seeds = {line.split('seed ')[1].split(' ')[0] for line in log.splitlines()
              if 'rock_plugin: seed' in line}
     assert len(seeds) == 1
+
+
+def test_quick_start_classes_follow_the_data_of_every_image_mode(tmp_path):
+    """The README's own-data command, no --cfg-options: 3 class folders of
+    grayscale, palette, 16-bit, alpha and CMYK images train the shipped quick
+    start (head, data preprocessor and top-k follow, one log line) and
+    predict."""
+    from conftest import QUICKSTART, make_image, read_csv_dicts
+    data = tmp_path / 'own'
+    modes = ('L', 'P', 'I;16', 'RGBA', 'LA', 'CMYK', 'RGB')
+    for c, name in enumerate(('calcite', 'dolomite', 'quartz')):
+        for i, mode in enumerate(modes):
+            ext = '.jpg' if mode in ('L', 'RGB', 'CMYK') else '.png'
+            make_image(str(data / name / f'{name}{i}_{mode.replace(";", "")}'
+                           f'{ext}'), seed=10 * c + i, size=(80, 64),
+                       mode=mode)
+    work = tmp_path / 'work'
+    proc = run_tool('tools/train.py', QUICKSTART, '--data-root', str(data),
+                    '--work-dir', str(work), '--device', 'cpu',
+                    '--cfg-options', 'train_cfg.max_epochs=1')
+    out = proc.stdout + proc.stderr
+    assert 'classes follow the data: 3 classes' in out
+    from mmengine.config import Config
+    saved = Config.fromfile(str(work / 'rock_quickstart.py'))
+    assert saved.model.head.num_classes == 3
+    assert saved.data_preprocessor.num_classes == 3
+    assert tuple(saved.val_evaluator.topk) == (1, )
+    pred = tmp_path / 'p.csv'
+    run_tool('tools/predict.py', str(work / 'rock_quickstart.py'),
+             str(work / 'last.pth'), str(data), '--out', str(pred))
+    rows = read_csv_dicts(str(pred))
+    assert len(rows) == 3 * len(modes)
+    assert {r['pred_class'] for r in rows} <= {'calcite', 'dolomite',
+                                                'quartz'}

@@ -320,3 +320,53 @@ def set_balanced_sampler(cfg: Config) -> Config:
         balanced = dict(type='EpochSeededSampler', sampler=balanced)
     loader.sampler = balanced
     return cfg
+
+
+def set_classes_from_data(cfg: Config,
+                          cfg_options: Optional[dict] = None) -> Optional[int]:
+    """Let the head, the data preprocessor and the metrics' top-k follow the
+    training data's class count (folders, or the classes file), as
+    Ultralytics and fastai do, unless ``--cfg-options`` sets a
+    ``num_classes`` (then a mismatch stays an error, from the trainer).
+
+    Args:
+        cfg (Config): With ``train_dataloader.dataset`` of ``RockDataset``.
+        cfg_options (dict, optional): The ``--cfg-options`` given.
+
+    Returns:
+        int | None: The class count set, or None when nothing was changed.
+
+    Example:
+        >>> set_classes_from_data(cfg)  # a folder with 3 class folders
+        3
+    """
+    if any(key.split('.')[-1] == 'num_classes' for key in cfg_options or {}):
+        return None
+    dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    head = (cfg.get('model') or {}).get('head') or {}
+    if str(dataset.get('type', '')).split('.')[-1] != 'RockDataset' or \
+            head.get('num_classes') is None:
+        return None
+    from rock_plugin.datasets import RockDataset
+    count = len(RockDataset.class_names(**dataset))
+    if count == head.num_classes:
+        return None
+    where = osp.join(dataset.get('data_root', ''),
+                     dataset.get('ann_file', '') or '')
+    print_log(f'classes follow the data: {count} classes in {where} (the '
+              f'config said {head.num_classes}); model.head.num_classes, '
+              'data_preprocessor.num_classes and the top-k follow',
+              logger='current')
+    head.num_classes = count
+    for owner in (cfg, cfg.model):
+        if isinstance(owner.get('data_preprocessor'), dict) and \
+                'num_classes' in owner.data_preprocessor:
+            owner.data_preprocessor.num_classes = count
+    for key in ('val_evaluator', 'test_evaluator'):
+        evaluators = cfg.get(key)
+        for evaluator in (evaluators if isinstance(evaluators, list)
+                          else [evaluators] if evaluators else []):
+            topk = evaluator.get('topk')
+            if isinstance(topk, (list, tuple)):
+                evaluator.topk = tuple(k for k in topk if k <= count) or (1, )
+    return count

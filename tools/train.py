@@ -12,7 +12,8 @@ from _common import (add_common_args, add_data_args, check_split_args,
                      default_work_dir, run, setup_env)
 from _config_flags import (cfg_options_guard, fill_schedule_end, load_config,
                            set_amp, set_balanced_sampler, set_class_weight,
-                           set_data_options, set_dist_backend,
+                           set_classes_from_data, set_data_options,
+                           set_dist_backend,
                            set_early_stopping, set_resume, set_seed,
                            set_split_validation)
 
@@ -77,6 +78,7 @@ def merge_args(cfg, args: argparse.Namespace):
     elif cfg.get('work_dir') is None:
         cfg.work_dir = default_work_dir(args.config)
     set_data_options(cfg, args.data_root, args.skip_bad_images)
+    set_classes_from_data(cfg, args.cfg_options)
     seed = set_seed(cfg, args.seed, args.deterministic)
     if args.split_validation:
         set_split_validation(cfg, args.ratio, args.fold, seed)

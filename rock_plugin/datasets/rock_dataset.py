@@ -80,6 +80,28 @@ class RockDataset(SeededAugmentMixin, BaseDataset):
             metainfo=dict(metainfo or {}, classes=tuple(class_names)),
             **kwargs)
 
+    @classmethod
+    def class_names(cls, data_root: str = '', ann_file: str = '',
+                    classes: Union[str, Sequence[str], None] = None,
+                    data_prefix: str = '', **kwargs) -> List[str]:
+        """The class names a dataset of these settings has, found as
+        :class:`RockDataset` finds them (classes file or list, else the
+        sub-folders), without reading an image.
+
+        Args:
+            data_root, ann_file, classes, data_prefix: As the constructor;
+                other keyword arguments are ignored.
+
+        Returns:
+            list[str]: The names, in label order.
+
+        Example:
+            >>> RockDataset.class_names(data_root='demo/rock_thin_sections')
+            ['AnhydriteRock', 'Bauxite', ...]
+        """
+        return cls.__new__(cls)._resolve_classes(data_root, ann_file,
+                                                 data_prefix, classes)
+
     def _resolve_classes(self, data_root, ann_file, data_prefix, classes
                          ) -> List[str]:
         if isinstance(classes, str):

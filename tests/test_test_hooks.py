@@ -131,7 +131,7 @@ def test_merge_args_adds_the_test_outputs_once(tmp_path):
         custom_hooks=[dict(type='HistoryHook'),
                       dict(type='TestResultsHook', mistakes=8),
                       dict(type='mmpretrain.DumpResultsHook', out_file='y')]),
-        filename='configs/x.py')
+        cfg_text='# a saved test config', filename='configs/x.py')
     cfg = test_tool.merge_args(cfg, args, {})
     assert cfg.test_evaluator == [
         dict(type='RockMetric', topk=(1, 5), log_table=False),

@@ -1,5 +1,6 @@
 """Shared fixtures: small generated images, paths, running tools as a user."""
 import csv
+import glob
 import json
 import os
 import os.path as osp
@@ -160,6 +161,44 @@ def quickstart_onnx(quickstart_model):
             run_tool('tools/export_onnx.py', quickstart_model['config'],
                      quickstart_model['checkpoint'], '--out', out)
     return out
+
+
+KILL_HOOK = osp.join(REPO, 'tests', 'data', 'kill_hook.py')
+
+
+def kill_config(tmp_path, base, points):
+    """A config file: ``base`` with its own hooks plus
+    ``KillAtHook(points=...)`` (``tests/data/kill_hook.py``), which SIGKILLs
+    the run at those points."""
+    from mmengine.config import Config
+    hooks = [dict(h) for h in Config.fromfile(base).custom_hooks]
+    hooks.append(dict(type='KillAtHook', points=points))
+    path = tmp_path / 'kill_config.py'
+    path.write_text(f'_base_ = [{base!r}]\n'
+                    "custom_imports = dict(imports=['rock_plugin', "
+                    "'kill_hook'], allow_failed_imports=False)\n"
+                    f'custom_hooks = {hooks!r}\n')
+    return str(path)
+
+
+def train_killable(config, data, work, *options, resume=False,
+                   killed=False):
+    """``tools/train.py`` on ``data`` into ``work`` (``--resume`` with
+    ``resume``); ``killed``: expect the kill hook's SIGKILL and check that
+    every checkpoint left loads. Returns the CompletedProcess."""
+    import signal
+
+    import torch
+    proc = run_tool('tools/train.py', config, '--device', 'cpu',
+                    '--data-root', data, '--work-dir', work,
+                    *(['--resume'] if resume else []), *options,
+                    env=dict(PYTHONPATH=osp.dirname(KILL_HOOK)),
+                    check=not killed)
+    if killed:
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+        for path in glob.glob(osp.join(work, '*.pth')):
+            torch.load(path, weights_only=True)  # nothing truncated
+    return proc
 
 
 def read_csv_rows(path):

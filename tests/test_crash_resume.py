@@ -3,14 +3,12 @@ history.csv as an uninterrupted run, on the shipped loader settings
 (data-loader workers on and persistent)."""
 import glob
 import os.path as osp
-import signal
 
 import torch
-from mmengine.config import Config
 
-from conftest import REPO, TINY_CONFIG, run_tool
+from conftest import (REPO, TINY_CONFIG, kill_config, run_tool,
+                      train_killable)
 
-KILL_HOOK = osp.join(osp.dirname(__file__), 'data', 'kill_hook.py')
 QUICKSTART = osp.join(REPO, 'configs', 'rock_quickstart.py')
 # The shipped quick start on the 3-class test images, 3 epochs; its loader
 # settings (2 persistent training workers, batch 16) are left as shipped.
@@ -35,31 +33,6 @@ def _read(path):
         return f.read()
 
 
-def _kill_config(tmp_path, base, points):
-    """``base`` with its own hooks plus ``KillAtHook(points=...)``."""
-    hooks = [dict(h) for h in Config.fromfile(base).custom_hooks]
-    hooks.append(dict(type='KillAtHook', points=points))
-    path = tmp_path / 'kill_config.py'
-    path.write_text(f'_base_ = [{base!r}]\n'
-                    "custom_imports = dict(imports=['rock_plugin', "
-                    "'kill_hook'], allow_failed_imports=False)\n"
-                    f'custom_hooks = {hooks!r}\n')
-    return str(path)
-
-
-def _train(config, data, work, *options, resume=False, killed=False):
-    proc = run_tool('tools/train.py', config, '--device', 'cpu',
-                    '--data-root', data, '--work-dir', work,
-                    *(['--resume'] if resume else []), *options,
-                    env=dict(PYTHONPATH=osp.dirname(KILL_HOOK)),
-                    check=not killed)
-    if killed:
-        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-        for path in glob.glob(osp.join(work, '*.pth')):
-            torch.load(path, weights_only=True)  # nothing truncated
-    return proc
-
-
 def _assert_same_run(work, reference, epochs=3):
     name = f'epoch_{epochs}.pth'
     a = torch.load(osp.join(work, name), weights_only=True)['state_dict']
@@ -75,22 +48,22 @@ def test_quickstart_killed_three_times_resumes_exactly(tiny_data, tmp_path):
     always a new best: issue 14's unresumable run), mid-epoch 2 with the
     persistent workers busy, and while epoch_3.pth is being written."""
     reference = str(tmp_path / 'reference')
-    _train(QUICKSTART, tiny_data, reference, *QS_OPTIONS)
-    config = _kill_config(tmp_path, QUICKSTART, [
+    train_killable(QUICKSTART, tiny_data, reference, *QS_OPTIONS)
+    config = kill_config(tmp_path, QUICKSTART, [
         ('val_iter', 1, 1), ('train_iter', 2, 1), ('ckpt_write', 3)])
     work = str(tmp_path / 'run')
-    _train(config, tiny_data, work, *QS_OPTIONS, killed=True)
+    train_killable(config, tiny_data, work, *QS_OPTIONS, killed=True)
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
     assert not osp.exists(osp.join(work, 'history.csv'))  # row 1 was lost
-    log = _train(config, tiny_data, work, *QS_OPTIONS, resume=True,
+    log = train_killable(config, tiny_data, work, *QS_OPTIONS, resume=True,
                  killed=True).stdout
     assert 'validating the resumed epoch 1' in log
     assert 'best checkpoint with' in log  # saved while resuming: no crash
-    _train(config, tiny_data, work, *QS_OPTIONS, resume=True, killed=True)
+    train_killable(config, tiny_data, work, *QS_OPTIONS, resume=True, killed=True)
     assert glob.glob(osp.join(work, '.epoch_3.pth.*.tmp'))
     assert not osp.exists(osp.join(work, 'epoch_3.pth'))
     assert _read(osp.join(work, 'last_checkpoint')).endswith('epoch_2.pth')
-    _train(config, tiny_data, work, *QS_OPTIONS, resume=True)
+    train_killable(config, tiny_data, work, *QS_OPTIONS, resume=True)
     _assert_same_run(work, reference)
     columns = _read(osp.join(work, 'history.csv')).splitlines()[0]
     for name in ('train_accuracy/top1', 'train_precision', 'train_recall',
@@ -106,20 +79,20 @@ def test_b4_loader_settings_resume_exactly_and_match_no_workers(tiny_data,
     val_loss included (the cache changes no number; the worker count and the
     kill change no augmentation)."""
     reference = str(tmp_path / 'reference')
-    _train(QUICKSTART, tiny_data, reference, *QS_OPTIONS, *B4_LOADERS)
-    config = _kill_config(tmp_path, QUICKSTART, [('train_iter', 2, 2)])
+    train_killable(QUICKSTART, tiny_data, reference, *QS_OPTIONS, *B4_LOADERS)
+    config = kill_config(tmp_path, QUICKSTART, [('train_iter', 2, 2)])
     work = str(tmp_path / 'run')
-    _train(config, tiny_data, work, *QS_OPTIONS, *NO_WORKERS, *PLAIN_VAL,
+    train_killable(config, tiny_data, work, *QS_OPTIONS, *NO_WORKERS, *PLAIN_VAL,
            killed=True)
-    _train(config, tiny_data, work, *QS_OPTIONS, *B4_LOADERS, *PLAIN_VAL,
+    train_killable(config, tiny_data, work, *QS_OPTIONS, *B4_LOADERS, *PLAIN_VAL,
            resume=True)
     _assert_same_run(work, reference)
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tiny_data, tmp_path):
-    config = _kill_config(tmp_path, TINY_CONFIG, [('train_iter', 1, 1)])
+    config = kill_config(tmp_path, TINY_CONFIG, [('train_iter', 1, 1)])
     work = str(tmp_path / 'run')
-    _train(config, tiny_data, work, *TINY_OPTIONS, killed=True)
+    train_killable(config, tiny_data, work, *TINY_OPTIONS, killed=True)
     proc = run_tool('tools/train.py', TINY_CONFIG, '--device', 'cpu',
                     '--data-root', tiny_data, '--work-dir', work, '--resume',
                     *TINY_OPTIONS, check=False)

@@ -3,27 +3,20 @@
 import glob
 import os.path as osp
 import re
-import signal
 
 import torch
 from mmengine.config import Config
 
-from conftest import TINY_CONFIG, load_tool, run_tool
+from conftest import TINY_CONFIG, kill_config, load_tool, train_killable
 
-KILL_HOOK = osp.join(osp.dirname(__file__), 'data', 'kill_hook.py')
 # lr 0: the weights never change, so patience 2 stops soon after epoch 1.
 OPTIONS = ('--seed', '0', '--patience', '2', '--cfg-options',
            'train_cfg.max_epochs=6', 'optim_wrapper.optimizer.lr=0')
 
 
 def _train(config, data, work, resume=False, killed=False):
-    proc = run_tool('tools/train.py', config, '--device', 'cpu',
-                    '--data-root', data, '--work-dir', work,
-                    *(['--resume'] if resume else []), *OPTIONS,
-                    env=dict(PYTHONPATH=osp.dirname(KILL_HOOK)),
-                    check=not killed)
-    if killed:
-        assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    proc = train_killable(config, data, work, *OPTIONS, resume=resume,
+                          killed=killed)
     return proc.stdout + proc.stderr
 
 
@@ -40,13 +33,7 @@ def test_a_resumed_run_stops_where_the_uninterrupted_one_did(tiny_data,
     assert 'did not improve in the last 2 records' in log
     stop = _epochs(reference)[-1]
     assert 3 <= stop < 6, log[-3000:]  # early stopping ended it
-    hooks = [dict(h) for h in Config.fromfile(TINY_CONFIG).custom_hooks]
-    hooks.append(dict(type='KillAtHook', points=[('train_iter', 3, 1)]))
-    config = tmp_path / 'kill_config.py'
-    config.write_text(f'_base_ = [{TINY_CONFIG!r}]\n'
-                      "custom_imports = dict(imports=['rock_plugin', "
-                      "'kill_hook'], allow_failed_imports=False)\n"
-                      f'custom_hooks = {hooks!r}\n')
+    config = kill_config(tmp_path, TINY_CONFIG, [('train_iter', 3, 1)])
     work = str(tmp_path / 'run')
     _train(str(config), tiny_data, work, killed=True)
     assert _epochs(work) == [1, 2]

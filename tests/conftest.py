@@ -201,6 +201,20 @@ def train_killable(config, data, work, *options, resume=False,
     return proc
 
 
+def snapshot(root, mtime=False):
+    """``{relative path: bytes}`` of every file under ``root`` (``mtime``:
+    ``(bytes, st_mtime_ns)``), to prove that nothing changed."""
+    found = {}
+    for dirpath, _, files in os.walk(str(root)):
+        for name in files:
+            path = osp.join(dirpath, name)
+            with open(path, 'rb') as f:
+                data = f.read()
+            found[osp.relpath(path, str(root)).replace(os.sep, '/')] = \
+                (data, os.stat(path).st_mtime_ns) if mtime else data
+    return found
+
+
 def read_csv_rows(path):
     """The rows of a CSV file written by a tool, as lists of strings."""
     with open(path, newline='', encoding='utf-8') as f:

@@ -11,13 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DEMO_DATA, run_tool
-
-
-def _snapshot(folder):
-    """Every file under ``folder`` with its bytes."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in folder.rglob('*') if p.is_file()}
+from conftest import DEMO_DATA, run_tool, snapshot
 
 
 def _refused(proc, flag):
@@ -49,7 +43,7 @@ def test_predict_show_dir_in_the_input_tree_is_refused(quickstart_onnx,
                                                        a_jpg_and_a_png,
                                                        tmp_path):
     folder = a_jpg_and_a_png
-    before = _snapshot(folder)
+    before = snapshot(folder)
     link = tmp_path / 'link'
     link.symlink_to(folder)
     for show_dir in (folder, folder / 'sub', link / 'shown'):
@@ -58,25 +52,25 @@ def test_predict_show_dir_in_the_input_tree_is_refused(quickstart_onnx,
                         check=False)
         line = _refused(proc, '--show-dir')
         assert 'input' in line
-        assert _snapshot(folder) == before  # byte for byte, nothing added
+        assert snapshot(folder) == before  # byte for byte, nothing added
     # a single image: --show-dir may not be the image itself
     image = folder / 'a.jpg'
     proc = run_tool('tools/predict.py', '--onnx', quickstart_onnx,
                     str(image), '--show-dir', str(image), check=False)
     _refused(proc, '--show-dir')
-    assert _snapshot(folder) == before
+    assert snapshot(folder) == before
 
 
 def test_predict_keeps_a_jpg_and_a_png_apart(quickstart_onnx,
                                              a_jpg_and_a_png, tmp_path):
     from rock_plugin.visualization.annotate import annotate_prediction
     folder = a_jpg_and_a_png
-    before = _snapshot(folder)
+    before = snapshot(folder)
     shown, out = tmp_path / 'shown', tmp_path / 'preds.json'
     run_tool('tools/predict.py', '--onnx', quickstart_onnx, str(folder),
              '--show-dir', str(shown), '--out', str(out))
-    assert _snapshot(folder) == before
-    assert sorted(_snapshot(shown)) == ['a.jpg.jpg', 'a.png.jpg',
+    assert snapshot(folder) == before
+    assert sorted(snapshot(shown)) == ['a.jpg.jpg', 'a.png.jpg',
                                         'sub/b.jpg.jpg']
     with open(out, encoding='utf-8') as f:
         preds = {osp.relpath(p['file'], folder): p
@@ -124,22 +118,22 @@ def test_test_show_dir_inside_the_data_is_refused(quickstart_model,
         (data / cls).mkdir(parents=True)
         for path in list_images(osp.join(DEMO_DATA, cls))[:5]:
             shutil.copy(path, data / cls)
-    before = _snapshot(data)
+    before = snapshot(data)
     proc = run_tool('tools/test.py', quickstart_model['config'],
                     quickstart_model['checkpoint'], '--device', 'cpu',
                     '--data-root', str(data), '--work-dir',
                     str(tmp_path / 'work'), '--show-dir',
                     str(data / 'Chert'), check=False)
     assert 'input folder' in _refused(proc, '--show-dir')
-    assert _snapshot(data) == before
+    assert snapshot(data) == before
 
 
 def test_vis_cam_out_dir_inside_the_input_is_refused(quickstart_model,
                                                      a_jpg_and_a_png):
     folder = a_jpg_and_a_png
-    before = _snapshot(folder)
+    before = snapshot(folder)
     proc = run_tool('tools/vis_cam.py', quickstart_model['config'],
                     quickstart_model['checkpoint'], str(folder), '--out-dir',
                     str(folder / 'cams'), check=False)
     _refused(proc, '--out-dir')
-    assert _snapshot(folder) == before
+    assert snapshot(folder) == before

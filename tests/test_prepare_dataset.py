@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import load_tool, make_image
+from conftest import load_tool, make_image, snapshot
 from rock_plugin.datasets import RockDataset
 from rock_plugin.datasets.annotations import (DataError, load_annotations,
                                               load_classes)
@@ -45,17 +45,6 @@ def add_bad_files(root):
         f.write(data[:len(data) // 2])
     shutil.copy(osp.join(root, 'Chert', 'C01.jpg'),
                 osp.join(root, 'Chert', 'C01 copy.jpg'))
-
-
-def snapshot(root):
-    """Every file under root with its bytes, to prove nothing changed."""
-    found = {}
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            path = osp.join(dirpath, name)
-            with open(path, 'rb') as f:
-                found[osp.relpath(path, root)] = f.read()
-    return found
 
 
 def read(path):

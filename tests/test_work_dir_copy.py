@@ -2,7 +2,6 @@
 own files, and no run removes a file outside its own folder."""
 import contextlib
 import glob
-import hashlib
 import logging
 import os
 import os.path as osp
@@ -13,7 +12,7 @@ from types import SimpleNamespace
 import torch
 from mmengine.logging import MessageHub, MMLogger
 
-from conftest import run_tool
+from conftest import run_tool, snapshot
 from rock_plugin.utils.work_dir import find_resume_checkpoint
 from rock_plugin.engine.hooks import AtomicCheckpointHook
 from rock_plugin.utils.paths import path_inside
@@ -21,21 +20,8 @@ from rock_plugin.utils.paths import path_inside
 BEST = 'best_accuracy_top1_epoch_{}.pth'
 
 
-def _snapshot(folder):
-    """{relative path: (sha256, mtime_ns)} of every file under ``folder``."""
-    files = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = osp.join(root, name)
-            with open(path, 'rb') as f:
-                digest = hashlib.file_digest(f, 'sha256').hexdigest()
-            files[osp.relpath(path, folder)] = (digest,
-                                                os.stat(path).st_mtime_ns)
-    return files
-
-
 def _assert_unchanged(folder, before):
-    after = _snapshot(folder)
+    after = snapshot(folder, mtime=True)
     # quickstart_onnx may export into the shared model's folder meanwhile
     added = {p for p in set(after) - set(before)
              if not p.startswith('quickstart.onnx')}
@@ -120,7 +106,7 @@ def test_copied_then_moved_work_dir_resumes_from_its_own_files(
     original = quickstart_model['work_dir']
     with open(osp.join(original, 'last_checkpoint')) as f:
         assert f.read().startswith(original + os.sep)  # what the copy holds
-    before = _snapshot(original)
+    before = snapshot(original, mtime=True)
     copy = str(tmp_path / 'copy')
     # the ONNX export is no part of a training work dir (and 20 MB)
     shutil.copytree(original, copy,

@@ -32,6 +32,8 @@ class DumpResultsHook(Hook):
     priority = 'LOW'  # after TestResultsHook, as the files were written
 
     def __init__(self, out_file: str, out_item: str = 'pred'):
+        #: What ``TestResultsHook`` adds to its report (rank 0).
+        self.report_lines = []
         if not out_file.lower().endswith('.json'):
             raise ValueError(f'--out {out_file}: use a .json file (pickle '
                              'files can run code when loaded, so none are '
@@ -39,10 +41,7 @@ class DumpResultsHook(Hook):
         if out_item not in ('pred', 'metrics'):
             raise ValueError(f"--out-item {out_item}: use 'pred' or "
                              "'metrics'")
-        self.out_file = out_file
-        self.out_item = out_item
-        #: What ``TestResultsHook`` adds to its report (rank 0).
-        self.report_lines = []
+        self.out_file, self.out_item = out_file, out_item
 
     def after_test_epoch(self, runner, metrics: Optional[dict] = None):
         self.report_lines = []

@@ -35,7 +35,7 @@ test_dataloader = val_dataloader
 # lr = 10 x rock_b4's linear-scaling rule (0.1 per 256 images: 0.00625 at
 # batch 16) = 0.0625, a larger step for a short run: 30 epochs of ~189
 # bundled training images are 360 steps. The README's fold results were
-# measured at this rate (tests/test_quickstart.py holds it).
+# measured at this rate (tests/test_tools/test_quickstart.py holds it).
 optim_wrapper = dict(optimizer=dict(lr=0.1 * batch_size / 256 * 10))
 param_scheduler = dict(milestones=[20, 26])
 train_cfg = dict(max_epochs=max_epochs)

@@ -16,6 +16,15 @@ TINY_CONFIG = osp.join(REPO, 'tests', 'data', 'tiny_config.py')
 TINY_CLASSES = ('alpha', 'beta', 'gamma')
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests of the tools run them end to end as a user would: mark them
+    ``slow`` (``pytest -m 'not slow'`` runs the unit tests alone)."""
+    tools = osp.join(REPO, 'tests', 'test_tools') + os.sep
+    for item in items:
+        if str(item.fspath).startswith(tools):
+            item.add_marker(pytest.mark.slow)
+
+
 def make_class_folders(root, classes=TINY_CLASSES, per_class=8, size=(48, 56),
                        seed=0):
     """Write ``per_class`` small JPEGs per class; each class has its own hue so

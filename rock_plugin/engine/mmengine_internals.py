@@ -4,8 +4,8 @@ that rock_plugin relies on: here and nowhere else.
 The plugin extends mmengine through its public points (hooks, ``super()``
 then post-processing). Where mmengine 0.10.x offers none, the access lives in
 this module with the reason beside it, and
-``tests/test_mmengine_internals.py`` checks each against the installed
-mmengine, naming the attribute when an upgrade changes it.
+``tests/test_engine/test_mmengine_internals.py`` checks each against the
+installed mmengine, naming the attribute when an upgrade changes it.
 
 What stays elsewhere, public but worth knowing:
 

@@ -25,7 +25,7 @@ def compute_rock_metrics(scores: np.ndarray, labels: np.ndarray,
     recall, F1 and top-k stay sklearn's in float64: mmpretrain's
     ``SingleLabelMetric`` / ``Accuracy`` compute them in float32 (about 1e-6
     off) and pick ties with ``torch.topk``, so their numbers would change
-    (``tests/test_rock_metric.py`` pins both facts).
+    (``tests/test_evaluation/test_rock_metric.py`` pins both facts).
 
     Args:
         scores (np.ndarray): ``(N, C)`` class scores.

@@ -53,7 +53,8 @@ def test_genuine_export_is_accepted_and_predicts(genuine, image):
     from rock_plugin.apis.onnx_metadata import read_onnx_metadata
     checked = read_onnx_metadata(genuine['path'], genuine['meta'].items())
     # the loader's name as the exported config wrote it (exports made
-    # before the rename carry LoadRockImage: tests/test_name_aliases.py)
+    # before the rename carry LoadRockImage:
+    # tests/test_engine/test_name_aliases.py)
     loader = genuine['pipeline'][0]['type']
     assert loader in ('LoadImageWithPreResize', 'LoadRockImage')
     assert checked['test_pipeline'] == genuine['pipeline'] == [

@@ -22,7 +22,7 @@ check_images = _checks.check_images
 inspect_image = _checks.inspect_image
 check_annotation_files = load_tool('dataset/_prepare').check_annotation_files
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def jpeg_bytes(seed=0, size=(48, 40)):

@@ -21,7 +21,7 @@ make_subset = _demo_subset.make_subset
 pick_per_class = _demo_subset.pick_per_class
 prepare_dataset = load_tool('dataset/_prepare').prepare_dataset
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 REAL_DATA = osp.join(REPO, '..', 'shared', 'data', 'rock_thin_sections')
 
 

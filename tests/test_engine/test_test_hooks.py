@@ -1,7 +1,8 @@
 """The components a test run writes with (``TestResultsHook``,
 ``DumpResultsHook``, ``PredictionVisualizationHook``), the flags that add
 them (``tools/test.py``'s ``merge_args``) and ``evaluate()`` without them.
-tools/test.py end to end: tests/test_test_tool.py, test_test_curves.py."""
+tools/test.py end to end: tests/test_tools/test_test_tool.py and
+test_test_curves.py."""
 import os
 import os.path as osp
 from types import SimpleNamespace

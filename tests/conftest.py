@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 
@@ -222,6 +223,61 @@ def snapshot(root, mtime=False):
             found[osp.relpath(path, str(root)).replace(os.sep, '/')] = \
                 (data, os.stat(path).st_mtime_ns) if mtime else data
     return found
+
+
+def tiny_model(tmp_path_factory, tiny_data):
+    """The tiny config trained for one epoch, plus a BN-recalibrated copy.
+
+    ``trained`` is exactly what a user gets from ``tools/train.py``. Its
+    frozen, randomly initialised B0 backbone runs in eval mode with the
+    initial BN statistics, which shrink the features to ~1e-14: every image
+    then gets the same scores, and a test comparing two code paths could not
+    see a wrong channel order or normalisation. ``calibrated`` is the same
+    checkpoint (same meta, same head) with BN statistics measured on the tiny
+    images, so its scores differ from image to image.
+
+    Returns:
+        dict: ``trained`` and ``calibrated`` checkpoint paths, ``work_dir``.
+    """
+    root = tmp_path_factory.getbasetemp() / 'rock_tiny_model'
+    work = root / 'work'
+    trained = work / 'epoch_1.pth'
+    calibrated = root / 'calibrated.pth'
+    if not trained.is_file():
+        if work.exists():
+            shutil.rmtree(work)
+        run_tool('tools/train.py', TINY_CONFIG, '--device', 'cpu', '--seed',
+                 '1', '--data-root', tiny_data, '--work-dir', str(work),
+                 '--cfg-options', 'train_cfg.max_epochs=1')
+    if not calibrated.is_file():
+        _recalibrate_bn(str(trained), tiny_data, str(calibrated))
+    return dict(trained=str(trained), calibrated=str(calibrated),
+                work_dir=str(work))
+
+
+def _recalibrate_bn(checkpoint, data, out):
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    from rock_plugin.apis.inferencer import RockInferencer, list_images
+    inferencer = RockInferencer(TINY_CONFIG, checkpoint)
+    model = inferencer.model
+    samples = [inferencer.load(f)[1] for f in list_images(data)]
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the pass
+            module.train()
+    with torch.no_grad():
+        # model.backbone itself: the classifier may run a BN-folded copy of a
+        # frozen backbone, whose statistics would not update.
+        model.backbone(model.data_preprocessor(pseudo_collate(samples),
+                                               False)['inputs'])
+    model.eval()
+    meta = torch.load(checkpoint, weights_only=True)['meta']
+    torch.save(dict(meta=meta, state_dict=model.state_dict()), out + '.tmp')
+    os.replace(out + '.tmp', out)
 
 
 def read_csv_rows(path):

@@ -11,11 +11,12 @@ The common flags, each defined here only: ``--device``, ``--gpu-id``,
 CUDA or loads a checkpoint.
 """
 import argparse
+import contextlib
 import os
 import os.path as osp
 import re
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
@@ -246,6 +247,52 @@ def check_output_not_input(out: Optional[str], inputs, flag: str) -> None:
 
 # What a user can cause and fix: bad data, files, checkpoints, config values.
 USER_ERRORS = (ValueError, KeyError, OSError)  # OSError: missing files too
+# The package's words for what every tool's own flag sets (add_common_args).
+COMMON_FLAG_HINTS = {
+    'set ROCK_PLUGIN_TRUST_CHECKPOINTS=1 (or load it with trust=True)':
+        'set ROCK_PLUGIN_TRUST_CHECKPOINTS=1 or pass --trust-checkpoint',
+}
+
+
+def _product_errors() -> tuple:
+    from rock_plugin.utils.errors import (CheckpointError,
+                                          TrainingDivergedError, WorkDirError)
+    return CheckpointError, TrainingDivergedError, WorkDirError
+
+
+@contextlib.contextmanager
+def flag_hint(hints: Dict[str, str]) -> Iterator[None]:
+    """Name the tool's flags in an error the package raises in the block.
+
+    The package has no command line: its messages name config keys and
+    arguments as a Python caller writes them (``cfg.work_dir``,
+    ``folds=``). Each phrase of ``hints`` becomes the tool's words for it,
+    in the error itself (same type and attributes), so a tool user reads
+    the flag to change.
+
+    Args:
+        hints (dict[str, str]): The package's phrase -> the tool's.
+
+    Example:
+        >>> with flag_hint({'folds=': '--folds '}):
+        ...     assign_folds([0, 0, 0, 1], 3)
+        Traceback (most recent call last):
+        DataError: class '1' has 1 images, fewer than --folds 3: ...
+    """
+    # Not after a letter, digit, dot or path separator: the package's
+    # phrase, never part of a name or path.
+    pattern = re.compile(r'(?<![\w./\\-])(?:' + '|'.join(
+        re.escape(k) for k in sorted(hints, key=len, reverse=True)) + ')')
+    try:
+        yield
+    except (*_product_errors(), ValueError, OSError) as exc:
+        def reword(text):
+            return pattern.sub(lambda m: hints[m.group(0)], text) \
+                if isinstance(text, str) and hints else text
+        exc.args = tuple(reword(a) for a in exc.args)
+        if isinstance(exc, OSError) and exc.strerror:
+            exc.strerror = reword(exc.strerror)  # what str(exc) shows
+        raise
 
 
 def run_cli(main: Callable, argv: Optional[List[str]] = None) -> int:
@@ -260,12 +307,10 @@ def run_cli(main: Callable, argv: Optional[List[str]] = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     debug = '--debug' in argv
-    from rock_plugin.utils.errors import (CheckpointError,
-                                          TrainingDivergedError, WorkDirError)
     try:
-        main(argv)
-    except (CheckpointError, TrainingDivergedError, WorkDirError,
-            *USER_ERRORS) as exc:
+        with flag_hint(COMMON_FLAG_HINTS):
+            main(argv)
+    except (*_product_errors(), *USER_ERRORS) as exc:
         if debug:
             raise
         message = str(exc) if not isinstance(exc, KeyError) else \

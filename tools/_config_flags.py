@@ -221,8 +221,14 @@ def set_resume(cfg: Config, resume: Optional[str]) -> Config:
                                            find_resume_checkpoint)
     if resume == 'auto':
         hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
-        resume = find_resume_checkpoint(cfg.work_dir, checkpoint_dir(
-            cfg.work_dir, hook.get('out_dir')))
+        try:
+            resume = find_resume_checkpoint(cfg.work_dir, checkpoint_dir(
+                cfg.work_dir, hook.get('out_dir')))
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f'{cfg.work_dir}: --resume found no checkpoint to continue. '
+                'Start without --resume, or give the checkpoint: --resume '
+                'path/to/epoch_N.pth') from None
     elif resume is not None and not osp.isfile(resume):
         raise FileNotFoundError(f'{resume}: checkpoint to resume from '
                                 'not found')
@@ -348,7 +354,10 @@ def set_classes_from_data(cfg: Config,
             head.get('num_classes') is None:
         return None
     from rock_plugin.datasets import RockDataset
-    count = len(RockDataset.class_names(**dataset))
+    try:
+        count = len(RockDataset.class_names(**dataset))
+    except (ValueError, OSError):  # the dataset build reports it, in full
+        return None
     if count == head.num_classes:
         return None
     where = osp.join(dataset.get('data_root', ''),

@@ -27,7 +27,7 @@ import json
 import os
 import os.path as osp
 
-from _common import run, setup_env
+from _common import flag_hint, run, setup_env
 from _config_flags import draw_seed, load_config, set_dist_backend
 
 PLAN_FILE = 'cv_plan.json'
@@ -42,6 +42,16 @@ RERUN_KEYS = ('work_dir', 'launcher', 'resume', 'load_from',
               'experiment_name', 'log_level', 'env_cfg.dist_cfg')
 RERUN_LEAVES = ('num_workers', 'persistent_workers', 'pin_memory',
                 'prefetch_factor')
+# The package's words for what this tool's (and train.py's) flags set; no
+# --resume or --fresh here: a rerun resumes a fold by itself.
+FLAG_HINTS = {
+    'folds=': '--folds ',
+    'group_by=': '--group-by ',
+    'cfg.work_dir': '--work-dir',
+    'skip_bad_images=True': '--skip-bad-images',
+    'Set auto_scale_lr.enable=True': 'Pass --auto-scale-lr',
+    'the config key ': '--cfg-options ',
+}
 
 
 def parse_args(argv=None):
@@ -358,6 +368,11 @@ def summarize(work_dir, plan, results, variants):
 
 def main(argv=None):
     args, train_args = parse_args(argv)
+    with flag_hint(FLAG_HINTS):
+        return _cross_validate(args, train_args)
+
+
+def _cross_validate(args, train_args):
     setup_env(train_args)
     import rock_plugin  # noqa: F401  (registries)
     from mmengine.dist import (barrier, broadcast_object_list,

@@ -9,13 +9,23 @@ train). ``--help`` lists the flags; several processes:
 import argparse
 
 from _common import (add_common_args, add_data_args, check_split_args,
-                     default_work_dir, run, setup_env)
+                     default_work_dir, flag_hint, run, setup_env)
 from _config_flags import (cfg_options_guard, fill_schedule_end, load_config,
                            set_amp, set_balanced_sampler, set_class_weight,
                            set_classes_from_data, set_data_options,
                            set_dist_backend,
                            set_early_stopping, set_resume, set_seed,
                            set_split_validation)
+
+# The package's words for what this tool's flags set (_common.flag_hint).
+FLAG_HINTS = {
+    'cfg.work_dir': '--work-dir',
+    'cfg.resume=True': '--resume',
+    'fresh=True': '--fresh',
+    'skip_bad_images=True': '--skip-bad-images',
+    'Set auto_scale_lr.enable=True': 'Pass --auto-scale-lr',
+    'the config key ': '--cfg-options ',
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -108,6 +118,11 @@ def build_config(args: argparse.Namespace):
 
 def main(argv=None):
     args = parse_args(argv)
+    with flag_hint(FLAG_HINTS):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace):
     setup_env(args)
     import rock_plugin  # noqa: F401  (registries)
     from mmengine.dist import sync_random_seed

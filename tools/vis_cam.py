@@ -21,7 +21,11 @@ import sys
 from typing import List, Optional
 
 from _common import (add_common_args, add_model_args, check_files,
-                     check_output_not_input, run, setup_env)
+                     check_output_not_input, flag_hint, run, setup_env)
+
+# The package's words for what this tool's flags set (_common.flag_hint).
+FLAG_HINTS = {'target_class=': '--target-class ',
+              'target_layers': '--target-layer'}
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -68,13 +72,18 @@ def _out_name(out_dir: str, rel: str, method: str, cls: str) -> str:
 
 def main(argv: Optional[List[str]] = None) -> List[str]:
     """Run the tool; return the overlay paths written."""
+    args = parse_args(argv)
+    with flag_hint(FLAG_HINTS):
+        return _vis_cam(args)
+
+
+def _vis_cam(args) -> List[str]:
     from rock_plugin.apis.inferencer import (IMAGE_EXTENSIONS,
                                              RockInferencer, list_images)
     from rock_plugin.utils.text import printable
     from rock_plugin.visualization.annotate import save_image
     from rock_plugin.visualization.cam import RockCAM
 
-    args = parse_args(argv)
     setup_env(args)
     if osp.isdir(args.input):
         images = list_images(args.input)

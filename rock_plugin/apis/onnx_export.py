@@ -123,7 +123,7 @@ def _check_images(paths: Optional[Sequence[str]], limit: int = 16
 
 
 def _resize_to(samples: List[dict], shape: Tuple[int, int]) -> List[dict]:
-    # Only when --shape overrides the pipeline: both models then get the
+    # Only when ``shape`` overrides the pipeline: both models then get the
     # same resized pixels.
     import cv2
     import torch
@@ -250,9 +250,10 @@ def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
                          f'{shape}')
     images = load_check_images(inferencer, images)
     if pipeline_shape is not None and pipeline_shape != shape:
-        warnings.warn(f'--shape {shape} differs from the test pipeline\'s '
-                      f'{pipeline_shape}: predict --backend onnxruntime '
-                      'needs a config whose pipeline gives the same size')
+        warnings.warn(f'shape {shape} differs from the test pipeline\'s '
+                      f'{pipeline_shape}: predicting with '
+                      "backend='onnxruntime' needs a config whose pipeline "
+                      'gives the same size')
     module = _scores_module(inferencer.model).to(device)
     if not inferencer.classes:
         inferencer.classes = [f'class_{i}' for i in

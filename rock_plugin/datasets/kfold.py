@@ -20,14 +20,14 @@ _FOLDER_LEVEL = re.compile(r'^folder(?::(\d+))?$')
 NAME_PATTERN_TIMEOUT = 1.0  # seconds per file name
 
 
-def compile_name_pattern(expression: str, flag: str = '--group-by'):
+def compile_name_pattern(expression: str, name: str = 'group_by'):
     """Compile a user's regular expression on file names, for
     :func:`search_file_names` (the ``regex`` package, whose searches can be
     given a time limit; its syntax is that of ``re``).
 
     Args:
         expression (str): The regular expression.
-        flag (str): The flag it came from, for the message.
+        name (str): The argument it came from, for the message.
 
     Returns:
         regex.Pattern: The compiled pattern.
@@ -43,12 +43,12 @@ def compile_name_pattern(expression: str, flag: str = '--group-by'):
     try:
         return regex.compile(expression)
     except regex.error as exc:
-        raise DataError(f'{flag} {expression!r} is not a valid regular '
+        raise DataError(f'{name}={expression!r} is not a valid regular '
                         f'expression ({exc})') from None
 
 
 def search_file_names(pattern, paths: Sequence[str],
-                      flag: str = '--group-by',
+                      name: str = 'group_by',
                       timeout: float = NAME_PATTERN_TIMEOUT) -> list:
     """Search ``pattern`` in the file name of every path, each search
     limited to ``timeout`` seconds.
@@ -56,7 +56,7 @@ def search_file_names(pattern, paths: Sequence[str],
     Args:
         pattern (regex.Pattern): From :func:`compile_name_pattern`.
         paths (Sequence[str]): File paths; their base names are searched.
-        flag (str): The flag the pattern came from, for the message.
+        name (str): The argument the pattern came from, for the message.
         timeout (float): Most seconds one file name may take.
 
     Returns:
@@ -79,7 +79,7 @@ def search_file_names(pattern, paths: Sequence[str],
                                           timeout=timeout))
         except TimeoutError:
             raise DataError(
-                f'{flag} {pattern.pattern!r}: the pattern took over '
+                f'{name}={pattern.pattern!r}: the pattern took over '
                 f'{timeout:g} s on {printable(path)}; simplify it (e.g. '
                 r"'^(.*)_\d+\.jpg$')") from None
     return matches
@@ -112,7 +112,7 @@ def group_keys(img_paths: Sequence[str], group_by: str) -> List[str]:
         for path in img_paths:
             parts = osp.normpath(osp.abspath(path)).split(os.sep)
             if up < 1 or up >= len(parts):
-                raise DataError(f'--group-by {group_by}: no folder {up} '
+                raise DataError(f'group_by={group_by}: no folder {up} '
                                 'level(s) above the file', path)
             keys.append('/'.join(parts[:-up]))
         return keys
@@ -125,7 +125,7 @@ def group_keys(img_paths: Sequence[str], group_by: str) -> List[str]:
         what = ('matches none of the' if len(missed) == len(img_paths) else
                 f'does not match {len(missed)} of the')
         raise DataError(
-            f'--group-by {group_by!r} {what} {len(img_paths)} file names '
+            f'group_by={group_by!r} {what} {len(img_paths)} file names '
             f'(e.g. {names}); the expression is searched in the file name '
             r"and group 1 is the sample key, e.g. '^(.*)_\d+\.jpg$'")
     return [m.group(1) if pattern.groups else m.group(0) for m in matches]
@@ -156,7 +156,7 @@ def assign_folds(labels: Sequence[int], folds: int, seed: Optional[int] = 0,
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
     if folds < 2:
-        raise ValueError(f'--folds must be at least 2, got {folds}')
+        raise ValueError(f'folds must be at least 2, got {folds}')
     labels = np.asarray(labels)
     unit = 'images' if groups is None else 'groups'
     for cls in np.unique(labels):
@@ -166,9 +166,9 @@ def assign_folds(labels: Sequence[int], folds: int, seed: Optional[int] = 0,
         if count < folds:
             name = str(cls) if class_names is None else class_names[cls]
             raise DataError(
-                f'class {name!r} has {count} {unit}, fewer than --folds '
+                f'class {name!r} has {count} {unit}, fewer than folds='
                 f'{folds}: some fold would have none of it to validate. Use '
-                f'--folds {max(2, count)} or fewer, or add {unit}')
+                f'folds={max(2, count)} or fewer, or add {unit}')
     seed = None if seed is None else int(seed) % 2**32
     kfold = StratifiedKFold if groups is None else StratifiedGroupKFold
     splits = kfold(folds, shuffle=True, random_state=seed).split(

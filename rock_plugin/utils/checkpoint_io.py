@@ -118,7 +118,7 @@ def load_checkpoint_file(filename: str, map_location=None,
     if not osp.isfile(filename):
         raise FileNotFoundError(
             f'{filename}: checkpoint not found (check the path; pretrained '
-            'weights are set with --cfg-options '
+            'weights are set with the config key '
             'model.backbone.init_cfg.checkpoint=/path/to/file.pth)')
     if osp.getsize(filename) == 0:
         raise CheckpointError(f'{filename}: the checkpoint file is empty '
@@ -140,9 +140,9 @@ def load_checkpoint_file(filename: str, map_location=None,
             'HistoryBuffer', 'numpy', 'getattr', '_codecs'))
         hint = ('' if trust or not legacy else
                 ' It looks like a stock mmengine/mmpretrain checkpoint: if '
-                f'you trust it, set {TRUST_ENV}=1 or pass --trust-checkpoint, '
-                "which allows mmengine's HistoryBuffer and numpy types only, "
-                'never arbitrary code.')
+                f'you trust it, set {TRUST_ENV}=1 (or load it with '
+                "trust=True), which allows mmengine's HistoryBuffer and "
+                'numpy types only, never arbitrary code.')
         raise CheckpointError(
             f'{filename}: refused to load: the file refers to code or types '
             f'outside the safe allowlist ({culprit}). Nothing from it was '
@@ -226,7 +226,7 @@ def load_url_checkpoint(url: str, map_location=None,
                 f'{url}: could not download the pretrained weights '
                 f'({reason}). Without network, fetch the file elsewhere, copy '
                 f'it to {cached} or anywhere, and point the config at it, '
-                'e.g. --cfg-options '
+                'e.g. the config key '
                 'model.backbone.init_cfg.checkpoint=/path/to/file.pth') \
                 from None
     barrier()

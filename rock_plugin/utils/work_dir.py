@@ -1,5 +1,5 @@
 """A training run's work dir: one run at a time, never mixed with an old one
-(which a later ``--resume`` would otherwise continue)."""
+(which a later resume would otherwise continue)."""
 import glob
 import logging
 import os
@@ -51,7 +51,7 @@ class WorkDirLock:
             raise WorkDirError(
                 f'{self.work_dir}: another run is using this work dir '
                 f'({holder}). Wait for it to finish, or give this run its '
-                'own --work-dir') from None
+                'own cfg.work_dir') from None
         f.seek(0)
         f.truncate()
         f.write(f'pid {os.getpid()} on {socket.gethostname()}, started '
@@ -97,9 +97,9 @@ def prepare_fresh_run(work_dir: str, fresh: bool = False,
             (', ...' if len(old) > 3 else '')
         raise WorkDirError(
             f'{work_dir}: holds the checkpoints of an earlier run ({names}). '
-            'Continue it with --resume, start over with --fresh (moves the '
-            f'earlier files into {ARCHIVE_DIR}/), or choose another '
-            '--work-dir')
+            'Continue it with cfg.resume=True, start over with fresh=True '
+            f'(moves the earlier files into {ARCHIVE_DIR}/), or choose '
+            'another cfg.work_dir')
     stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime(
         max(osp.getmtime(p) for p in old)))
     archive = osp.join(work_dir, ARCHIVE_DIR, stamp)
@@ -111,7 +111,7 @@ def prepare_fresh_run(work_dir: str, fresh: bool = False,
     for name in os.listdir(work_dir):
         if name not in (LOCK_FILE, ARCHIVE_DIR):
             shutil.move(osp.join(work_dir, name), osp.join(archive, name))
-    print_log(f'--fresh: the earlier run\'s files are now in {archive}',
+    print_log(f'fresh start: the earlier run\'s files are now in {archive}',
               logger='current', level=logging.WARNING)
     return archive
 
@@ -126,12 +126,12 @@ def checkpoint_dir(work_dir: str, out_dir: Optional[str] = None) -> str:
 
 def find_resume_checkpoint(work_dir: str,
                            ckpt_dir: Optional[str] = None) -> str:
-    """The checkpoint ``--resume`` (no path) continues from: the one named
-    by ``last_checkpoint`` (which mmengine trusts blindly) if complete, else
-    the newest complete ``epoch_*.pth`` (with a warning); none at all is an
-    error instead of a silent fresh start. Only files of this run count:
-    ``last_checkpoint`` of a copied or moved work dir names the old dir, so
-    its file of the same name here is taken instead.
+    """The checkpoint a resume without ``cfg.load_from`` continues from: the
+    one named by ``last_checkpoint`` (which mmengine trusts blindly) if
+    complete, else the newest complete ``epoch_*.pth`` (with a warning); none
+    at all is an error instead of a silent fresh start. Only files of this
+    run count: ``last_checkpoint`` of a copied or moved work dir names the
+    old dir, so its file of the same name here is taken instead.
 
     Args:
         work_dir (str): The run's work dir (holds ``last_checkpoint``).
@@ -174,9 +174,9 @@ def find_resume_checkpoint(work_dir: str,
                           level=logging.WARNING)
             return path
     raise FileNotFoundError(
-        f'{work_dir}: --resume found no checkpoint to continue. Start '
-        'without --resume, or give the checkpoint: --resume '
-        'path/to/epoch_N.pth')
+        f'{work_dir}: found no checkpoint to continue (no complete '
+        'last_checkpoint or epoch_*.pth). Start without cfg.resume, or set '
+        'cfg.load_from to the checkpoint')
 
 
 def check_work_dir(work_dir: str) -> None:
@@ -189,4 +189,4 @@ def check_work_dir(work_dir: str) -> None:
     except OSError as exc:
         raise OSError(exc.errno, f'work dir {work_dir} is not writable '
                       f'({exc.strerror or exc}); choose another with '
-                      '--work-dir') from None
+                      'cfg.work_dir') from None

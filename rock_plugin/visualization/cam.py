@@ -78,7 +78,7 @@ class RockCAM:
                                       LayerCAM)
         classes = (GradCAM, GradCAMPlusPlus, LayerCAM, EigenCAM)
         if method not in CAM_METHODS:
-            raise ValueError(f'--method must be one of '
+            raise ValueError(f'method must be one of '
                              f'{", ".join(CAM_METHODS)}, got {method!r}')
         self.cam_class = dict(zip(CAM_METHODS, classes))[method]
         self.method = method
@@ -97,13 +97,13 @@ class RockCAM:
         classes = self.inferencer.classes
         if target is None or isinstance(target, int):
             if target is not None and not 0 <= target < len(classes):
-                raise ValueError(f'--target-class {target}: out of range '
+                raise ValueError(f'target_class={target}: out of range '
                                  f'(0-{len(classes) - 1})')
             return target
         if target in classes:
             return classes.index(target)
         names = printable(', '.join(classes), one_line=True)
-        raise ValueError(f'--target-class {target!r}: not a class of this '
+        raise ValueError(f'target_class={target!r}: not a class of this '
                          f'model ({names})')
 
     def _layers(self, inputs: torch.Tensor, fast: bool) -> List[nn.Module]:
@@ -134,7 +134,7 @@ class RockCAM:
         names = self.target_layers or default
         if not names:
             raise ValueError('no backbone module returns its last feature '
-                             'map; give --target-layer')
+                             'map; give target_layers')
         layers = []
         for name in names:
             if not name.startswith('backbone.'):
@@ -149,8 +149,8 @@ class RockCAM:
             if fast:
                 raise LookupError(f'{name} does not run in the fused '
                                   'backbone (folded away)')
-            raise ValueError(f'--target-layer {name}: no such module runs in '
-                             'the model (see print(model))')
+            raise ValueError(f'target_layers: no module {name} runs in the '
+                             'model (see print(model))')
         self.layer_names = names
         return layers
 

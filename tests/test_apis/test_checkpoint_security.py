@@ -258,7 +258,12 @@ def test_stock_checkpoint_loads_only_on_opt_in(tmp_path):
         'try:\n'
         '    load_checkpoint_file(path); print("LOADED-BY-DEFAULT")\n'
         'except CheckpointError as exc:\n'
-        '    assert "--trust-checkpoint" in str(exc); print("REFUSED")\n'
+        '    assert "ROCK_PLUGIN_TRUST_CHECKPOINTS=1 (or load it with '
+        'trust=True)" in str(exc); print("REFUSED")\n'
+        # a tool names its flag instead: tools/_common.COMMON_FLAG_HINTS
+        'import sys; sys.path.insert(0, "tools")\n'
+        'from _common import run_cli\n'
+        'assert run_cli(lambda argv: load_checkpoint_file(path), []) == 2\n'
         'ck = load_checkpoint_file(path, trust=True)\n'
         "buf = ck['message_hub']['log_scalars']['train/loss']\n"
         'assert isinstance(buf, HistoryBuffer) and buf.mean() == 0.5\n'
@@ -266,6 +271,8 @@ def test_stock_checkpoint_loads_only_on_opt_in(tmp_path):
     proc = _python(code)
     assert 'REFUSED' in proc.stdout and 'TRUSTED-OK' in proc.stdout, \
         proc.stdout + proc.stderr
+    assert 'ROCK_PLUGIN_TRUST_CHECKPOINTS=1 or pass --trust-checkpoint, ' \
+        'which allows' in proc.stderr, proc.stderr
 
 
 def test_trust_mode_refuses_getattr_variations(tmp_path):

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import TINY_CLASSES, TINY_CONFIG, load_tool, run_tool
-from test_inferencer import tiny_model
+from conftest import (TINY_CLASSES, TINY_CONFIG, load_tool, run_tool,
+                      tiny_model)
 
 
 @pytest.fixture(scope='module')

@@ -82,7 +82,7 @@ def test_a_held_lock_refuses_a_second_run(tiny_data, tmp_path, monkeypatch):
                                    '--work-dir', work], monkeypatch)
     assert code == 2
     assert f'{work}: another run is using this work dir (pid {os.getpid()}' \
-        in err
+        in err and 'give this run its own --work-dir\n' in err
     assert os.listdir(work) == ['.lock']
     # released: the lock does not outlive its holder
     with WorkDirLock(work):
@@ -120,6 +120,32 @@ def test_fresh_run_over_a_finished_run(two_runs, tiny_data, tmp_path,
     code, err = _cli('train', [*TRAIN[1:], '--work-dir', work, '--resume',
                                '--fresh'], monkeypatch)
     assert code == 2 and 'give one of them' in err
+
+
+def test_package_names_settings_and_the_tool_names_its_flags(tmp_path):
+    """The package has no command line: its error names the config key and
+    argument; tools/train.py's flag_hint turns them into its flags in the
+    same error (type kept), leaving the work dir's own name alone."""
+    from rock_plugin.utils.errors import WorkDirError
+    from rock_plugin.utils.work_dir import prepare_fresh_run
+    work = tmp_path / 'cfg.work_dir'  # a path that reads like a key
+    work.mkdir()
+    (work / 'epoch_1.pth').write_bytes(b'')
+    with pytest.raises(WorkDirError) as lib:
+        prepare_fresh_run(str(work))
+    assert str(lib.value) == (
+        f'{work}: holds the checkpoints of an earlier run (epoch_1.pth). '
+        'Continue it with cfg.resume=True, start over with fresh=True '
+        '(moves the earlier files into previous_runs/), or choose another '
+        'cfg.work_dir')
+    flag_hint = load_tool('_common').flag_hint
+    with pytest.raises(WorkDirError) as tool, \
+            flag_hint(load_tool('train').FLAG_HINTS):
+        prepare_fresh_run(str(work))
+    assert str(tool.value) == (
+        f'{work}: holds the checkpoints of an earlier run (epoch_1.pth). '
+        'Continue it with --resume, start over with --fresh (moves the '
+        'earlier files into previous_runs/), or choose another --work-dir')
 
 
 def test_test_refuses_a_checkpoint_of_another_class_count(two_runs,

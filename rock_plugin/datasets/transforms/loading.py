@@ -93,7 +93,7 @@ def _pil_errors(path: str):
     except Image.DecompressionBombError as exc:
         # PIL refuses images over 2 x Image.MAX_IMAGE_PIXELS before decoding.
         raise DataError(f'image too large to decode safely ({exc}); downscale '
-                        'it, or leave it out (--skip-bad-images)',
+                        'it, or leave it out (skip_bad_images=True)',
                         path) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(f'cannot decode image ({exc})', path) from None

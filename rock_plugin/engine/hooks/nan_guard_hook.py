@@ -27,9 +27,10 @@ class NanGuardHook(Hook):
             return
         last = osp.join(runner.work_dir, 'last_checkpoint')
         good = open(last).read().strip() if osp.isfile(last) else None
-        keep = (f'the last good checkpoint is {good} (continue with --resume '
-                f'{good} after lowering the learning rate)') if good else \
-            'no checkpoint had been saved yet'
+        keep = 'no checkpoint had been saved yet'
+        if good:
+            keep = (f'the last good checkpoint is {good} (continue from it '
+                    'with cfg.resume=True after lowering the learning rate)')
         raise TrainingDivergedError(
             f'loss became {value} at epoch {runner.epoch + 1}, iteration '
             f'{batch_idx + 1} (global iteration {runner.iter + 1}); training '

@@ -93,7 +93,8 @@ class SafeLoadingRunner(Runner):
             raise RuntimeError(
                 f'the checkpoint was trained on {len(gpu_ids)} GPUs and this '
                 f'run has {self.world_size} processes: the learning rate '
-                'would not match. Pass --auto-scale-lr to adjust it.')
+                'would not match. Set auto_scale_lr.enable=True to adjust '
+                'it.')
         self.logger.info('resume: GPU count differs from the checkpoint; '
                          'the lr follows auto_scale_lr')
 

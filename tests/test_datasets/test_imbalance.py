@@ -27,7 +27,8 @@ def _dataset(root):
 
 
 def test_auto_weights_are_the_inverse_frequencies(imbalanced):
-    from rock_plugin.engine.hooks.class_weight_hook import inverse_frequency_weights
+    from rock_plugin.engine.hooks.class_weight_hook import \
+        inverse_frequency_weights
     labels = _dataset(imbalanced).get_gt_labels()
     weights = inverse_frequency_weights(labels, 3)
     counts = np.array(list(COUNTS.values()))
@@ -39,7 +40,8 @@ def test_auto_weights_are_the_inverse_frequencies(imbalanced):
 
 
 def test_a_class_without_training_images_is_a_clear_error():
-    from rock_plugin.engine.hooks.class_weight_hook import inverse_frequency_weights
+    from rock_plugin.engine.hooks.class_weight_hook import \
+        inverse_frequency_weights
     from rock_plugin.utils.errors import DataError
     with pytest.raises(DataError, match=r"no training image.*\['c'\]"):
         inverse_frequency_weights([0, 0, 1], 3, ['a', 'b', 'c'])

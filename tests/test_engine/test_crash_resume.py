@@ -56,10 +56,11 @@ def test_quickstart_killed_three_times_resumes_exactly(tiny_data, tmp_path):
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
     assert not osp.exists(osp.join(work, 'history.csv'))  # row 1 was lost
     log = train_killable(config, tiny_data, work, *QS_OPTIONS, resume=True,
-                 killed=True).stdout
+                         killed=True).stdout
     assert 'validating the resumed epoch 1' in log
     assert 'best checkpoint with' in log  # saved while resuming: no crash
-    train_killable(config, tiny_data, work, *QS_OPTIONS, resume=True, killed=True)
+    train_killable(config, tiny_data, work, *QS_OPTIONS, resume=True,
+                   killed=True)
     assert glob.glob(osp.join(work, '.epoch_3.pth.*.tmp'))
     assert not osp.exists(osp.join(work, 'epoch_3.pth'))
     assert _read(osp.join(work, 'last_checkpoint')).endswith('epoch_2.pth')
@@ -82,10 +83,10 @@ def test_b4_loader_settings_resume_exactly_and_match_no_workers(tiny_data,
     train_killable(QUICKSTART, tiny_data, reference, *QS_OPTIONS, *B4_LOADERS)
     config = kill_config(tmp_path, QUICKSTART, [('train_iter', 2, 2)])
     work = str(tmp_path / 'run')
-    train_killable(config, tiny_data, work, *QS_OPTIONS, *NO_WORKERS, *PLAIN_VAL,
-           killed=True)
-    train_killable(config, tiny_data, work, *QS_OPTIONS, *B4_LOADERS, *PLAIN_VAL,
-           resume=True)
+    train_killable(config, tiny_data, work, *QS_OPTIONS, *NO_WORKERS,
+                   *PLAIN_VAL, killed=True)
+    train_killable(config, tiny_data, work, *QS_OPTIONS, *B4_LOADERS,
+                   *PLAIN_VAL, resume=True)
     _assert_same_run(work, reference)
 
 

@@ -14,9 +14,15 @@ import os.path as osp
 
 from _common import (add_common_args, add_data_args, add_model_args,
                      check_files, check_output_not_input, check_split_args,
-                     default_work_dir, run, setup_env)
+                     default_work_dir, flag_hint, run, setup_env)
 from _config_flags import (cfg_options_guard, load_config, set_data_options,
                            set_dist_backend, set_seed, set_split_validation)
+
+# The package's words for what this tool's flags set (_common.flag_hint).
+FLAG_HINTS = {
+    'skip_bad_images=True': '--skip-bad-images',
+    'the config key ': '--cfg-options ',
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -190,7 +196,7 @@ def main(argv=None) -> dict:
             args.show_dir, [cfg.test_dataloader.dataset.get('data_root'),
                             args.config, args.checkpoint], '--show-dir')
         set_dist_backend(cfg, backend)
-        with cfg_options_guard(args.cfg_options):
+        with cfg_options_guard(args.cfg_options), flag_hint(FLAG_HINTS):
             return evaluate(cfg, args.checkpoint, meta=meta)
     finally:
         if own_group and dist.is_initialized():

@@ -31,6 +31,10 @@ custom_hooks = [
     # class_weight='auto' in a loss -> inverse-frequency weights of the
     # training split (--class-weight auto); does nothing otherwise.
     dict(type='AutoClassWeightHook'),
+    # An OpenSetLinearClsHead's temperature, feature bank and "unknown"
+    # threshold, fitted after each epoch on the validation fold (does
+    # nothing for other heads).
+    dict(type='OpenSetCalibrationHook'),
     # train_batch0.jpg and val_predictions.jpg (enabled=False: none).
     dict(type='TrainingPreviewHook'),
     # Early stopping (--patience N) adds (mmengine's, resumable)

@@ -9,6 +9,7 @@ from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
 
 import numpy as np
 
+from rock_plugin.models.heads.open_set_head import UNKNOWN_LABEL
 from rock_plugin.utils.image_files import (  # noqa: F401  (re-exported)
     IMG_EXTENSIONS as IMAGE_EXTENSIONS, list_images)
 
@@ -93,24 +94,31 @@ class RockInferencer:
             tta_config(self.cfg)
         self.device, self.batch_size, self.topk = device, batch_size, topk
         self.backend, self.model, self.session = backend, None, None
+        #: Novelty threshold overriding the model's (``--unknown-threshold``).
+        self.unknown_threshold: Optional[float] = None
+        #: ``threshold``, ``bank_files``, ``bank_labels`` (or None: the
+        #: model has no feature bank and gives no novelty).
+        self.open_set: Optional[Dict[str, Any]] = None
         self._loader, self.pipeline = self._build_pipeline(self.cfg)
 
         if backend == 'pytorch':
             if checkpoint is None:
                 raise ValueError('backend pytorch needs a checkpoint')
-            self.model, classes = self._build_model(self.cfg, checkpoint,
-                                                    device)
+            self.model, classes, bank_files = self._build_model(
+                self.cfg, checkpoint, device)
+            self.open_set = _open_set_of_head(self.model, bank_files)
         else:
             from .onnx_metadata import read_onnx_metadata
             if not onnx_model:
                 raise ValueError('backend onnxruntime needs the exported '
                                  'model: onnx_model=path/to/model.onnx')
             self.session = self._open_session(onnx_model, device)
-            # Data from the file: only its checked class names are read.
-            classes = read_onnx_metadata(
+            # Data from the file: only its checked fields are read.
+            meta = read_onnx_metadata(
                 onnx_model,
                 self.session.get_modelmeta().custom_metadata_map.items(),
-                pipeline=False)['classes']
+                pipeline=False)
+            classes, self.open_set = meta['classes'], meta['open_set']
             if checkpoint is not None:
                 # A mismatch means the ONNX file came from another run.
                 ckpt_classes = _classes_from_checkpoint(
@@ -207,7 +215,8 @@ class RockInferencer:
                 f'({"; ".join(line.strip() for line in first[:3])[:400]})'
             ) from None
         model.to(device).eval()
-        return model, _classes_from_checkpoint(ckpt, checkpoint)
+        return (model, _classes_from_checkpoint(ckpt, checkpoint),
+                _bank_files_from_checkpoint(ckpt, checkpoint))
 
     def _check_onnx_outputs(self, onnx_model: str) -> None:
         # Before any image is read: class names that do not fit the model
@@ -329,8 +338,9 @@ class RockInferencer:
     def _predict_batch(self, batch: List[Tuple[str, dict]]
                        ) -> Iterator[Dict[str, Any]]:
         samples = [sample for _, sample in batch]
-        scores = self._forward_pytorch(samples) if self.backend == 'pytorch' \
-            else self._forward_onnx(samples)
+        scores, extras = self._forward_pytorch(samples, full=True) \
+            if self.backend == 'pytorch' else \
+            self._forward_onnx(samples, full=True)
         if not self.classes:
             self.classes = [f'class_{i}' for i in range(scores.shape[1])]
         if len(self.classes) != scores.shape[1]:
@@ -344,26 +354,62 @@ class RockInferencer:
             raise ValueError(
                 f'{batch[int(np.argmin(finite))][0]}: the model gave NaN/inf '
                 'scores; the checkpoint is broken (did training diverge?)')
-        for (name, _), row in zip(batch, scores):
+        for i, ((name, _), row) in enumerate(zip(batch, scores)):
             order = np.argsort(-row, kind='stable')  # ties: lower index first
             top = [(self.classes[i], float(row[i]))
                    for i in order[:self.topk]]
-            yield dict(file=name, pred_label=int(order[0]),
-                       pred_class=top[0][0], pred_score=top[0][1], topk=top,
-                       scores={c: float(s)
-                               for c, s in zip(self.classes, row)})
+            result = dict(file=name, pred_label=int(order[0]),
+                          pred_class=top[0][0], pred_score=top[0][1],
+                          topk=top, scores={c: float(s) for c, s in
+                                            zip(self.classes, row)})
+            if extras:
+                result.update(self._open_set_result(extras, i))
+            result['answer'] = UNKNOWN_LABEL if result.get('unknown') \
+                else result['pred_class']
+            yield result
 
-    def _forward_pytorch(self, samples: List[dict]) -> np.ndarray:
+    def _open_set_result(self, extras: Dict[str, np.ndarray], i: int
+                         ) -> Dict[str, Any]:
+        """``novelty``, ``unknown`` and ``neighbors`` (file, class and
+        cosine similarity of the nearest training images) of image ``i``."""
+        info = self.open_set or {}
+        threshold = self.unknown_threshold if \
+            self.unknown_threshold is not None else info.get('threshold')
+        novelty = float(extras['novelty'][i])
+        files, labels = info.get('bank_files'), info.get('bank_labels')
+        neighbors = []
+        for idx, sim in zip(extras['neighbors'][i].tolist(),
+                            extras['neighbor_sims'][i].tolist()):
+            label = labels[idx] if labels is not None and \
+                idx < len(labels) else None
+            neighbors.append(dict(
+                file=files[idx] if files and idx < len(files) else None,
+                label=label, similarity=float(sim),
+                **{'class': self.classes[label] if label is not None and
+                   label < len(self.classes) else None}))
+        return dict(novelty=novelty, unknown=bool(
+            threshold is not None and novelty > threshold),
+            neighbors=neighbors)
+
+    def _forward_pytorch(self, samples: List[dict], full: bool = False):
         import torch
         from mmengine.dataset import pseudo_collate
         # test_step: the data preprocessor then predict, as in testing.
         # inference_mode: ~8% faster than no_grad on CPU for B4.
         with torch.inference_mode():
             preds = self.model.test_step(pseudo_collate(samples))
-        return torch.stack([p.pred_score.float() for p in preds]
-                           ).cpu().numpy()
+        scores = torch.stack([p.pred_score.float() for p in preds]
+                             ).cpu().numpy()
+        if not full:
+            return scores
+        extras = {}
+        if preds and 'novelty' in preds[0]:
+            extras = {key: torch.stack([torch.as_tensor(p.get(key))
+                                        for p in preds]).cpu().numpy()
+                      for key in ('novelty', 'neighbors', 'neighbor_sims')}
+        return scores, extras
 
-    def _forward_onnx(self, samples: List[dict]) -> np.ndarray:
+    def _forward_onnx(self, samples: List[dict], full: bool = False):
         batch = onnx_input(samples)
         expected = self.session.get_inputs()[0].shape
         if list(batch.shape[1:]) != list(expected[1:]):
@@ -372,7 +418,13 @@ class RockInferencer:
                 f'images but the ONNX model takes {tuple(expected[1:])}: '
                 'export it again with this config (or with a shape that '
                 'matches)')
-        return self.session.run(None, {ONNX_INPUT_NAME: batch})[0]
+        outputs = self.session.run(None, {ONNX_INPUT_NAME: batch})
+        if not full:
+            return outputs[0]
+        names = [o.name for o in self.session.get_outputs()]
+        extras = {k: v for k, v in zip(names, outputs)
+                  if k in ('novelty', 'neighbors', 'neighbor_sims')}
+        return outputs[0], extras if len(extras) == 3 else {}
 
     def input_size(self) -> Tuple[int, int]:
         """The ``(H, W)`` the test pipeline gives, from two dummy images
@@ -408,6 +460,35 @@ def _classes_from_checkpoint(ckpt: Optional[dict], path: str = 'checkpoint'
                                         and not classes):
             return check_classes(classes, path, key)
     return None
+
+
+def _bank_files_from_checkpoint(ckpt: Optional[dict], path: str
+                                ) -> Optional[List[str]]:
+    # Data: the evidence's file names, shown and opened, never run.
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    files = meta.get('feature_bank_files') if isinstance(meta, dict) \
+        else None
+    if files is None:
+        return None
+    if not isinstance(files, list) or not all(
+            isinstance(f, str) and len(f) < 4096 for f in files):
+        from rock_plugin.utils.errors import DataError
+        raise DataError('meta.feature_bank_files must be a list of file '
+                        'names', path)
+    return files
+
+
+def _open_set_of_head(model, bank_files: Optional[List[str]]
+                      ) -> Optional[Dict[str, Any]]:
+    head = getattr(model, 'head', None)
+    if not getattr(head, 'has_bank', False):
+        return None
+    labels = head.bank_labels.tolist()
+    if bank_files is not None and len(bank_files) != len(labels):
+        bank_files = None  # another run's list: show classes only
+    return dict(threshold=head.threshold, bank_files=bank_files,
+                bank_labels=labels,
+                temperature=float(head.temperature))
 
 
 def _classes_from_config(cfg) -> Optional[List[str]]:

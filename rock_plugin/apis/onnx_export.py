@@ -12,6 +12,8 @@ from .inferencer import (ONNX_INPUT_FORMAT, ONNX_INPUT_NAME, ONNX_OUTPUT_NAME,
                          RockInferencer, list_images, onnx_input)
 
 DEFAULT_TOLERANCE = 1e-4
+#: Graph outputs of a model with a feature bank (the first is the scores).
+ONNX_OPEN_SET_OUTPUTS = ('score', 'novelty', 'neighbors', 'neighbor_sims')
 
 
 class OnnxParityError(ValueError):
@@ -52,19 +54,29 @@ def _scores_module(model):
                 x = x.flip(1)
             if self.normalize:
                 x = (x - self.mean) / self.std
-            logits = self.model.head(self.model.extract_feat(x))
+            feats = self.model.extract_feat(x)
+            head = self.model.head
+            if open_set:
+                pre = head.pre_logits(feats)
+                out = head.open_set_outputs(pre, head.fc(pre))
+                return tuple(out[k] for k in ONNX_OPEN_SET_OUTPUTS)
+            logits = head(feats)
             # What head.predict gives as pred_score.
             return torch.sigmoid(logits) if multilabel else \
                 F.softmax(logits, dim=1)
 
+    # calibrated scores, novelty and nearest training images in the graph
+    open_set = getattr(model.head, 'has_bank', False)
     return Scores().eval()
 
 
 def _export_graph(module, path: str, shape: Tuple[int, int],
                   opset: Optional[int], exporter: str) -> None:
     import torch
-    args = dict(f=path, input_names=[ONNX_INPUT_NAME],
-                output_names=[ONNX_OUTPUT_NAME])
+    outputs = [ONNX_OUTPUT_NAME] + (
+        list(ONNX_OPEN_SET_OUTPUTS[1:]) if getattr(
+            module.model.head, 'has_bank', False) else [])
+    args = dict(f=path, input_names=[ONNX_INPUT_NAME], output_names=outputs)
     dummy = (torch.rand(2, 3, *shape) * 255, )
     if exporter == 'dynamo':
         # torch's maintained exporter. external_data=False embeds the
@@ -82,8 +94,8 @@ def _export_graph(module, path: str, shape: Tuple[int, int],
             # right, since H x W is fixed and only the batch is dynamic.
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
             torch.onnx.export(module, dummy, dynamo=False,
-                              dynamic_axes={ONNX_INPUT_NAME: {0: 'batch'},
-                                            ONNX_OUTPUT_NAME: {0: 'batch'}},
+                              dynamic_axes={name: {0: 'batch'} for name in
+                                            [ONNX_INPUT_NAME] + outputs},
                               opset_version=opset or 17, **args)
     else:
         raise ValueError(f"exporter must be 'dynamo' or 'torchscript', got "
@@ -282,13 +294,26 @@ def export_onnx(config, checkpoint: str, out: str = 'model.onnx',
             input_dtype='float32', input_channel_order='RGB',
             normalisation=json.dumps(normalisation),
             output=f'{ONNX_OUTPUT_NAME}: float32 N x {len(inferencer.classes)}'
-            ' softmax scores, class order as in "classes"',
+            ' softmax scores, class order as in "classes"' + (
+                '; novelty: float32 N (above open_set.unknown_threshold: '
+                'unknown rock); neighbors: int64 N x k indices of the '
+                'nearest training images (open_set.bank_files); '
+                'neighbor_sims: their cosine similarities'
+                if inferencer.open_set else ''),
             test_pipeline=json.dumps(cfg.test_dataloader.dataset.pipeline,
                                      default=str),
             source_config=osp.basename(cfg.filename or str(config)),
             source_checkpoint=osp.basename(checkpoint),
             producer=f'rock_plugin {rock_plugin.__version__}, torch '
             f'{torch.__version__} ({exporter} exporter)')
+        if inferencer.open_set:
+            info = inferencer.open_set
+            threshold = info['threshold']
+            metadata['open_set'] = json.dumps(dict(
+                temperature=info['temperature'],
+                unknown_threshold=threshold if np.isfinite(threshold)
+                else None, bank_labels=info['bank_labels'],
+                bank_files=info['bank_files'] or []))
         graph = onnx.load(tmp)
         onnx.helper.set_model_props(graph, metadata)
         graph.doc_string = ('Rock thin-section classifier (rock_plugin). '

@@ -13,7 +13,8 @@ from rock_plugin.utils.text import printable
 EXPORT_KEYS = frozenset((
     'classes', 'num_classes', 'input_name', 'input_format', 'input_shape',
     'input_dtype', 'input_channel_order', 'normalisation', 'output',
-    'test_pipeline', 'source_config', 'source_checkpoint', 'producer'))
+    'test_pipeline', 'source_config', 'source_checkpoint', 'producer',
+    'open_set'))
 _MAX = 16384  # no image side above it: a crafted size is no memory bomb
 
 
@@ -114,6 +115,51 @@ def check_test_pipeline(steps: Any, path: str) -> List[Dict[str, Any]]:
     return checked
 
 
+def check_open_set(info: Any, path: str) -> Dict[str, Any]:
+    """The checked ``open_set`` metadata: ``temperature`` (a number >= 1
+    or so), ``unknown_threshold`` (a number or null), ``bank_labels`` (ints
+    >= 0) and ``bank_files`` (strings, empty or one per label), returned as
+    the inferencer's ``open_set`` (``threshold``, ``bank_files`` or None,
+    ``bank_labels``, ``temperature``).
+
+    Example:
+        >>> check_open_set(dict(temperature=1.2, unknown_threshold=2.0,
+        ...                     bank_labels=[0], bank_files=['a.jpg']), 'm')
+        {'threshold': 2.0, 'bank_files': ['a.jpg'], ...}
+    """
+    key = 'metadata open_set'
+    fields = ('temperature', 'unknown_threshold', 'bank_labels',
+              'bank_files')
+    if not isinstance(info, dict) or set(info) != set(fields):
+        raise DataError(f'{key} must be an object with exactly '
+                        f'{", ".join(fields)}', path)
+
+    def number(v):
+        return type(v) in (int, float) and abs(v) < 1e30
+
+    labels, files = info['bank_labels'], info['bank_files']
+    checks = (
+        ('temperature', number(info['temperature']) and
+         info['temperature'] > 0, 'a positive number'),
+        ('unknown_threshold', info['unknown_threshold'] is None or
+         number(info['unknown_threshold']), 'a number or null'),
+        ('bank_labels', isinstance(labels, list) and all(
+            type(v) is int and 0 <= v < 100000 for v in labels),
+         'a list of class indices'),
+        ('bank_files', isinstance(files, list) and all(
+            isinstance(f, str) and len(f) < 4096 for f in files) and
+         len(files) in (0, len(labels) if isinstance(labels, list) else -1),
+         'a list of file names, one per bank label'))
+    for name, ok, kind in checks:
+        if not ok:
+            raise DataError(f'{key}.{name} must be {kind}', path)
+    threshold = info['unknown_threshold']
+    return dict(threshold=float('inf') if threshold is None
+                else float(threshold), bank_files=list(files) or None,
+                bank_labels=list(labels),
+                temperature=float(info['temperature']))
+
+
 def read_onnx_metadata(path: str, props: Iterable,
                        pipeline: bool = True) -> Dict[str, Any]:
     """Check the metadata of the ONNX file ``path`` before any use.
@@ -127,7 +173,8 @@ def read_onnx_metadata(path: str, props: Iterable,
 
     Returns:
         dict: ``classes`` (None if absent), the checked ``test_pipeline``
-        (None unless ``pipeline``); else a one-line :class:`DataError`.
+        (None unless ``pipeline``) and ``open_set`` (:func:`check_open_set`,
+        None if absent); else a one-line :class:`DataError`.
 
     Example:
         >>> read_onnx_metadata('m.onnx', onnx.load('m.onnx').metadata_props)
@@ -159,4 +206,6 @@ def read_onnx_metadata(path: str, props: Iterable,
         classes=check_classes(parse('classes'), path)
         if 'classes' in meta else None,
         test_pipeline=check_test_pipeline(parse('test_pipeline'), path)
-        if pipeline else None)
+        if pipeline else None,
+        open_set=check_open_set(parse('open_set'), path)
+        if 'open_set' in meta else None)

@@ -11,7 +11,7 @@ from .result_tables import save_confusion_csv
 
 # (column, compute_rock_metrics key); values in percent.
 SUMMARY_METRICS = (('top1', 'accuracy/top1'), ('precision', 'precision'),
-                   ('recall', 'recall'), ('f1', 'f1-score'))
+                   ('recall', 'recall'), ('f1', 'f1-score'), ('ece', 'ece'))
 
 
 def _metrics(predictions: Sequence[dict], num_classes: int) -> dict:

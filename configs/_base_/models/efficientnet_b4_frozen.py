@@ -21,4 +21,9 @@ model = dict(
     # rock_plugin.models.accel.ENGINES.
     frozen_engine='auto',
     backbone=dict(init_cfg=dict(type='Pretrained', checkpoint=b4_imagenet,
-                                prefix='backbone')))
+                                prefix='backbone')),
+    # mmpretrain's LinearClsHead plus calibrated scores and an "unknown"
+    # answer: temperature, bank of training features and novelty threshold
+    # are buffers that OpenSetCalibrationHook (default_runtime.py) fits
+    # after each epoch (rock_plugin/models/heads/open_set_head.py).
+    head=dict(type='OpenSetLinearClsHead'))

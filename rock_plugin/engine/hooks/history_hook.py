@@ -126,6 +126,8 @@ class HistoryHook(Hook):
             if isinstance(value, (int, float)) or (
                     torch.is_tensor(value) and value.numel() == 1):
                 values.setdefault(key, float(value))
+        if 'ece' in values:  # the metric's name; history says which split
+            values['val_ece'] = values.pop('ece')
         details = ClassReportMetric.details_of(runner.val_loop.evaluator) or {}
         names = details.get('classes', [])
         for key in ('precision', 'recall', 'f1-score'):

@@ -13,6 +13,7 @@ from sklearn.metrics import (precision_recall_fscore_support,
                              top_k_accuracy_score)
 
 from rock_plugin.utils.text import printable
+from ..functional.calibration import expected_calibration_error
 
 
 def compute_rock_metrics(scores: np.ndarray, labels: np.ndarray,
@@ -35,7 +36,8 @@ def compute_rock_metrics(scores: np.ndarray, labels: np.ndarray,
 
     Returns:
         dict: Percentages ``accuracy/top{k}``, macro ``precision``,
-        ``recall``, ``f1-score`` and their ``<name>_per_class`` lists; the
+        ``recall``, ``f1-score``, ``ece`` (expected calibration error) and
+        the first three's ``<name>_per_class`` lists; the
         ``support`` list and ``confusion`` (rows true, columns predicted).
 
     Example:
@@ -59,6 +61,8 @@ def compute_rock_metrics(scores: np.ndarray, labels: np.ndarray,
     out.update({k: float(np.mean(v)) * 100 for k, v in macro})
     out.update({f'{k}_per_class': (v * 100).tolist() for k, v in macro})
     out['support'] = s.tolist()
+    # top-label expected calibration error of the scores, 15 bins
+    out['ece'] = expected_calibration_error(scores, labels) * 100
     # Pairs outside the classes left out, as sklearn's confusion_matrix
     # (with labels=) did: bincount would fold them into other cells.
     labels = np.asarray(labels, dtype=np.int64)

@@ -1,0 +1,172 @@
+"""``OpenSetCalibrationHook``: fit the temperature, the feature bank and the
+"unknown" threshold of an :class:`OpenSetLinearClsHead` during training."""
+import copy
+import random
+from typing import List, Optional
+
+import numpy as np
+import torch
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmpretrain.registry import HOOKS
+
+from rock_plugin.evaluation.functional.calibration import (
+    expected_calibration_error, fit_temperature, keep_known_threshold,
+    softmax)
+from rock_plugin.models.heads import OpenSetLinearClsHead
+
+
+@HOOKS.register_module()
+class OpenSetCalibrationHook(Hook):
+    """After each training epoch (before its checkpoints are written),
+    extract the pooled features of the training images (test pipeline: the
+    centre view) and of the validation fold, then store in the head:
+
+    - the temperature that minimises the validation NLL (at least 1, see
+      :func:`fit_temperature`), so shown scores mean what they say;
+    - the bank of training features and their classes;
+    - the novelty statistics and the threshold that keeps ``keep_known`` of
+      the validation images (without a validation fold: the training images,
+      each against the others, an optimistic stand-in that is logged).
+
+    With a frozen backbone the features are extracted once per run. Random
+    states are left as they were (exact resume). The training image paths
+    go in the checkpoint's ``meta.feature_bank_files`` (the evidence shown
+    beside a prediction).
+
+    Args:
+        keep_known (float): Share of known images kept. Defaults to 0.95.
+        min_temperature (float): Lowest temperature. Defaults to 1.
+        interval (int): Epochs between fits when the backbone trains
+            (each epoch when it is frozen: it is cheap then).
+
+    Example:
+        >>> custom_hooks = [dict(type='OpenSetCalibrationHook')]
+    """
+    priority = 'ABOVE_NORMAL'  # before the checkpoint hook saves
+
+    def __init__(self, keep_known: float = 0.95,
+                 min_temperature: float = 1.0, interval: int = 1):
+        if not 0 < keep_known < 1:
+            raise ValueError(f'keep_known must be in (0, 1), got '
+                             f'{keep_known!r}')
+        self.keep_known = keep_known
+        self.min_temperature = min_temperature
+        self.interval = interval
+        self.bank_files: List[str] = []
+        self._cache = {}
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    def after_train_epoch(self, runner) -> None:
+        model = self._model(runner)
+        if not isinstance(getattr(model, 'head', None), OpenSetLinearClsHead):
+            return
+        frozen = not any(p.requires_grad for n, p in model.named_parameters()
+                         if not n.startswith('head.'))
+        if not (frozen or self.every_n_epochs(runner, self.interval)
+                or self.is_last_train_epoch(runner)):
+            return
+        if not frozen:
+            self._cache.clear()
+        states = (random.getstate(), np.random.get_state())
+        try:
+            with torch.random.fork_rng(devices=[]):
+                self._fit(runner, model)
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+
+    def _features(self, runner, model, dataset, key: str):
+        if key in self._cache:
+            return self._cache[key]
+        loader = runner.val_dataloader if runner.val_loop is not None \
+            else runner.train_dataloader
+        batch_size = getattr(loader, 'batch_size', None) or 16
+        # A plain loader of our own: its own generator (no draw from the
+        # global RNG) and every image on every rank.
+        dl = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=False,
+            num_workers=min(2, getattr(loader, 'num_workers', 0)),
+            collate_fn=pseudo_collate, generator=torch.Generator())
+        feats, labels = [], []
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for batch in dl:
+                    data = model.data_preprocessor(batch, False)
+                    pre = model.head.pre_logits(
+                        model.extract_feat(data['inputs']))
+                    feats.append(pre.float().cpu())
+                    labels += [int(s.gt_label) for s in data['data_samples']]
+        finally:
+            model.train(was_training)
+        out = (torch.cat(feats), torch.tensor(labels))
+        self._cache[key] = out
+        return out
+
+    def _fit(self, runner, model) -> None:
+        head = model.head
+        train_set = copy.copy(runner.train_dataloader.dataset)
+        val_set = runner.val_dataloader.dataset \
+            if runner.val_loop is not None else None
+        pipeline = val_set.pipeline if val_set is not None else \
+            runner.cfg.get('test_dataloader', {}).get('dataset', {}).get(
+                'pipeline')
+        if pipeline is None or not hasattr(train_set, 'pipeline'):
+            print_log('OpenSetCalibrationHook: no test pipeline for the '
+                      'training images; no feature bank', logger='current',
+                      level=30)
+            return
+        train_set.pipeline = pipeline if callable(pipeline) else \
+            Compose(pipeline)
+        bank, bank_y = self._features(runner, model, train_set, 'train')
+        if val_set is not None:
+            feats, y = self._features(runner, model, val_set, 'val')
+            knn = 1 - (torch.nn.functional.normalize(feats, dim=1) @
+                       torch.nn.functional.normalize(bank, dim=1).t()
+                       ).max(dim=1).values
+            source = f'{len(y)} validation images'
+        else:  # each training image against the others
+            feats, y = bank, bank_y
+            sims = torch.nn.functional.normalize(bank, dim=1)
+            sims = sims @ sims.t()
+            sims.fill_diagonal_(-1)
+            knn = 1 - sims.max(dim=1).values
+            source = f'{len(y)} training images (no validation fold: ' \
+                'optimistic)'
+        with torch.no_grad():
+            logits = head.fc(feats.to(head.fc.weight.device)).double().cpu()
+        energy = -torch.logsumexp(logits, dim=1)
+        z, labels = logits.numpy(), y.numpy()
+        t = fit_temperature(z, labels, (self.min_temperature, 100.0))
+        stats = [float(knn.mean()), float(knn.std()) + 1e-6,
+                 float(energy.mean()), float(energy.std()) + 1e-6]
+        novelty = (knn - stats[0]) / stats[1] + (energy - stats[2]) / stats[3]
+        threshold = keep_known_threshold(novelty.numpy(), self.keep_known)
+        head.set_open_set(t, bank, bank_y, stats, threshold)
+        self.bank_files = [str(train_set.get_data_info(i)['img_path'])
+                           for i in range(len(train_set))]
+        before = expected_calibration_error(softmax(z), labels)
+        after = expected_calibration_error(softmax(z, t), labels)
+        print_log(f'open set: temperature {t:.3f} (ECE on {source}: '
+                  f'{before * 100:.2f}% -> {after * 100:.2f}%), feature '
+                  f'bank {len(bank_y)} images, unknown above novelty '
+                  f'{threshold:.3f} ({self.keep_known:.0%} known kept)',
+                  logger='current')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self.bank_files:
+            checkpoint.setdefault('meta', {})['feature_bank_files'] = \
+                list(self.bank_files)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        files = (checkpoint.get('meta') or {}).get('feature_bank_files')
+        if isinstance(files, list) and all(isinstance(f, str) for f in files):
+            self.bank_files = list(files)

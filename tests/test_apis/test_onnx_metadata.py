@@ -152,6 +152,38 @@ def test_bad_metadata_is_one_clear_error(genuine, changes, expected):
     assert '\n' not in message and len(message) < 300
 
 
+OPEN_SET_CASES = [
+    ('not an object', lambda o: [o], 'open_set must be an object'),
+    ('extra field', lambda o: dict(o, type='os.system'),
+     'open_set must be an object with exactly'),
+    ('threshold string', lambda o: dict(o, unknown_threshold='1'),
+     'open_set.unknown_threshold must be a number or null'),
+    ('temperature zero', lambda o: dict(o, temperature=0),
+     'open_set.temperature must be a positive number'),
+    ('negative label', lambda o: dict(o, bank_labels=[-1] * len(
+        o['bank_labels'])), 'open_set.bank_labels must be'),
+    ('files of another bank', lambda o: dict(o, bank_files=['a.jpg']),
+     'open_set.bank_files must be a list of file names, one per'),
+]
+
+
+@pytest.mark.parametrize('change,expected', [c[1:] for c in OPEN_SET_CASES],
+                         ids=[c[0] for c in OPEN_SET_CASES])
+def test_bad_open_set_metadata_is_one_clear_error(genuine, change, expected):
+    from rock_plugin.apis.onnx_metadata import read_onnx_metadata
+    from rock_plugin.utils.errors import DataError
+    info = json.loads(genuine['meta']['open_set'])
+    assert len(info['bank_files']) == len(info['bank_labels']) > 100
+    checked = read_onnx_metadata('m.onnx', genuine['meta'].items())
+    assert checked['open_set']['bank_labels'] == info['bank_labels']
+    meta = dict(genuine['meta'], open_set=json.dumps(change(info)))
+    with pytest.raises(DataError) as err:
+        read_onnx_metadata('evil.onnx', meta.items())
+    message = str(err.value)
+    assert message.startswith('evil.onnx: ') and expected in message
+    assert '\n' not in message and len(message) < 300
+
+
 def test_key_twice_is_refused(genuine, tmp_path):
     from rock_plugin.apis.inferencer import RockInferencer
     from rock_plugin.utils.errors import DataError

@@ -131,7 +131,8 @@ class OpenSetLinearClsHead(LinearClsHead):
                 data_samples: Optional[List] = None) -> List:
         pre_logits = self.pre_logits(feats)
         logits = self(feats)  # through forward: its hooks see the logits
-        out = self.open_set_outputs(pre_logits, logits)
+        out = {k: v.detach() for k, v in
+               self.open_set_outputs(pre_logits, logits).items()}
         samples = self._get_predictions(logits / self.temperature,
                                         data_samples)
         threshold = self.threshold
@@ -144,6 +145,6 @@ class OpenSetLinearClsHead(LinearClsHead):
                 sample.set_field(out['neighbors'][i], 'neighbors')
                 sample.set_field(out['neighbor_sims'][i], 'neighbor_sims')
             if self.keep_features:
-                sample.set_field(F.normalize(pre_logits[i].float(), dim=0),
-                                 'feature')
+                sample.set_field(F.normalize(
+                    pre_logits[i].detach().float(), dim=0), 'feature')
         return samples

@@ -1,0 +1,59 @@
+"""Calibration maths: ECE, temperature, keep-known threshold, AUROC."""
+import numpy as np
+import pytest
+
+from rock_plugin.evaluation.functional.calibration import (
+    calibration_bins, expected_calibration_error, fit_temperature,
+    keep_known_threshold, open_set_report, softmax)
+
+
+def test_ece_of_known_cases():
+    # perfectly calibrated: confidence 0.75, 3 of 4 right
+    scores = np.tile([0.75, 0.25], (4, 1))
+    labels = np.array([0, 0, 0, 1])
+    assert expected_calibration_error(scores, labels) == pytest.approx(0)
+    # always 1.0 confident, half right: a gap of 0.5
+    scores = np.tile([1.0, 0.0], (4, 1))
+    assert expected_calibration_error(scores, np.array([0, 1, 0, 1])) == \
+        pytest.approx(0.5)
+    bins = calibration_bins(scores, np.array([0, 1, 0, 1]))
+    assert bins['count'].sum() == 4 and bins['count'][-1] == 4
+    assert np.isnan(bins['accuracy'][0])  # empty bins are NaN, not 0
+
+
+def test_ece_weights_bins_by_count():
+    scores = np.array([[0.95, 0.05]] * 8 + [[0.55, 0.45]] * 2)
+    labels = np.array([0] * 8 + [1, 1])  # high bin 100 % right, low 0 %
+    expected = (8 * 0.05 + 2 * 0.55) / 10
+    assert expected_calibration_error(scores, labels) == \
+        pytest.approx(expected)
+
+
+def test_fit_temperature_recovers_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, (4000, 5))
+    labels = np.array([rng.choice(5, p=p) for p in softmax(true_logits)])
+    t = fit_temperature(true_logits * 3, labels)  # 3x too sharp
+    assert t == pytest.approx(3, rel=0.1)
+    before = expected_calibration_error(softmax(true_logits * 3), labels)
+    after = expected_calibration_error(softmax(true_logits * 3, t), labels)
+    assert after < before / 2
+
+
+def test_fit_temperature_never_sharpens_by_default():
+    # a fold without errors would want T -> 0: the lower bound 1 holds
+    logits = np.array([[2.0, 0.0, 0.0]] * 20)
+    labels = np.zeros(20, dtype=int)
+    assert fit_temperature(logits, labels) == 1.0
+    assert fit_temperature(logits, labels, (0.05, 10)) < 0.5
+
+
+def test_keep_known_threshold_and_report():
+    known = np.arange(100, dtype=float)
+    threshold = keep_known_threshold(known, 0.95)
+    assert np.mean(known > threshold) == pytest.approx(0.05, abs=0.011)
+    report = open_set_report(known, known + 1000, threshold)
+    assert report['auroc'] == 1.0 and report['unknown_flagged'] == 1.0
+    assert report['known_flagged'] == pytest.approx(0.05, abs=0.011)
+    assert np.isnan(open_set_report(known, [], threshold)['auroc'])
+    assert keep_known_threshold([]) == float('inf')

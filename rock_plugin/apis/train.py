@@ -90,9 +90,12 @@ def check_checkpoint_fits(model, checkpoint: str, strict: bool = True,
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module  # DDP and the TTA wrapper hold the weights
     own = model.state_dict()
+    # buffers a module sizes from the file (the open-set head's bank)
+    sized = {f'{name}.{b}'.lstrip('.') for name, m in model.named_modules()
+             for b in getattr(m, 'variable_shape_buffers', ())}
     problems = [f'{k}: checkpoint {tuple(v.shape)}, model '
                 f'{tuple(own[k].shape)}' for k, v in weights.items()
-                if k in own and hasattr(v, 'shape') and
+                if k in own and k not in sized and hasattr(v, 'shape') and
                 tuple(v.shape) != tuple(own[k].shape)]
     if strict:
         for label, keys in (

@@ -53,6 +53,10 @@ class OpenSetLinearClsHead(LinearClsHead):
         torch.Size([3])
     """
 
+    #: Buffers sized by the checkpoint they are loaded from (one row per
+    #: training image): checkpoint-fit checks let their shapes differ.
+    variable_shape_buffers = ('bank', 'bank_labels')
+
     def __init__(self, num_classes: int, in_channels: int,
                  num_neighbors: int = 3,
                  unknown_threshold: Optional[float] = None,

@@ -35,6 +35,9 @@ custom_hooks = [
     # threshold, fitted after each epoch on the validation fold (does
     # nothing for other heads).
     dict(type='OpenSetCalibrationHook'),
+    # progress bars with the ETA of the whole run on a terminal (none in CI
+    # or when stderr is a file; the log lines stay)
+    dict(type='RichProgressBarHook'),
     # train_batch0.jpg and val_predictions.jpg (enabled=False: none).
     dict(type='TrainingPreviewHook'),
     # Early stopping (--patience N) adds (mmengine's, resumable)

@@ -29,8 +29,9 @@ def test_rock_b4_values_match_spec():
         'efficientnet-b4_3rdparty_8xb32_in1k_20220119-81fd4077.pth')
     assert m.backbone.init_cfg.prefix == 'backbone'
     assert m.neck.type == 'GlobalAveragePooling'
+    # mmpretrain's LinearClsHead plus buffers for calibration/novelty
     assert (m.head.type, m.head.num_classes, m.head.in_channels) == (
-        'LinearClsHead', 11, 1792)
+        'OpenSetLinearClsHead', 11, 1792)
     assert m.head.loss == dict(type='CrossEntropyLoss', loss_weight=1.0)
     assert tuple(m.head.topk) == (1, 5)
     dp = cfg.data_preprocessor
@@ -124,6 +125,7 @@ def test_recipes_are_short_compositions_of_base_files(name, tmp_path):
         'HistoryHook', 'HistoryFigureHook', 'ResumeValidationHook',
         'RngStateHook', 'NanGuardHook', 'PlainCheckpointStateHook',
         'ConfiguredScheduleEndHook', 'AutoClassWeightHook',
+        'OpenSetCalibrationHook', 'RichProgressBarHook',
         'TrainingPreviewHook']
     # The config as run (mmengine dumps the merged config into the work
     # dir) stands alone: it loads away from configs/_base_ unchanged.

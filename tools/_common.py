@@ -19,6 +19,8 @@ import sys
 from typing import Callable, Dict, Iterator, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# The shipped configs: the checkout's, or a wheel's copy (rock_plugin/.mim).
+CONFIGS = osp.join(REPO, 'configs')
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
@@ -138,12 +140,44 @@ def add_check_args(parser: argparse.ArgumentParser, strict_help: str) -> None:
                         help='show the full traceback on errors')
 
 
+def shipped_config(path: str) -> str:
+    """A config argument (argparse ``type``): an existing file as given,
+    else the shipped config it names (``rock_quickstart``,
+    ``rock_quickstart.py``, ``configs/rock_b4.py``), from any folder: the
+    checkout's ``configs/``, or an installed wheel's copy.
+
+    Args:
+        path (str): The argument as typed.
+
+    Returns:
+        str: ``path``, or the shipped config's path when ``path`` is not a
+        file and names one (a missing file stays as typed: its error).
+
+    Example:
+        >>> shipped_config('rock_quickstart')
+        '/.../configs/rock_quickstart.py'
+    """
+    if osp.isfile(osp.expanduser(path)) or osp.isabs(path):
+        return path
+    name = osp.normpath(path).replace(os.sep, '/')
+    if name.startswith('configs/'):
+        name = name[len('configs/'):]
+    if not name.endswith('.py'):
+        name += '.py'
+    shipped = osp.join(CONFIGS, name)
+    if name.startswith('../') or not osp.isfile(shipped):
+        return path
+    return shipped
+
+
 def add_model_args(parser: argparse.ArgumentParser,
                    optional: bool = False) -> None:
     """``CONFIG CHECKPOINT``, the positionals of every tool that loads a
     trained model (``optional``: both may be left out)."""
     nargs = '?' if optional else None
-    parser.add_argument('config', nargs=nargs, help='the training config')
+    parser.add_argument('config', nargs=nargs, type=shipped_config,
+                        help='the training config (or a shipped one\'s '
+                        'name, e.g. rock_quickstart)')
     parser.add_argument('checkpoint', nargs=nargs,
                         help='the trained .pth checkpoint')
 

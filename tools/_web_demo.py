@@ -1,5 +1,7 @@
-"""A Gradio page for a rock classifier: top-5 classes and a Grad-CAM overlay,
-laid out like mmpretrain's ``projects/gradio_demo`` for one trained model.
+"""A Gradio page for a rock classifier: top-5 classes, the answer (a class,
+or "unknown" when the image is unlike every trained class) with its novelty
+score, the most similar training images and a Grad-CAM overlay, laid out
+like mmpretrain's ``projects/gradio_demo`` for one trained model.
 
 Uploads reach our code as file paths, undecoded, and are read by the same
 loader as ``tools/predict.py``: a bad file (not an image, empty, truncated,
@@ -16,7 +18,7 @@ import tempfile
 import threading
 import time
 import warnings
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 from PIL import Image
 
@@ -39,9 +41,55 @@ def bundled_examples(root: str, per_class: int = 1) -> list:
     return found
 
 
+def evidence(result: dict, threshold: Optional[float],
+             size: int = 320) -> Tuple[str, list]:
+    """What the page says beside the scores of one ``RockInferencer``
+    result: the answer text (class or unknown label, novelty and
+    threshold) and the gallery of the most similar training images,
+    ``(RGB array, caption)`` each; those not on this machine are left out
+    of the gallery and named in the text.
+
+    Example:
+        >>> text, gallery = evidence(inferencer(path)[0], 2.66)
+        >>> gallery[0][1]
+        '1. Chert, similarity 0.912 (Chert23_11.jpg)'
+    """
+    from rock_plugin.utils.text import printable
+    from rock_plugin.visualization.annotate import thumbnail
+    answer = printable(result.get('answer', result['pred_class']), True)
+    if result.get('novelty') is None:
+        return (f'{answer}\n(no novelty score: this model has no feature '
+                'bank; train it again to get one)'), []
+    novelty = result['novelty']
+    if result.get('unknown'):
+        lines = [answer, f'novelty {novelty:.2f} is above the threshold '
+                 f'{threshold:.2f}; the closest class is '
+                 f'{printable(result["pred_class"], True)} '
+                 f'({result["pred_score"]:.3f})']
+    else:
+        limit = '' if threshold is None else \
+            f', within the threshold {threshold:.2f}'
+        lines = [answer, f'novelty {novelty:.2f}{limit}: like the training '
+                 'images']
+    gallery, missing = [], []
+    for rank, near in enumerate(result.get('neighbors') or (), 1):
+        name = printable(osp.basename(near.get('file') or '?'), True)
+        caption = (f'{rank}. {printable(near.get("class") or "?", True)}, '
+                   f'similarity {near["similarity"]:.3f} ({name})')
+        image = thumbnail(near['file'], size) if near.get('file') else None
+        if image is None:
+            missing.append(caption)
+        else:
+            gallery.append((image, caption))
+    if missing:
+        lines.append('not on this machine: ' + '; '.join(missing))
+    return '\n'.join(lines), gallery
+
+
 class RockClassificationTab:
     """mmpretrain's ``ImageClassificationTab`` for one rock model, with the
-    top-1 class overlay of ``cam`` (if any) and ``examples`` under the input.
+    answer and its evidence (the most similar training images), the top-1
+    class overlay of ``cam`` (if any) and ``examples`` under the input.
     """
 
     def __init__(self, inferencer, cam=None, examples: Sequence[str] = ()):
@@ -66,6 +114,9 @@ class RockClassificationTab:
                                 label='Bundled thin sections',
                                 examples_per_page=len(self.examples))
             with gr.Column():
+                out_answer = gr.Textbox(
+                    label='Answer', lines=2, interactive=False,
+                    elem_id='answer_result', elem_classes='answer_result')
                 out_cls = gr.Label(label='Top-5 classes', num_top_classes=5,
                                    elem_id='cls_result',
                                    elem_classes='cls_result')
@@ -73,24 +124,34 @@ class RockClassificationTab:
                     label='Grad-CAM of the top-1 class', interactive=False,
                     format='png', elem_id='cam_result',
                     elem_classes='cam_result', visible=self.cam is not None)
+        with gr.Row():
+            out_near = gr.Gallery(
+                label='Most similar training images', columns=3,
+                height='auto', format='png', interactive=False,
+                object_fit='contain',  # evidence: the whole image
+                elem_id='neighbors_result', elem_classes='neighbors_result',
+                visible=self.inferencer.open_set is not None)
         # preprocess=False: Gradio's own preprocess opens every upload with
         # PIL (type='filepath' too), so a bad file failed inside Gradio with
         # a bare "Error" and a traceback; the callback gets the file instead.
         gr.on([run_button.click, in_image.upload], self.inference,
-              inputs=in_image, outputs=[out_cls, out_cam],
+              inputs=in_image,
+              outputs=[out_cls, out_cam, out_answer, out_near],
               api_name='predict', preprocess=False)
 
     def inference(self, image: Union[None, str, dict]):
         """The Gradio callback: the upload (Gradio's file dict, or a path)
-        -> (``{class: score}`` of the top 5, CAM overlay). A bad file raises
-        one ``gradio.Error`` naming it, and prints that line on the server.
+        -> (``{class: score}`` of the top 5, CAM overlay, answer text,
+        gallery of the most similar training images; see :func:`evidence`).
+        A bad file raises one ``gradio.Error`` naming it, and prints that
+        line on the server.
         """
         from rock_plugin.apis.inferencer import (ImageNotFoundError,
                                                  ImageReadError)
         from rock_plugin.utils.text import printable
         path, name = _upload_path(image)
         if path is None:
-            return None, None
+            return None, None, None, None
         try:
             _refuse_decompression_bomb(path)
             result = self.inferencer(path)[0]
@@ -109,7 +170,8 @@ class RockClassificationTab:
                 f'{Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels); downscale '
                 'it') from None
         scores = {printable(c): s for c, s in result['topk'][:5]}
-        return scores, overlay
+        text, gallery = evidence(result, self.inferencer.novelty_threshold)
+        return scores, overlay, text, gallery
 
 
 def _upload_path(image: Union[None, str, dict]) -> tuple:
@@ -228,8 +290,10 @@ def build_demo(inferencer, cam=None, examples: Sequence[str] = (),
     warnings.filterwarnings('error', category=Image.DecompressionBombWarning)
     with gr.Blocks(analytics_enabled=False, title=title) as demo:
         gr.Markdown(f'# {title}\nDrop in a thin-section image or pick a '
-                    'bundled one: the five most likely rock classes, and '
-                    'where in the image the model looked for the first.')
+                    'bundled one: the answer (or "unknown" when it is unlike '
+                    'every trained class), the five most likely rock '
+                    'classes, the most similar training images, and where '
+                    'in the image the model looked for the first.')
         with gr.Tabs():
             with gr.TabItem('Image Classification'):
                 demo.rock_tab = RockClassificationTab(inferencer, cam,

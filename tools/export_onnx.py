@@ -59,9 +59,13 @@ def main(argv=None) -> Dict[str, Any]:
     setup_env(args)
     from rock_plugin.apis.inferencer import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME
     from rock_plugin.apis.onnx_export import export_onnx
-    report = export_onnx(args.config, args.checkpoint, args.out, args.shape,
-                         args.opset, args.device, args.check_images,
-                         args.tolerance, args.exporter)
+    from rock_plugin.utils.progress import ProgressBar
+    # One opaque call: the bar shows the time it has taken (terminal only).
+    with ProgressBar('exporting and checking against PyTorch'):
+        report = export_onnx(args.config, args.checkpoint, args.out,
+                             args.shape, args.opset, args.device,
+                             args.check_images, args.tolerance,
+                             args.exporter)
     h, w = report['shape']
     print(f'exported {report["path"]} ({report["size_bytes"] / 2**20:.1f} '
           f'MiB, one file, {report["exporter"]} exporter): input '

@@ -9,7 +9,13 @@ each image annotated with its top-k classes (``--cam``: and its Grad-CAM
 overlay beside it) as ``DIR/<path under INPUT>.jpg`` (``a.png`` ->
 ``a.png.jpg``: ``a.jpg`` and ``a.png`` stay apart); a video gives an
 annotated video there (or beside ``--out``). DIR may not be, or lie inside,
-INPUT: the outputs would overwrite or mix with the inputs.
+INPUT: the outputs would overwrite or mix with the inputs. ``--group-by
+[REGEX]`` pools the images of each slide of a folder (a table, and
+``<--out name>_per_slide.csv``). A model with a feature bank also gives
+each image its novelty score and answer (its class, or "unknown" above
+the threshold, ``--unknown-threshold X`` to change it), in the table, the
+``--out`` columns and, with the three most similar training images beside
+the image, in ``--show-dir``.
 :func:`parse_args` -> :class:`rock_plugin.apis.inferencer.RockInferencer`;
 ``--help`` lists the flags.
 """
@@ -21,7 +27,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 from _common import (add_common_args, add_model_args, check_files,
-                     check_output_not_input, run, setup_env)
+                     check_output_not_input, flag_hint, run, setup_env)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,7 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'export_onnx.py); alone it needs no config or '
                         'checkpoint')
     parser.add_argument('--show-dir', help='save each image annotated with '
-                        'its top-k classes here, as <its path under INPUT>'
+                        'its top-k classes (and answer, novelty and most '
+                        'similar training images when the model has a '
+                        'feature bank) here, as <its path under INPUT>'
                         '.jpg (a video: an annotated video); not inside '
                         'INPUT')
     parser.add_argument('--cam', action='store_true',
@@ -61,6 +69,23 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='test-time augmentation: average the scores of '
                         "the config's tta_pipeline views (flips and 90-degree "
                         'rotations)')
+    parser.add_argument('--unknown-threshold', type=float, metavar='X',
+                        help='call an image "unknown" when its novelty '
+                        "score is above X (default: the model's own "
+                        'threshold, fitted in training to keep 95%% of the '
+                        'validation images); needs a model with a feature '
+                        'bank')
+    parser.add_argument(
+        '--group-by', nargs='?', const='', metavar='REGEX',
+        help='also pool the images of each slide (sample) of a folder: a '
+        'per-slide table, and <--out name>_per_slide.csv. REGEX is searched '
+        'in the file name, group 1 the slide, or folder / folder:N, as in '
+        'cross_validate.py; alone: <name><number>_<tile> names '
+        '(Chert23_11.jpg -> Chert23)')
+    parser.add_argument('--pool', choices=['mean', 'logmean'],
+                        help='with --group-by: pool the mean of the '
+                        'probabilities or of the log-probabilities '
+                        '(default logmean)')
     add_common_args(parser, device='cpu', distributed=False,
                     cfg_options=False)
     args = parser.parse_args(argv)
@@ -93,6 +118,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.tta and args.backend == 'onnxruntime' and args.config:
         raise ValueError('--tta runs the PyTorch model; it does not combine '
                          'with --backend onnxruntime')
+    if args.tta and args.unknown_threshold is not None:
+        raise ValueError('--unknown-threshold does not combine with --tta: '
+                         'the averaged views give no novelty score')
+    if args.pool and args.group_by is None:
+        raise ValueError('--pool pools the images of a slide: give '
+                         '--group-by [REGEX] too')
     return args
 
 
@@ -153,6 +184,7 @@ class Views:
 
     def __init__(self, args, inferencer, video: bool):
         self.args, self.frames, self.video = args, {}, None
+        self.inferencer = inferencer  # its novelty threshold in force
         self.cam = None
         if args.cam and video:
             raise ValueError('--cam draws on images, not on a video')
@@ -193,7 +225,7 @@ class Views:
         import cv2
 
         from rock_plugin.utils.text import printable
-        from rock_plugin.visualization.annotate import (annotate_prediction,
+        from rock_plugin.visualization.annotate import (annotate_result,
                                                         save_image)
         bgr = cv2.imread(result['file'], cv2.IMREAD_COLOR)
         if bgr is None:  # read by the model's loader but not by OpenCV
@@ -211,8 +243,10 @@ class Views:
         path = osp.join(self.args.show_dir, rel + '.jpg')
         # A --show-dir above INPUT can still lead into it (INPUT/x/x/...).
         check_output_not_input(path, [source], '--show-dir')
-        save_image(path, annotate_prediction(bgr[..., ::-1], result['topk'],
-                                             overlay, result['pred_class']))
+        # The evidence: answer, novelty and the nearest training images.
+        save_image(path, annotate_result(
+            bgr[..., ::-1], result, self.inferencer.novelty_threshold,
+            overlay))
 
     def close(self) -> None:
         from rock_plugin.utils.text import printable
@@ -222,6 +256,60 @@ class Views:
                   f'({self.video.frames} frames)')
         elif self.args.show_dir and not self.video:
             print(f'annotated images in {printable(self.args.show_dir)}')
+
+
+def slide_keys(args: argparse.Namespace, paths: List[str]) -> List[str]:
+    """``--group-by``: the slide of every path, as ``cross_validate.py``
+    reads it (one error line names the file names it misses)."""
+    from rock_plugin.datasets.kfold import group_keys
+    from rock_plugin.evaluation.slide_results import DEFAULT_GROUP_BY
+    with flag_hint({'group_by=': '--group-by '}):
+        return group_keys(paths, args.group_by or DEFAULT_GROUP_BY)
+
+
+def report_slides(args: argparse.Namespace, results: List[Dict[str, Any]],
+                  classes: List[str]) -> None:
+    """``--group-by``: print the per-slide table (tiles pooled by
+    ``--pool``) and, with ``--out``, write ``<out name>_per_slide.csv``."""
+    import numpy as np
+
+    from rock_plugin.evaluation.slide_results import (DEFAULT_POOL,
+                                                      format_slide_table,
+                                                      slide_results,
+                                                      write_slide_csv)
+    from rock_plugin.utils.text import printable
+    pool = args.pool or DEFAULT_POOL
+    scores = np.array([[r['scores'][c] for c in classes] for r in results])
+    rows = slide_results(scores, slide_keys(args, [r['file'] for r in
+                                                   results]), mode=pool)
+    print(f'\n{len(rows)} slides ({pool} of the scores of '
+          f'{len(results)} images)')
+    print(format_slide_table(rows, classes))
+    if args.out:
+        path = write_slide_csv(rows, classes, osp.splitext(args.out)[0] +
+                               '_per_slide.csv')
+        print(f'wrote {printable(path)}')
+
+
+def set_unknown_threshold(args: argparse.Namespace, inferencer) -> bool:
+    """Apply ``--unknown-threshold``; whether the model gives novelty
+    scores (it has a feature bank), with a line saying the threshold."""
+    from rock_plugin.apis.inferencer import UNKNOWN_LABEL
+    from rock_plugin.utils.text import printable
+    if inferencer.open_set is None:
+        if args.unknown_threshold is not None:
+            model = args.checkpoint or args.onnx
+            raise ValueError(
+                f'{model}: --unknown-threshold needs a model with a feature '
+                'bank (trained with OpenSetLinearClsHead); this one gives '
+                'no novelty score: train it again, or leave the flag out')
+        return False
+    inferencer.unknown_threshold = args.unknown_threshold
+    whose = '--unknown-threshold' if args.unknown_threshold is not None \
+        else "the model's threshold"
+    print(f'novelty above {inferencer.novelty_threshold:.3g} ({whose}): '
+          f'{printable(UNKNOWN_LABEL)}')
+    return True
 
 
 def main(argv=None) -> List[Dict[str, Any]]:
@@ -236,10 +324,17 @@ def main(argv=None) -> List[Dict[str, Any]]:
     """
     args = parse_args(argv)
     setup_env(args)
-    from rock_plugin.apis.inferencer import RockInferencer, write_predictions
+    from rock_plugin.apis.inferencer import (UNKNOWN_LABEL, RockInferencer,
+                                             write_predictions)
+    from rock_plugin.utils.progress import track
     from rock_plugin.utils.text import printable
     errors: List[Tuple[str, str]] = []
     items, width, kind, shown, on_error = open_input(args, errors)
+    if args.group_by is not None:
+        if not isinstance(items, list):
+            raise ValueError('--group-by pools the images of a folder, not '
+                             'the frames of a video')
+        slide_keys(args, items)  # a name it misses stops the run now
     if args.config is None:  # --onnx alone
         if args.tta:
             raise ValueError('--tta runs the PyTorch model; it needs CONFIG '
@@ -250,21 +345,30 @@ def main(argv=None) -> List[Dict[str, Any]]:
         inferencer = RockInferencer(args.config, args.checkpoint,
                                     args.device, args.batch_size, args.topk,
                                     args.backend, args.onnx, tta=args.tta)
+    open_set = set_unknown_threshold(args, inferencer)
     views = Views(args, inferencer, isinstance(items, Iterator))
-    items = views.remember(items)
+    # A bar on the terminal only (counts read inputs, bad ones too).
+    items = track(views.remember(items), 'predicting',
+                  len(items) if isinstance(items, list) else None)
     print(f'predicting {kind} ({args.backend}, batch {args.batch_size}'
           + (', TTA' if args.tta else '') + ')',
           flush=True)
     width = min(max(width, 4), 70)
+    # A model with a feature bank: its novelty and answer columns too.
+    extra = f'{"novelty":>7}  {"answer":<{len(UNKNOWN_LABEL)}}  ' \
+        if open_set else ''
     print(f'{"file":<{width}}  {"top-1 class":<24} {"score":>6}  '
-          f'top-{args.topk}')
+          f'{extra}top-{args.topk}')
     results = []
     start = time.perf_counter()
     for r in inferencer.iter_predict(items, on_error=on_error):
         topk = ', '.join(f'{printable(c)} {s:.3f}' for c, s in r['topk'])
+        if open_set:
+            extra = f'{r["novelty"]:>7.2f}  ' \
+                f'{printable(r["answer"]):<{len(UNKNOWN_LABEL)}}  '
         print(f'{_short(shown(r["file"]), width):<{width}}  '
               f'{printable(r["pred_class"]):<24} '
-              f'{r["pred_score"]:>6.3f}  {topk}', flush=True)
+              f'{r["pred_score"]:>6.3f}  {extra}{topk}', flush=True)
         results.append(r)
         views.show(r)
     views.close()
@@ -272,14 +376,20 @@ def main(argv=None) -> List[Dict[str, Any]]:
     rate = f', {len(results) / seconds:.1f} images/s' if seconds > 0 else ''
     print(f'{len(results)} predicted, {len(errors)} failed '
           f'({seconds:.2f} s{rate})')
+    if open_set:
+        print(f'{sum(r["unknown"] for r in results)} of {len(results)} '
+              f'unknown (novelty above {inferencer.novelty_threshold:.3g})')
     if args.out and results:
         write_predictions(
             args.out, results, inferencer.classes, errors,
             info=dict(config=args.config, checkpoint=args.checkpoint,
                       onnx=args.onnx, backend=args.backend, input=args.input,
                       every_n=args.every_n if 'video' in kind else None,
-                      topk=args.topk))
+                      topk=args.topk,
+                      unknown_threshold=inferencer.novelty_threshold))
         print(f'wrote {printable(args.out)}')
+    if args.group_by is not None and results:
+        report_slides(args, results, inferencer.classes)
     if not results:
         raise ValueError(f'{args.input}: nothing could be predicted '
                          f'({len(errors)} unreadable files, listed above)')

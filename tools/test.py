@@ -2,7 +2,10 @@
 
 Prints the per-class table and writes ``per_class.csv``,
 ``confusion_matrix.csv/.png``, ``prediction_results.csv`` and
-``summary.json`` to ``<work dir>/test_results`` (``--results-dir``).
+``summary.json`` to ``<work dir>/test_results`` (``--results-dir``);
+``--group-by [REGEX]`` adds ``per_slide.csv`` and the slide accuracy;
+``--unknown DIR`` the open-set report (``open_set.json``,
+``novelty_scores.csv``), ``--embedding`` ``embedding.png``.
 mmpretrain's shape: :func:`parse_args` -> :func:`merge_args` ->
 :func:`rock_plugin.apis.evaluate.evaluate`; ``--help`` lists the flags.
 Several processes: ``bash tools/dist_test.sh CONFIG CHECKPOINT N``, on Slurm
@@ -22,6 +25,7 @@ from _config_flags import (cfg_options_guard, load_config, set_data_options,
 FLAG_HINTS = {
     'skip_bad_images=True': '--skip-bad-images',
     'the config key ': '--cfg-options ',
+    'group_by=': '--group-by ',
 }
 
 
@@ -58,6 +62,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--mistakes', type=int, default=16,
                         help='most confident mistakes on mistakes.jpg '
                         '(default 16; 0: no sheet)')
+    parser.add_argument(
+        '--group-by', nargs='?', const='', metavar='REGEX',
+        help='also pool the images of each slide (sample): per_slide.csv '
+        'and slide accuracy. REGEX is searched in the file name, group 1 '
+        'the slide, or folder / folder:N, as in cross_validate.py; alone: '
+        '<name><number>_<tile> names (Chert23_11.jpg -> Chert23)')
+    parser.add_argument('--pool', choices=['mean', 'logmean'],
+                        help='with --group-by: pool the mean of the '
+                        'probabilities or of the log-probabilities '
+                        '(default logmean)')
+    parser.add_argument('--unknown', metavar='DIR',
+                        help='a folder of images of rocks of no trained '
+                        'class (any layout): how well the novelty score '
+                        'tells them from the test images (AUROC, shares '
+                        'flagged unknown): open_set.json, novelty_scores.csv')
+    parser.add_argument('--unknown-threshold', type=float, metavar='X',
+                        help='novelty above X is "unknown" (default: the '
+                        'threshold fitted in training)')
+    parser.add_argument('--embedding', nargs='?', const='tsne',
+                        choices=['tsne', 'umap'],
+                        help='embedding.png: a t-SNE (or UMAP, with '
+                        'umap-learn installed) map of the pooled features of '
+                        'the test images, and of the --unknown ones')
     add_common_args(parser)
     args = parser.parse_args(argv)
     check_split_args(args)
@@ -71,6 +98,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                          'can run code when loaded, so none are written)')
     if args.interval < 1:
         raise ValueError(f'--interval must be at least 1, got {args.interval}')
+    if args.pool and args.group_by is None:
+        raise ValueError('--pool pools the images of a slide: give '
+                         '--group-by [REGEX] too')
+    if args.tta and (args.unknown or args.embedding):
+        # TTA averages the scores only: no novelty, no features
+        raise ValueError('--unknown and --embedding score the model '
+                         'without test-time augmentation: leave out --tta')
     return args
 
 
@@ -112,17 +146,48 @@ def merge_args(cfg, args: argparse.Namespace, meta: dict):
         test_ds = copy.deepcopy(cfg.val_dataloader.dataset)
         test_ds.pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
         cfg.test_dataloader.dataset = test_ds
+    set_open_set_options(cfg, args)
     if args.tta:
         from rock_plugin.apis.tta import tta_config
         tta_config(cfg)
     return set_test_outputs(cfg, args)
 
 
+def set_open_set_options(cfg, args: argparse.Namespace):
+    """``--unknown-threshold X`` (``model.head.unknown_threshold``) and
+    ``--embedding`` (``model.head.keep_features``); these and ``--unknown``
+    need an ``OpenSetLinearClsHead`` (a plain head: one clear error)."""
+    flags = [flag for flag, given in (
+        ('--unknown', args.unknown),
+        ('--unknown-threshold', args.unknown_threshold is not None),
+        ('--embedding', args.embedding)) if given]
+    if not flags:
+        return cfg
+    from mmpretrain.registry import MODELS
+
+    from rock_plugin.models.heads import OpenSetLinearClsHead
+    head = cfg.model.get('head') or {}
+    head_class = MODELS.get(str(head.get('type')))
+    if not (isinstance(head_class, type) and
+            issubclass(head_class, OpenSetLinearClsHead)):
+        raise ValueError(
+            f'{args.checkpoint}: the model has no feature bank for '
+            f'{" / ".join(flags)}: its head is {head.get("type")} (trained '
+            'before open-set support); train again with the shipped '
+            'configs (OpenSetLinearClsHead)')
+    if args.unknown_threshold is not None:
+        cfg.model.head.unknown_threshold = args.unknown_threshold
+    if args.embedding:
+        cfg.model.head.keep_features = True
+    return cfg
+
+
 # ClassReportMetric's registered names (RockMetric: the earlier one).
 CLASS_REPORT_METRICS = ('ClassReportMetric', 'mmpretrain.ClassReportMetric',
                         'RockMetric', 'mmpretrain.RockMetric')
 TEST_OUTPUT_HOOKS = ('TestResultsHook', 'DumpResultsHook',
-                     'PredictionVisualizationHook')
+                     'PredictionVisualizationHook', 'SlideResultsHook',
+                     'OpenSetTestHook')
 
 
 def _evaluator_list(evaluator) -> list:
@@ -141,7 +206,8 @@ def set_test_outputs(cfg, args: argparse.Namespace):
     ``--mistakes``; it prints the per-class table, so the metric does not),
     ``DumpResultsHook`` (``--out``, ``--out-item``) and
     ``PredictionVisualizationHook`` (``--show-dir``, ``--interval``,
-    ``--show-wrong-only``).
+    ``--show-wrong-only``), ``SlideResultsHook`` (``--group-by``,
+    ``--pool``), ``OpenSetTestHook`` (``--unknown``, ``--embedding``).
 
     Args:
         cfg (Config): ``work_dir`` set.
@@ -167,6 +233,15 @@ def set_test_outputs(cfg, args: argparse.Namespace):
         hooks.append(dict(type='PredictionVisualizationHook',
                           out_dir=args.show_dir, interval=args.interval,
                           wrong_only=args.show_wrong_only))
+    if args.group_by is not None:  # '' (the flag alone): the default
+        hooks.append(dict(type='SlideResultsHook',
+                          group_by=args.group_by or None,
+                          pool=args.pool,
+                          results_dir=hooks[0]['results_dir']))
+    if getattr(args, 'unknown', None) or getattr(args, 'embedding', None):
+        hooks.append(dict(type='OpenSetTestHook', unknown_dir=args.unknown,
+                          embedding=args.embedding,
+                          results_dir=hooks[0]['results_dir']))
     # The flags decide: a config saved by a test run names these already.
     kept = [h for h in cfg.get('custom_hooks') or []
             if not isinstance(h, dict) or str(h.get('type')).rsplit(

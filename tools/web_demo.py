@@ -6,12 +6,15 @@
     python tools/web_demo.py CONFIG CKPT --onnx model.onnx --port 8080
 
 Drop in or pick an image (the bundled thin sections are offered as
-examples): the top-5 classes as bars and the Grad-CAM overlay of the top-1
-class. With ``--onnx`` the scores come from ONNX Runtime; the overlay still
-needs the PyTorch checkpoint. A file that is not a readable image is named
-on the page in one line. Uploads live in a temporary folder of the demo's
-own, removed when it stops (Ctrl+C or SIGTERM). Follows mmpretrain's
-``projects/gradio_demo``.
+examples): the answer (the top-1 class, or "unknown" when the image is
+unlike every trained class) with its novelty score and threshold, the
+top-5 classes as bars, the three most similar training images (read from
+where training found them; those not on this machine are named) and the
+Grad-CAM overlay of the top-1 class. With ``--onnx`` the scores come from
+ONNX Runtime; the overlay still needs the PyTorch checkpoint. A file that
+is not a readable image is named on the page in one line. Uploads live in
+a temporary folder of the demo's own, removed when it stops (Ctrl+C or
+SIGTERM). Follows mmpretrain's ``projects/gradio_demo``.
 """
 import argparse
 import os
@@ -74,8 +77,7 @@ def serve_args(args: argparse.Namespace) -> None:
                          ) from None
     from rock_plugin.apis.inferencer import RockInferencer
     from rock_plugin.visualization.cam import RockCAM
-    from _web_demo import (build_demo,
-                                                    bundled_examples, serve)
+    from _web_demo import build_demo, bundled_examples, serve
 
     setup_env(args)
     torch_inferencer = RockInferencer(args.config, args.checkpoint,

@@ -368,13 +368,20 @@ class RockInferencer:
                 else result['pred_class']
             yield result
 
+    @property
+    def novelty_threshold(self) -> Optional[float]:
+        """The novelty threshold in force: :attr:`unknown_threshold`, else
+        the model's; None for a model without a feature bank."""
+        if self.unknown_threshold is not None:
+            return float(self.unknown_threshold)
+        return (self.open_set or {}).get('threshold')
+
     def _open_set_result(self, extras: Dict[str, np.ndarray], i: int
                          ) -> Dict[str, Any]:
         """``novelty``, ``unknown`` and ``neighbors`` (file, class and
         cosine similarity of the nearest training images) of image ``i``."""
         info = self.open_set or {}
-        threshold = self.unknown_threshold if \
-            self.unknown_threshold is not None else info.get('threshold')
+        threshold = self.novelty_threshold
         novelty = float(extras['novelty'][i])
         files, labels = info.get('bank_files'), info.get('bank_labels')
         neighbors = []
@@ -551,19 +558,29 @@ def write_predictions(path: str, results: Sequence[Dict[str, Any]],
                       errors: Sequence[Tuple[str, str]] = (),
                       info: Optional[Dict[str, Any]] = None) -> None:
     """Write :class:`RockInferencer` ``results`` to ``path`` by its
-    extension: ``.csv``, a row per result and a ``score/<class>`` column per
-    name in ``classes``; or ``.json``, ``info`` (run details) plus
-    ``classes``, ``count``, ``predictions`` and ``errors`` (``(file,
-    message)`` of the inputs that could not be read)."""
+    extension: ``.csv``, a row per result (``file``, ``pred_label``,
+    ``pred_class``, ``pred_score``, ``topk``, ``answer``, ``novelty``,
+    ``unknown``, ``neighbor1..3`` as ``class:similarity:file``, then a
+    ``score/<class>`` column per name in ``classes``; the open-set cells
+    are empty for a model without a feature bank); or ``.json``, ``info``
+    (run details) plus ``classes``, ``count``, ``predictions`` and
+    ``errors`` (``(file, message)`` of the inputs that could not be
+    read)."""
     from rock_plugin.utils.atomic_io import (atomic_write_csv,
                                              atomic_write_json)
     ext = osp.splitext(path)[1].lower()
     if ext == '.csv':
-        header = ['file', 'pred_label', 'pred_class', 'pred_score', 'topk']
+        # The same columns with or without a feature bank: scripts that
+        # read them keep working when the model changes.
+        hood = max([3] + [len(r.get('neighbors') or ()) for r in results])
+        header = ['file', 'pred_label', 'pred_class', 'pred_score', 'topk',
+                  'answer', 'novelty', 'unknown'] + [
+            f'neighbor{i}' for i in range(1, hood + 1)]
         atomic_write_csv(path, [header + [f'score/{c}' for c in classes]] + [
             [r['file'], r['pred_label'], r['pred_class'],
              f'{r["pred_score"]:.6g}',
              ';'.join(f'{c}:{s:.6g}' for c, s in r['topk'])] +
+            _open_set_cells(r, hood) +
             [f'{r["scores"][c]:.6g}' for c in classes] for r in results])
     elif ext == '.json':
         doc = dict(info or {}, classes=list(classes),
@@ -575,3 +592,15 @@ def write_predictions(path: str, results: Sequence[Dict[str, Any]],
     else:
         raise ValueError(f'{path}: a predictions file must end in .csv or '
                          '.json')
+
+
+def _open_set_cells(result: Dict[str, Any], hood: int) -> List[str]:
+    # answer, novelty, unknown, then class:similarity:file per neighbour.
+    novelty = result.get('novelty')
+    cells = [result.get('answer', result['pred_class']),
+             '' if novelty is None else f'{novelty:.6g}',
+             '' if novelty is None else str(bool(result.get('unknown')))]
+    near = list(result.get('neighbors') or ())
+    cells += [f'{n.get("class") or ""}:{n["similarity"]:.4f}:'
+              f'{n.get("file") or ""}' for n in near]
+    return cells + [''] * (hood - len(near))

@@ -39,17 +39,43 @@ def write_prediction_csv(predictions: Sequence[dict],
                          class_names: Sequence[str], out_file: str) -> str:
     """Write (atomically) and return ``out_file``, the original's
     ``prediction_results.csv``: ``File, Pre_label, True_label, Success`` and
-    each class's score, a row per image (``PredictionCollector``'s).
+    each class's score, a row per image (``PredictionCollector``'s); then
+    ``novelty`` and ``unknown`` when every prediction has them (an
+    ``OpenSetLinearClsHead`` with a feature bank).
 
     Example:
         >>> write_prediction_csv(predictions, ['a', 'b'], 'preds.csv')
         'preds.csv'
     """
     header = ['File', 'Pre_label', 'True_label', 'Success', *class_names]
+    # after the original's columns, so that its readers still fit
+    open_set = bool(predictions) and all(p.get('novelty') is not None
+                                         for p in predictions)
+    if open_set:
+        header += ['novelty', 'unknown']
     return atomic_write_csv(out_file, [header] + [
         [p['img_path'], class_names[p['pred_label']],
          class_names[p['gt_label']], p['pred_label'] == p['gt_label'],
-         *(f'{s:.6f}' for s in p['pred_score'])] for p in predictions])
+         *(f'{s:.6f}' for s in p['pred_score']),
+         *((f"{p['novelty']:.6f}", bool(p['unknown'])) if open_set else ())]
+        for p in predictions])
+
+
+def write_novelty_csv(rows: Sequence[Tuple[str, str, float, bool, str]],
+                      out_file: str) -> str:
+    """Write (atomically) and return ``out_file``: ``file, set, novelty,
+    flagged, pred_class``, a row per image of an open-set test (``set``:
+    ``known`` or ``unknown``; ``flagged``: novelty above the threshold).
+
+    Example:
+        >>> write_novelty_csv([('a.jpg', 'unknown', 3.2, True, 'Chert')],
+        ...                   'novelty_scores.csv')
+        'novelty_scores.csv'
+    """
+    return atomic_write_csv(out_file, [
+        ['file', 'set', 'novelty', 'flagged', 'pred_class']] + [
+        [f, group, f'{novelty:.6f}', bool(flagged), pred_class]
+        for f, group, novelty, flagged, pred_class in rows])
 
 
 def save_confusion_csv(matrix, class_names: Sequence[str],

@@ -30,7 +30,7 @@ def test_checkpoint_holds_the_bank_as_plain_data(fitted):
     assert state['head.bank_labels'].tolist() == [
         train.get_data_info(i)['gt_label'] for i in range(len(train))]
     files = meta['feature_bank_files']
-    assert files == [train.get_data_info(i)['img_path']
+    assert files == [osp.abspath(train.get_data_info(i)['img_path'])
                      for i in range(len(train))]
     assert all(osp.isfile(f) for f in files)
     assert float(state['head.temperature']) >= 1.0

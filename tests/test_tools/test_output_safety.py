@@ -63,7 +63,7 @@ def test_predict_show_dir_in_the_input_tree_is_refused(quickstart_onnx,
 
 def test_predict_keeps_a_jpg_and_a_png_apart(quickstart_onnx,
                                              a_jpg_and_a_png, tmp_path):
-    from rock_plugin.visualization.annotate import annotate_prediction
+    from rock_plugin.visualization.annotate import annotate_result
     folder = a_jpg_and_a_png
     before = snapshot(folder)
     shown, out = tmp_path / 'shown', tmp_path / 'preds.json'
@@ -73,14 +73,15 @@ def test_predict_keeps_a_jpg_and_a_png_apart(quickstart_onnx,
     assert sorted(snapshot(shown)) == ['a.jpg.jpg', 'a.png.jpg',
                                         'sub/b.jpg.jpg']
     with open(out, encoding='utf-8') as f:
-        preds = {osp.relpath(p['file'], folder): p
-                 for p in json.load(f)['predictions']}
-    # Each picture is its own image with its own top-k, not the other's.
+        doc = json.load(f)
+    preds = {osp.relpath(p['file'], folder): p for p in doc['predictions']}
+    # Each picture is its own image with its own top-k and evidence, not
+    # the other's.
     drawn = {}
     for name in ('a.jpg', 'a.png'):
         rgb = cv2.imread(str(folder / name))[..., ::-1]
-        drawn[name] = annotate_prediction(
-            rgb, [tuple(t) for t in preds[name]['topk']]).astype(int)
+        drawn[name] = annotate_result(
+            rgb, preds[name], doc['unknown_threshold']).astype(int)
     for name in ('a.jpg', 'a.png'):
         saved = cv2.imread(str(shown / f'{name}.jpg'))[..., ::-1]
         other = 'a.png' if name == 'a.jpg' else 'a.jpg'

@@ -80,7 +80,9 @@ def test_folder_with_bad_files_reports_them_and_predicts_the_rest(
         table = list(csv.DictReader(f))
     assert [r['file'] for r in table] == good
     assert list(table[0]) == ['file', 'pred_label', 'pred_class',
-                              'pred_score', 'topk'] + \
+                              'pred_score', 'topk', 'answer', 'novelty',
+                              'unknown', 'neighbor1', 'neighbor2',
+                              'neighbor3'] + \
         [f'score/{c}' for c in TINY_CLASSES]
     for row in table:
         ref = reference[row['file'].replace(str(folder), tiny_data)]

@@ -36,7 +36,8 @@ def tested(quickstart_model, tmp_path_factory):
 
 def _scores(results_dir):
     rows = read_csv_dicts(osp.join(results_dir, 'prediction_results.csv'))
-    classes = list(rows[0])[4:]
+    classes = [c for c in list(rows[0])[4:] if c not in ('novelty',
+                                                         'unknown')]
     scores = np.array([[float(r[c]) for c in classes] for r in rows])
     labels = np.array([classes.index(r['True_label']) for r in rows])
     return rows, classes, scores, labels

@@ -96,10 +96,13 @@ def test_evaluates_the_training_runs_validation_fold(tested, tiny_data):
 def test_prediction_results_csv(tested):
     results, _, _, _ = tested
     rows = read_csv_rows(osp.join(results, 'prediction_results.csv'))
+    # the open-set head's novelty and flag after the original's columns
     assert rows[0] == ['File', 'Pre_label', 'True_label', 'Success',
-                       *TINY_CLASSES]
+                       *TINY_CLASSES, 'novelty', 'unknown']
     assert len(rows) - 1 == 6
     for row in rows[1:]:
+        assert math.isfinite(float(row[-2])) and row[-1] in ('True', 'False')
+        row = row[:-2]
         assert osp.isfile(row[0])
         assert row[1] in TINY_CLASSES and row[2] in TINY_CLASSES
         assert row[3] == str(row[1] == row[2])
@@ -216,8 +219,8 @@ def test_dist_test_two_cpu_processes_give_the_same_results(trained, tested,
     pa = read_csv_rows(osp.join(single, 'prediction_results.csv'))
     pb = read_csv_rows(osp.join(res, 'prediction_results.csv'))
     assert [r[:4] for r in pb] == [r[:4] for r in pa]
-    np.testing.assert_allclose(np.array([r[4:] for r in pb[1:]], float),
-                               np.array([r[4:] for r in pa[1:]], float),
+    np.testing.assert_allclose(np.array([r[4:-1] for r in pb[1:]], float),
+                               np.array([r[4:-1] for r in pa[1:]], float),
                                atol=1e-5)
     # the table is printed by rank 0 only
     assert log.count('Per-class results') == 1
@@ -292,7 +295,9 @@ def test_real_rocks_train_then_test(shared_data, tmp_path):
     assert summary['classes'] == classes
     assert summary['num_images'] == len(_val_files(shared_data, 0.25, None, 3))
     rows = read_csv_rows(osp.join(results, 'prediction_results.csv'))
-    assert rows[0][4:] == classes and len(rows) - 1 == summary['num_images']
+    assert [c for c in rows[0][4:] if c not in ('novelty', 'unknown')] \
+        == classes
+    assert len(rows) - 1 == summary['num_images']
     counts = np.array([[int(v) for v in row[1:]] for row in
                        read_csv_rows(osp.join(results, 'confusion_matrix.csv'))[1:]])
     assert counts.shape == (11, 11) and counts.sum() == summary['num_images']

@@ -1,7 +1,9 @@
 """The web demo: its callback on bad uploads (one line naming the file,
-no traceback), its temp folder, and tools/web_demo.py in a real headless
-browser (Debian's chromium, driven by Playwright): upload a bundled image,
-read the top-1 class, see the Grad-CAM image, upload a bad file."""
+no traceback), the answer and the most similar training images, its temp
+folder, and tools/web_demo.py in a real headless browser (Debian's
+chromium, driven by Playwright): upload a bundled image, read the top-1
+class and the answer, see the Grad-CAM image and the training images,
+upload a bad file."""
 import glob
 import os
 import os.path as osp
@@ -113,13 +115,54 @@ def test_bad_uploads_are_one_line_naming_the_file(demo_inferencer,
     demo_inferencer.classes[:] = [f'{c}\x1b]0;x\x07'
                                   for c in demo_inferencer.classes]
     try:
-        scores, overlay = callback(str(tmp_path / 'ok.png'))  # a path too
+        scores, overlay, answer, gallery = callback(
+            str(tmp_path / 'ok.png'))  # a path too
     finally:
         demo_inferencer.classes[:] = [c[:-len('\x1b]0;x\x07')]
                                       for c in demo_inferencer.classes]
     assert len(scores) == 5 and overlay is None
     assert all(c.endswith('\\x1b]0;x\\x07') for c in scores)
-    assert callback(None) == (None, None)
+    assert '\x1b' not in answer and all('\x1b' not in caption
+                                        for _, caption in gallery)
+    assert callback(None) == (None, None, None, None)
+
+
+def test_the_answer_and_the_most_similar_training_images(
+        demo_inferencer, tmp_path):
+    from rock_plugin.apis.inferencer import list_images
+    demo = load_tool('_web_demo').build_demo(demo_inferencer)
+    image = list_images(osp.join(DEMO_DATA, 'Chert'))[0]
+    result = demo_inferencer(image)[0]
+    threshold = demo_inferencer.novelty_threshold
+    _, _, answer, gallery = demo.rock_tab.inference(image)
+    first, second = answer.splitlines()[:2]
+    assert first == result['answer'] != 'unknown (unlike every trained ' \
+        'class)' and f'{result["novelty"]:.2f}' in second
+    assert f'threshold {threshold:.2f}' in second
+    # the stored training paths are relative to the repository: here
+    # (the tests run there) the three images are found
+    assert len(gallery) == 3
+    for rank, ((thumb, caption), near) in enumerate(
+            zip(gallery, result['neighbors']), 1):
+        assert thumb.ndim == 3 and max(thumb.shape[:2]) == 320
+        assert caption == (f'{rank}. {near["class"]}, similarity '
+                           f'{near["similarity"]:.3f} '
+                           f'({osp.basename(near["file"])})')
+    # everything unknown; a training image moved away is named, not shown
+    demo_inferencer.unknown_threshold = -1000
+    gone = dict(result['neighbors'][0], file=str(tmp_path / 'gone.jpg'))
+    try:
+        text, gallery = load_tool('_web_demo').evidence(
+            dict(result, unknown=True, neighbors=[gone] + result[
+                'neighbors'][1:]), -1000)
+        assert demo.rock_tab.inference(image)[2].startswith(
+            'unknown (unlike every trained class)\nnovelty ')
+    finally:
+        demo_inferencer.unknown_threshold = None
+    assert 'above the threshold -1000.00' in text
+    assert len(gallery) == 2
+    assert text.splitlines()[-1].startswith('not on this machine: 1. ')
+    assert text.endswith('(gone.jpg)')
 
 
 def test_the_demo_temp_folder_is_its_own_and_removed(tmp_path,
@@ -193,6 +236,13 @@ def test_web_demo_in_a_browser(quickstart_model, browser, tmp_path):
             "() => { const i = document.querySelector('#cam_result img');"
             " return i && i.complete && i.naturalWidth > 0; }",
             timeout=60000)
+        # the answer, and the three most similar training images
+        answer = page.locator('#answer_result textarea').input_value()
+        assert answer.splitlines()[0] == true_class
+        assert 'novelty' in answer and 'threshold' in answer
+        page.wait_for_function(
+            "() => document.querySelectorAll('#neighbors_result img')"
+            '.length >= 3', timeout=60000)
         label = page.locator('#cls_result')
         # gr.Label: the top-1 class as the heading, then the 5 bars
         top1 = label.locator('h2').inner_text(timeout=30000).strip()

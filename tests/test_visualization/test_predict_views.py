@@ -36,8 +36,9 @@ def test_show_dir_with_cam_and_onnx_alone(quickstart_model, two_images,
         rel = f'{src.relative_to(two_images)}.jpg'  # a.jpg -> a.jpg.jpg
         img = cv2.imread(str(shown / rel))
         assert img is not None, rel
-        # the image and its Grad-CAM overlay side by side, 448 px each
-        assert img.shape[1] == 2 * 448 + 3 * 4
+        # the image and its Grad-CAM overlay side by side, 448 px each,
+        # then the 160 px column of the most similar training images
+        assert img.shape[1] == 2 * 448 + 160 + 4 * 4
         right = img[4:100, 448 + 8:448 + 100].reshape(-1, 3).astype(int)
         assert right.std(0).max() > 10  # a heat map, not blank
 

@@ -6,6 +6,7 @@ from .history_figure_hook import HistoryFigureHook
 from .history_hook import HistoryHook
 from .nan_guard_hook import NanGuardHook, TrainingDivergedError
 from .open_set_calibration_hook import OpenSetCalibrationHook
+from .open_set_test_hook import OpenSetTestHook
 from .plain_checkpoint_state_hook import PlainCheckpointStateHook
 from .prediction_visualization_hook import PredictionVisualizationHook
 from .progress_bar_hook import RichProgressBarHook
@@ -25,5 +26,6 @@ __all__ = ['HistoryHook', 'HistoryFigureHook', 'ResumeValidationHook',
            'TestResultsHook', 'DumpResultsHook', 'RichProgressBarHook',
            'SlideResultsHook',
            'PredictionVisualizationHook', 'OpenSetCalibrationHook',
+           'OpenSetTestHook',
            # earlier names, kept for old configs and imports
            'SafeCheckpointHook', 'RockCheckpointHook']

@@ -1,6 +1,7 @@
 """``OpenSetCalibrationHook``: fit the temperature, the feature bank and the
 "unknown" threshold of an :class:`OpenSetLinearClsHead` during training."""
 import copy
+import os.path as osp
 import random
 from typing import List, Optional
 
@@ -151,8 +152,10 @@ class OpenSetCalibrationHook(Hook):
         novelty = (knn - stats[0]) / stats[1] + (energy - stats[2]) / stats[3]
         threshold = keep_known_threshold(novelty.numpy(), self.keep_known)
         head.set_open_set(t, bank, bank_y, stats, threshold)
-        self.bank_files = [str(train_set.get_data_info(i)['img_path'])
-                           for i in range(len(train_set))]
+        # absolute: the evidence is found from any working directory
+        self.bank_files = [
+            osp.abspath(str(train_set.get_data_info(i)['img_path']))
+            for i in range(len(train_set))]
         before = expected_calibration_error(softmax(z), labels)
         after = expected_calibration_error(softmax(z, t), labels)
         print_log(f'open set: temperature {t:.3f} (ECE on {source}: '

@@ -8,7 +8,7 @@ from mmpretrain.registry import HOOKS
 from rock_plugin.utils.progress import ProgressBar
 
 
-def _length(loop) -> Optional[int]:
+def _loader_length(loop) -> Optional[int]:
     try:
         return len(loop.dataloader)
     except (AttributeError, TypeError):  # a loop without a sized loader
@@ -75,7 +75,7 @@ class RichProgressBarHook(Hook):
 
     def _open_eval(self, runner, name: str, loop) -> None:
         self._close_eval()
-        self._eval = ProgressBar(name, total=_length(loop),
+        self._eval = ProgressBar(name, total=_loader_length(loop),
                                  enabled=self._enabled(runner))
 
     def _close_eval(self) -> None:

@@ -8,8 +8,11 @@ import numpy as np
 from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
+from rock_plugin.evaluation.functional.calibration import (ECE_BINS,
+                                                           calibration_bins)
 from rock_plugin.evaluation.metrics import PredictionCollector
 from rock_plugin.evaluation.metrics.class_report import (
     ClassReportMetric, compute_rock_metrics, format_per_class_table)
@@ -20,6 +23,7 @@ from rock_plugin.evaluation.result_tables import (save_confusion_csv,
 from rock_plugin.utils.atomic_io import atomic_write_json
 from rock_plugin.visualization import plot_confusion_matrix
 from rock_plugin.visualization.mistakes import draw_mistakes_sheet
+from rock_plugin.visualization.reliability import plot_reliability
 from rock_plugin.visualization.roc_pr import plot_roc_pr
 
 
@@ -29,7 +33,9 @@ class TestResultsHook(Hook):
 
     After the test epoch, into ``results_dir``: ``per_class.csv``,
     ``confusion_matrix.csv/.png``, ``prediction_results.csv``,
-    ``summary.json``, the one-vs-rest ROC and PR tables and figures and
+    ``summary.json``, the one-vs-rest ROC and PR tables and figures,
+    ``reliability.png`` (the expected calibration error before and after
+    an ``OpenSetLinearClsHead``'s temperature, also in ``summary.json``) and
     ``mistakes.jpg``, from the test evaluator's ``PredictionCollector`` and
     the details of its ``ClassReportMetric`` (computed here when the config
     tests with another metric). After the test, one log record: the
@@ -82,7 +88,8 @@ class TestResultsHook(Hook):
         summary = self._summary(runner, metrics or {}, predictions, classes)
         title = f'Test, {osp.basename(runner.cfg.load_from or "")}'
         files = self.save(results_dir, predictions, details, classes,
-                          summary, title, self.mistakes)
+                          summary, title, self.mistakes,
+                          temperature=self._temperature(runner))
         self.results = dict(details=details, predictions=predictions,
                             classes=classes, results_dir=results_dir,
                             files=files, summary=summary)
@@ -99,12 +106,35 @@ class TestResultsHook(Hook):
             lines.append(f'one-vs-rest ROC AUC macro {auc["macro"]:.4f} '
                          f'micro {auc["micro"]:.4f}, AP macro '
                          f'{ap["macro"]:.4f} micro {ap["micro"]:.4f}')
+        if 'calibration' in summary:
+            lines.append(self.calibration_line(summary['calibration']))
         lines.append(f'{len(res["predictions"])} test images; results in '
                      f'{res["results_dir"]}:')
         lines += [f'  {osp.basename(p)}' for p in res['files'].values()]
         lines += [line for hook in runner.hooks
                   for line in getattr(hook, 'report_lines', ())]
         print_log('\n'.join(lines), logger='current')
+
+    @staticmethod
+    def _temperature(runner) -> Optional[float]:
+        """The temperature of the model's head, if it has one."""
+        model = getattr(runner, 'model', None)
+        if is_model_wrapper(model):
+            model = model.module
+        model = getattr(model, 'module', model)  # inside a TTA model
+        t = getattr(getattr(model, 'head', None), 'temperature', None)
+        return None if t is None else float(t)
+
+    @staticmethod
+    def calibration_line(calibration: dict) -> str:
+        """The report line of ``summary['calibration']``."""
+        line = f'expected calibration error ({calibration["bins"]} bins): '
+        if calibration.get('ece_raw') is None or \
+                calibration.get('temperature') is None:
+            return line + f'{calibration["ece"]:.2f} %'
+        return line + (f'{calibration["ece_raw"]:.2f} % before, '
+                       f'{calibration["ece"]:.2f} % after the temperature '
+                       f'T = {calibration["temperature"]:.3f}')
 
     @staticmethod
     def _details(runner, predictions: Sequence[dict], num_classes: int):
@@ -144,13 +174,15 @@ class TestResultsHook(Hook):
     @staticmethod
     def save(results_dir: str, predictions: Sequence[dict],
              details: Dict[str, object], class_names: Sequence[str],
-             summary: dict, title: str = 'Test', mistakes: int = 16
-             ) -> Dict[str, str]:
+             summary: dict, title: str = 'Test', mistakes: int = 16,
+             temperature: Optional[float] = None) -> Dict[str, str]:
         """Write every result file into ``results_dir`` (atomically): the
         tables of ``details`` (``compute_rock_metrics``'s) and
         ``predictions``, the confusion matrix (``title``), the ROC and PR
-        curves (AUC and AP also into ``summary``, then written as
-        ``summary.json``) and the ``mistakes`` sheet. Returns
+        curves (AUC and AP also into ``summary``), the reliability diagram
+        of ``pred_score`` and, when every prediction has it, ``raw_score``
+        (the scores at ``temperature`` and at 1; ``summary['calibration']``),
+        ``summary.json`` and the ``mistakes`` sheet. Returns
         ``{kind: path}``."""
         join = lambda name: osp.join(results_dir, name)  # noqa: E731
         os.makedirs(results_dir, exist_ok=True)
@@ -161,6 +193,9 @@ class TestResultsHook(Hook):
             for kind in ('roc', 'pr'):
                 curve_files[f'{kind}_png'] = plot_roc_pr(
                     curves, kind, join(f'{kind}_curves.png'), title)
+            curve_files['reliability'] = TestResultsHook._reliability(
+                predictions, summary, join('reliability.png'), title,
+                temperature)
         sheet = draw_mistakes_sheet(predictions, class_names,
                                     join('mistakes.jpg'), n=mistakes) \
             if mistakes > 0 else None
@@ -178,3 +213,27 @@ class TestResultsHook(Hook):
                                              join('prediction_results.csv')),
             summary=atomic_write_json(join('summary.json'), summary),
             **curve_files, **(dict(mistakes=sheet) if sheet else {}))
+
+    @staticmethod
+    def _reliability(predictions: Sequence[dict], summary: dict,
+                     out_file: str, title: str,
+                     temperature: Optional[float]) -> str:
+        labels = np.array([p['gt_label'] for p in predictions])
+        after = calibration_bins(
+            np.array([p['pred_score'] for p in predictions], np.float64),
+            labels, ECE_BINS)
+        # raw_score: an OpenSetLinearClsHead's scores at T = 1 (a TTA
+        # model's merged predictions have none)
+        before = calibration_bins(
+            np.array([p['raw_score'] for p in predictions], np.float64),
+            labels, ECE_BINS) \
+            if all('raw_score' in p for p in predictions) else None
+        summary['calibration'] = dict(
+            bins=ECE_BINS, ece=after['ece'] * 100,
+            ece_raw=None if before is None else before['ece'] * 100,
+            temperature=temperature)
+        series = [dict(after, label='scores')] if before is None else [
+            dict(before, label='before the temperature (T = 1)'),
+            dict(after, label=f'after (T = {temperature:.3f})'
+                 if temperature is not None else 'after')]
+        return plot_reliability(series, out_file, title)

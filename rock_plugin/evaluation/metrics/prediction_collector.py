@@ -11,7 +11,12 @@ class PredictionCollector(BaseMetric):
     """Collect ``img_path``, true label and class scores of every test image.
 
     A metric, so mmengine gathers the results on rank 0 in dataset order;
-    it returns none: after ``runner.test()`` rank 0 reads :attr:`predictions`.
+    it returns none: after ``runner.test()`` rank 0 reads :attr:`predictions`
+    (and :attr:`features`). What an ``OpenSetLinearClsHead`` adds is kept
+    when present: ``raw_score`` (the scores before the temperature),
+    ``novelty`` and ``unknown`` in each prediction; its unit ``feature``
+    (``keep_features=True``) apart, in :attr:`features`, out of the
+    prediction records that ``--out`` dumps.
 
     Args:
         collect_device (str): See :class:`mmengine.evaluator.BaseMetric`.
@@ -23,16 +28,31 @@ class PredictionCollector(BaseMetric):
                  prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.predictions: List[Dict[str, object]] = []
+        #: ``(N, D)`` unit features in prediction order, or None.
+        self.features: Optional[np.ndarray] = None
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
             score = np.asarray(sample['pred_score'].cpu(), dtype=np.float64)
-            self.results.append(dict(
+            record = dict(
                 img_path=str(sample.get('img_path', '')),
                 gt_label=int(sample['gt_label'].item()),
-                pred_label=int(score.argmax()), pred_score=score.tolist()))
+                pred_label=int(score.argmax()), pred_score=score.tolist())
+            if 'raw_score' in sample:
+                record['raw_score'] = np.asarray(
+                    sample['raw_score'].cpu(), dtype=np.float64).tolist()
+            if 'novelty' in sample:
+                record['novelty'] = float(sample['novelty'])
+                record['unknown'] = bool(sample['unknown'])
+            if 'feature' in sample:
+                record['feature'] = np.asarray(sample['feature'].cpu(),
+                                               dtype=np.float32)
+            self.results.append(record)
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        features = [r.pop('feature') for r in results if 'feature' in r]
+        self.features = np.stack(features) \
+            if features and len(features) == len(results) else None
         self.predictions = list(results)
         return {}
 
@@ -53,10 +73,22 @@ class PredictionCollector(BaseMetric):
             raise ValueError(
                 "the test evaluator has no dict(type='PredictionCollector'),"
                 ' which the test result hooks read')
+        return collector.predictions, cls._class_names(collector)
+
+    @classmethod
+    def features_of(cls, evaluator) -> Optional[np.ndarray]:
+        """The ``(N, D)`` unit features of an evaluator's first metric of
+        this class (rank 0, after evaluating; rows in the order of
+        :meth:`predictions_of`), or None when the head kept none."""
+        return next((m.features for m in getattr(evaluator, 'metrics', ())
+                     if isinstance(m, cls)), None)
+
+    @staticmethod
+    def _class_names(collector) -> List[str]:
         predictions = collector.predictions
         num_classes = len(predictions[0]['pred_score']) if predictions else 0
         classes = [str(c) for c in
                    (collector.dataset_meta or {}).get('classes') or ()]
         if len(classes) != num_classes:
             classes = [str(i) for i in range(num_classes)]
-        return predictions, classes
+        return classes

@@ -18,6 +18,11 @@ precision/recall/F1 and per-class F1), ``oof_predictions.csv`` and the pooled
 
 Several processes: ``python -m torch.distributed.run --nproc_per_node N
 tools/cross_validate.py CONFIG --folds 5 --launcher pytorch``.
+
+Open set, ``--leave-out-classes K --repeats R``: each repeat trains without
+K classes drawn at random and scores how well the model flags their images
+as unknown (``tools/_open_set_cv.py``; ``<work_dir>/repeat_<r>/``,
+``open_set_cv.csv/.json``; default work dir ``<config name>_open_set_cv``).
 """
 import argparse
 import copy
@@ -27,12 +32,13 @@ import json
 import os
 import os.path as osp
 
-from _common import flag_hint, run, setup_env
+from _common import flag_hint, run, setup_env, shipped_config
 from _config_flags import draw_seed, load_config, set_dist_backend
 
 PLAN_FILE = 'cv_plan.json'
 TRAINED_FILE = 'cv_trained.json'
 RESULT_FILE = 'cv_result.json'
+OPEN_SET_REPEATS = 5  # --repeats' default
 # train.py flags that would fight the fold split or the fold bookkeeping.
 CONFLICTING = ('--split-validation', '--ratio', '--fold', '--resume',
                '--resume-from')
@@ -47,6 +53,8 @@ RERUN_LEAVES = ('num_workers', 'persistent_workers', 'pin_memory',
 FLAG_HINTS = {
     'folds=': '--folds ',
     'group_by=': '--group-by ',
+    'leave_out_classes=': '--leave-out-classes ',
+    'repeats=': '--repeats ',
     'cfg.work_dir': '--work-dir',
     'skip_bad_images=True': '--skip-bad-images',
     'Set auto_scale_lr.enable=True': 'Pass --auto-scale-lr',
@@ -62,7 +70,9 @@ def parse_args(argv=None):
         epilog='A rerun with the same --work-dir skips finished folds and '
         'resumes an interrupted one; with another config or data it is '
         'refused (--fresh starts over).')
-    parser.add_argument('config', help='training config file path')
+    parser.add_argument('config', type=shipped_config,
+                        help='training config file path (or a shipped '
+                        "config's name, e.g. rock_quickstart)")
     parser.add_argument('--folds', type=int, default=5,
                         help='number of folds (default 5)')
     parser.add_argument(
@@ -88,6 +98,16 @@ def parse_args(argv=None):
                         help='start over in a work dir that holds an earlier '
                         'cross-validation: its files move to <work dir>/'
                         'previous_runs/')
+    parser.add_argument(
+        '--leave-out-classes', type=int, metavar='K',
+        help='open-set cross-validation: each repeat trains without K '
+        'classes drawn at random, validates on fold r %% folds of the '
+        'others, and scores how well the model flags every image of the '
+        'left-out classes as unknown (default work dir: work_dirs/<config '
+        'name>_open_set_cv)')
+    parser.add_argument('--repeats', type=int, metavar='R',
+                        help='repeats of --leave-out-classes (default '
+                        f'{OPEN_SET_REPEATS})')
     args, train_argv = parser.parse_known_args(argv)
     for flag in train_argv:
         if flag.split('=')[0] in CONFLICTING:
@@ -95,11 +115,28 @@ def parse_args(argv=None):
                              'rerun resumes by itself; leave it out')
     if args.folds < 2:
         raise ValueError(f'--folds must be at least 2, got {args.folds}')
+    check_open_set_args(args)
     # tools/train.py's flags, parsed by tools/train.py (tools/ is on the
     # path of a tool run as a script).
     import train as train_tool
     train_args = train_tool.parse_args([args.config, *train_argv])
     return args, train_args
+
+
+def check_open_set_args(args):
+    """``--leave-out-classes`` / ``--repeats``: sound, or one error."""
+    if args.leave_out_classes is None:
+        if args.repeats is not None:
+            raise ValueError('--repeats needs --leave-out-classes K')
+        return
+    if args.repeats is None:
+        args.repeats = OPEN_SET_REPEATS
+    if args.leave_out_classes < 1 or args.repeats < 1:
+        raise ValueError('--leave-out-classes and --repeats must be at '
+                         'least 1')
+    if args.tta:
+        raise ValueError('--tta: not with --leave-out-classes (the novelty '
+                         'score is of the plain model)')
 
 
 def _pool(cfg):
@@ -200,7 +237,11 @@ def check_plan(plan_file, plan, wanted, fingerprint, flat, num_images):
     work_dir = osp.dirname(plan_file)
     how = ('start over with --fresh (moves the earlier files into '
            f'{work_dir}/previous_runs/), or use another --work-dir')
-    stored = {k: plan.get(k) for k in wanted}
+    # A k-fold plan and an open-set one (--leave-out-classes) never mix.
+    keys = [*wanted, *(k for k in ('leave_out_classes', 'repeats')
+                       if k not in wanted and plan.get(k) is not None)]
+    stored = {k: plan.get(k) for k in keys}
+    wanted = {k: wanted.get(k) for k in keys}
     if stored != wanted:
         raise ValueError(
             f'{plan_file}: a cross-validation with {stored}, not {wanted}: '
@@ -271,8 +312,9 @@ def _fold_cfg(base_cfg, work_dir, k, classes):
     return cfg
 
 
-def train_fold(cfg, k, folds):
-    """Train fold ``k`` (resuming when it has checkpoints); its checkpoints."""
+def train_fold(cfg, k, folds, unit='fold'):
+    """Train fold ``k`` (resuming when it has checkpoints); its checkpoints.
+    ``unit``: what the log calls it (``'repeat'`` for the open-set mode)."""
     from mmengine.dist import barrier, is_main_process
     from mmengine.logging import print_log
 
@@ -287,12 +329,12 @@ def train_fold(cfg, k, folds):
     if old_run_files(fold_dir):
         cfg.resume = True
         cfg.load_from = find_resume_checkpoint(fold_dir)
-    cfg.experiment_name = f'cv_fold{k}_train'
-    print_log(f'cross-validation: fold {k + 1} of {folds}'
+    cfg.experiment_name = f'cv_{unit}{k}_train'
+    print_log(f'cross-validation: {unit} {k + 1} of {folds}'
               + (f', resuming from {printable(cfg.load_from)}'
                  if cfg.get('resume') else ''), logger='current')
     runner = train(cfg)
-    print_log(f'cross-validation: fold {k + 1} of {folds} trained on '
+    print_log(f'cross-validation: {unit} {k + 1} of {folds} trained on '
               f'{len(runner.train_dataloader.dataset)} images, world size '
               f'{runner.world_size}', logger='current')
     del runner
@@ -381,10 +423,11 @@ def _cross_validate(args, train_args):
     import train as train_tool
     from rock_plugin.engine.distributed import init_distributed
     from rock_plugin.utils.atomic_io import atomic_write_json
+    from rock_plugin.utils.progress import track
     from rock_plugin.utils.text import printable
     backend = init_distributed(train_args.launcher, train_args.device)
-    work_dir = args.work_dir or train_tool.default_work_dir(
-        args.config) + '_cv'
+    work_dir = args.work_dir or train_tool.default_work_dir(args.config) + (
+        '_open_set_cv' if args.leave_out_classes else '_cv')
     stored = {} if args.fresh else \
         _load_json(osp.join(work_dir, PLAN_FILE)) or {}
     seed = args.seed if args.seed is not None else stored.get('seed')
@@ -401,6 +444,9 @@ def _cross_validate(args, train_args):
         from rock_plugin.apis.tta import check_tta_pipeline
         check_tta_pipeline(cfg)  # fail now, not after training
     os.makedirs(work_dir, exist_ok=True)
+    if args.leave_out_classes:
+        from _open_set_cv import cross_validate_open_set
+        return cross_validate_open_set(args, cfg, seed, work_dir, backend)
     plan = [None, None]
     if is_main_process():
         try:
@@ -414,7 +460,8 @@ def _cross_validate(args, train_args):
     plan = plan[0]
     variants = ['plain'] + (['tta'] if args.tta else [])
     results = {}
-    for k in range(args.folds):
+    for k in track(range(args.folds), 'cross-validation folds',
+                   transient=False):
         fold_cfg = _fold_cfg(cfg, work_dir, k, plan['classes'])
         result_file = osp.join(fold_cfg.work_dir, RESULT_FILE)
         result = _load_json(result_file) or {}

@@ -26,7 +26,8 @@ class OpenSetCalibrationHook(Hook):
     centre view) and of the validation fold, then store in the head:
 
     - the temperature that minimises the validation NLL (at least 1, see
-      :func:`fit_temperature`), so shown scores mean what they say;
+      :func:`fit_temperature`), kept only if it also lowers the validation
+      ECE (else 1), so shown scores mean what they say;
     - the bank of training features and their classes;
     - the novelty statistics and the threshold that keeps ``keep_known`` of
       the validation images (without a validation fold: the training images,
@@ -147,6 +148,14 @@ class OpenSetCalibrationHook(Hook):
         energy = -torch.logsumexp(logits, dim=1)
         z, labels = logits.numpy(), y.numpy()
         t = fit_temperature(z, labels, (self.min_temperature, 100.0))
+        before = expected_calibration_error(softmax(z), labels)
+        after = expected_calibration_error(softmax(z, t), labels)
+        if not after < before:
+            # On ~45-image folds the NLL fit follows one or two confident
+            # mistakes: replayed on 15 quick-start folds it raised ECE
+            # (1.69 -> 2.02 %); kept only where it lowers the fold's ECE,
+            # ECE on other folds was 1.67 % (docs/trust.md).
+            t, after = 1.0, before
         stats = [float(knn.mean()), float(knn.std()) + 1e-6,
                  float(energy.mean()), float(energy.std()) + 1e-6]
         novelty = (knn - stats[0]) / stats[1] + (energy - stats[2]) / stats[3]
@@ -156,8 +165,6 @@ class OpenSetCalibrationHook(Hook):
         self.bank_files = [
             osp.abspath(str(train_set.get_data_info(i)['img_path']))
             for i in range(len(train_set))]
-        before = expected_calibration_error(softmax(z), labels)
-        after = expected_calibration_error(softmax(z, t), labels)
         print_log(f'open set: temperature {t:.3f} (ECE on {source}: '
                   f'{before * 100:.2f}% -> {after * 100:.2f}%), feature '
                   f'bank {len(bank_y)} images, unknown above novelty '

@@ -69,7 +69,7 @@ def format_cv_table(summary: dict, title: str = 'Cross-validation') -> str:
     from rock_plugin.utils.text import printable
     folds = Table(title=f'{title}: per fold (percent)')
     cols = [c for c, _ in SUMMARY_METRICS]
-    for col in ('fold', 'top-1', 'macro P', 'macro R', 'macro F1'):
+    for col in ('fold', 'top-1', 'macro P', 'macro R', 'macro F1', 'ECE'):
         folds.add_column(col, justify='right')
     for row in summary['folds']:
         folds.add_row(str(row['fold']), *(f'{row[c]:.2f}' for c in cols))

@@ -16,7 +16,8 @@ import random
 import re
 from typing import Iterator, Optional
 
-from _common import check_files  # first: puts the repository on the path
+from _common import (  # first: puts the repository on the path
+    CONFIGS, REPO, check_files)
 from mmengine.config import Config
 from mmengine.logging import print_log
 
@@ -91,11 +92,34 @@ def explain_cfg_options_error(exc: BaseException,
     return None
 
 
+def find_shipped_data(cfg: Config, path: str) -> Config:
+    """A shipped config's bundled data from any folder: a relative
+    ``data_root`` of a config in ``configs/`` (``demo/rock_thin_sections``)
+    that is not found from the current folder is read beside ``configs/``
+    (the checkout, or an installed wheel's ``rock_plugin/.mim``).
+
+    Example:
+        >>> cfg = find_shipped_data(cfg, 'configs/rock_quickstart.py')
+        >>> cfg.train_dataloader.dataset.data_root  # from another folder
+        '/.../demo/rock_thin_sections'
+    """
+    configs = osp.realpath(CONFIGS)
+    if osp.commonpath([osp.realpath(path), configs]) != configs:
+        return cfg  # the user's config: relative to the current folder
+    for owner in (cfg, *_datasets(cfg)):
+        root = owner.get('data_root')
+        if isinstance(root, str) and root and not osp.isabs(root) and \
+                not osp.exists(root) and osp.isdir(osp.join(REPO, root)):
+            owner.data_root = osp.join(REPO, root)
+    return cfg
+
+
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """``Config.fromfile`` plus checked ``--cfg-options``
-    (:func:`merge_cfg_options`); a missing file is one error line."""
+    (:func:`merge_cfg_options`); a missing file is one error line; a
+    shipped config finds its bundled data (:func:`find_shipped_data`)."""
     check_files((path, 'config file'))
-    cfg = Config.fromfile(path)
+    cfg = find_shipped_data(Config.fromfile(path), path)
     if cfg_options:
         merge_cfg_options(cfg, cfg_options)
     return cfg
@@ -325,6 +349,34 @@ def set_balanced_sampler(cfg: Config) -> Config:
     if (loader.get('sampler') or {}).get('type') == 'EpochSeededSampler':
         balanced = dict(type='EpochSeededSampler', sampler=balanced)
     loader.sampler = balanced
+    return cfg
+
+
+def set_frozen_stages(cfg: Config, frozen_stages: int,
+                      lr_mult: float = 0.1) -> Config:
+    """``--frozen-stages N``: freeze the backbone's stem and stages
+    ``<= N`` only (``RockImageClassifier(frozen_stages=N)``) and train the
+    rest at ``lr_mult`` x the lr, unless the config's ``paramwise_cfg``
+    already names the backbone (``configs/rock_quickstart_finetune.py``).
+
+    Example:
+        >>> model = dict(frozen_stages=5)
+        >>> optim_wrapper = dict(paramwise_cfg=dict(
+        ...     custom_keys={'backbone': dict(lr_mult=0.1)}))
+    """
+    model = cfg.get('model') or {}
+    if str(model.get('type', '')).split('.')[-1] != 'RockImageClassifier':
+        raise ValueError('--frozen-stages needs model.type='
+                         f"'RockImageClassifier', got {model.get('type')!r}")
+    model.frozen_stages = frozen_stages
+    paramwise = dict(cfg.optim_wrapper.get('paramwise_cfg') or {})
+    keys = dict(paramwise.get('custom_keys') or {})
+    keys.setdefault('backbone', dict(lr_mult=lr_mult))
+    # assigned, not edited in place: ConfigDict.setdefault returns a copy
+    cfg.optim_wrapper.paramwise_cfg = dict(paramwise, custom_keys=keys)
+    print_log(f'--frozen-stages {frozen_stages}: the stages after it train, '
+              f"at lr x {keys['backbone'].get('lr_mult', 1.0)}",
+              logger='current')
     return cfg
 
 

@@ -9,13 +9,14 @@ train). ``--help`` lists the flags; several processes:
 import argparse
 
 from _common import (add_common_args, add_data_args, check_split_args,
-                     default_work_dir, flag_hint, run, setup_env)
+                     default_work_dir, flag_hint, run, setup_env,
+                     shipped_config)
 from _config_flags import (cfg_options_guard, fill_schedule_end, load_config,
                            set_amp, set_balanced_sampler, set_class_weight,
                            set_classes_from_data, set_data_options,
                            set_dist_backend,
-                           set_early_stopping, set_resume, set_seed,
-                           set_split_validation)
+                           set_early_stopping, set_frozen_stages,
+                           set_resume, set_seed, set_split_validation)
 
 # The package's words for what this tool's flags set (_common.flag_hint).
 FLAG_HINTS = {
@@ -32,7 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     """The flags: mmpretrain's ``tools/train.py`` plus the original's."""
     parser = argparse.ArgumentParser(
         description='Train a rock classifier (MMEngine/MMPretrain plugin).')
-    parser.add_argument('config', help='train config file path')
+    parser.add_argument('config', type=shipped_config,
+                        help='train config file path (or a shipped '
+                        "config's name, e.g. rock_quickstart)")
     parser.add_argument('--work-dir', help='where logs, history, curves and '
                         'checkpoints go (default: work_dirs/<config name>)')
     parser.add_argument(
@@ -63,6 +66,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'frequency of the training split (logged)')
     parser.add_argument('--balanced-sampler', action='store_true',
                         help='draw every class about equally often')
+    parser.add_argument('--frozen-stages', type=int, default=None,
+                        metavar='N', help='fine-tune: freeze the backbone '
+                        'stem and stages <= N only, train the rest at lr x '
+                        '0.1 (Lite: -1 to 7, B4: 0 to 6; the last: all '
+                        'frozen)')
     add_common_args(parser)
     args = parser.parse_args(argv)
     check_split_args(args)
@@ -106,6 +114,8 @@ def merge_args(cfg, args: argparse.Namespace):
     set_class_weight(cfg, args.class_weight)
     if args.balanced_sampler:
         set_balanced_sampler(cfg)
+    if args.frozen_stages is not None:
+        set_frozen_stages(cfg, args.frozen_stages)
     fill_schedule_end(cfg)
     set_resume(cfg, args.resume)
     return cfg

@@ -33,7 +33,9 @@ class OpenSetCalibrationHook(Hook):
       the validation images (without a validation fold: the training images,
       each against the others, an optimistic stand-in that is logged).
 
-    With a frozen backbone the features are extracted once per run. Random
+    With a frozen backbone the features are extracted once per run; with
+    ``frozen_stages`` the frozen prefix's maps are, and each fit reruns the
+    trainable stages only. Random
     states are left as they were (exact resume). The training image paths
     go in the checkpoint's ``meta.feature_bank_files`` (the evidence shown
     beside a prediction).
@@ -74,8 +76,9 @@ class OpenSetCalibrationHook(Hook):
         if not (frozen or self.every_n_epochs(runner, self.interval)
                 or self.is_last_train_epoch(runner)):
             return
-        if not frozen:
-            self._cache.clear()
+        if not frozen:  # features change; a frozen prefix's maps do not
+            self._cache = {k: v for k, v in self._cache.items()
+                           if k.endswith('/prefix')}
         states = (random.getstate(), np.random.get_state())
         try:
             with torch.random.fork_rng(devices=[]):
@@ -87,31 +90,55 @@ class OpenSetCalibrationHook(Hook):
     def _features(self, runner, model, dataset, key: str):
         if key in self._cache:
             return self._cache[key]
-        loader = runner.val_dataloader if runner.val_loop is not None \
-            else runner.train_dataloader
-        batch_size = getattr(loader, 'batch_size', None) or 16
-        # A plain loader of our own: its own generator (no draw from the
-        # global RNG) and every image on every rank.
-        dl = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=False,
-            num_workers=min(2, getattr(loader, 'num_workers', 0)),
-            collate_fn=pseudo_collate, generator=torch.Generator())
-        feats, labels = [], []
+        # With frozen_stages the frozen prefix's maps are computed once and
+        # kept: each refit reruns only the trainable stages.
+        batches = self._cache.get(key + '/prefix')
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                for batch in dl:
-                    data = model.data_preprocessor(batch, False)
-                    pre = model.head.pre_logits(
-                        model.extract_feat(data['inputs']))
+                if batches is None:
+                    batches = self._first_pass(runner, model, dataset)
+                    if any(b[0] is not None for b in batches):
+                        self._cache[key + '/prefix'] = batches
+                feats, labels = [], []
+                for maps, pre, batch_labels in batches:
+                    if pre is None:
+                        x = model.backbone_after_prefix(maps)
+                        pre = model.head.pre_logits(
+                            model.neck(x) if model.with_neck else x)
                     feats.append(pre.float().cpu())
-                    labels += [int(s.gt_label) for s in data['data_samples']]
+                    labels += batch_labels
         finally:
             model.train(was_training)
         out = (torch.cat(feats), torch.tensor(labels))
         self._cache[key] = out
         return out
+
+    @staticmethod
+    def _first_pass(runner, model, dataset) -> list:
+        """``(prefix maps or None, features or None, labels)`` per batch."""
+        loader = runner.val_dataloader if runner.val_loop is not None \
+            else runner.train_dataloader
+        # A plain loader of our own: its own generator (no draw from the
+        # global RNG) and every image on every rank.
+        dl = torch.utils.data.DataLoader(
+            dataset, batch_size=getattr(loader, 'batch_size', None) or 16,
+            shuffle=False, collate_fn=pseudo_collate,
+            num_workers=min(2, getattr(loader, 'num_workers', 0)),
+            generator=torch.Generator())
+        prefix = getattr(model, 'frozen_prefix_maps', None)
+        batches = []
+        for batch in dl:
+            data = model.data_preprocessor(batch, False)
+            labels = [int(s.gt_label) for s in data['data_samples']]
+            maps = prefix(data['inputs']) if prefix is not None else None
+            if maps is not None:
+                batches.append((tuple(maps), None, labels))
+            else:
+                batches.append((None, model.head.pre_logits(
+                    model.extract_feat(data['inputs'])), labels))
+        return batches
 
     def _fit(self, runner, model) -> None:
         head = model.head

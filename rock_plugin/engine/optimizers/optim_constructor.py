@@ -8,6 +8,7 @@ from mmpretrain.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
 class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Like the default constructor, but only ``requires_grad`` parameters:
     a frozen backbone's millions of parameters stay out of the optimizer.
+    With ``paramwise_cfg``, the groups at the base lr come first.
 
     Example:
         >>> optim_wrapper = dict(
@@ -25,6 +26,10 @@ class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             groups = []
             self.add_params(groups, model)
             params = [g for g in groups if g['params'][0].requires_grad]
+            # groups at the base lr first: the logged `lr` (history.csv,
+            # mmengine's) is the first group's, not a backbone's lr_mult
+            params.sort(key=lambda g: g.get('lr', self.base_lr)
+                        != self.base_lr)
         else:
             params = [p for p in model.parameters() if p.requires_grad]
         if not params:

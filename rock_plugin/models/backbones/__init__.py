@@ -1,3 +1,4 @@
 from .efficientnet_lite import EfficientNetLite
+from .stages import StageChain
 
-__all__ = ['EfficientNetLite']
+__all__ = ['EfficientNetLite', 'StageChain']

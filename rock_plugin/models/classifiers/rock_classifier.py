@@ -1,4 +1,5 @@
-"""``RockImageClassifier``: an ImageClassifier that can freeze its backbone."""
+"""``RockImageClassifier``: an ImageClassifier that can freeze its backbone,
+or its first stages."""
 import warnings
 from contextlib import contextmanager
 from itertools import chain
@@ -10,6 +11,7 @@ from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS
 
 from ..accel.frozen_engine import FrozenEngine, check_engine, is_tracing
+from ..backbones.stages import StageChain
 
 _UNSET = object()
 
@@ -21,7 +23,11 @@ class RockImageClassifier(ImageClassifier):
     The freeze happens at build time: mmpretrain's ``frozen_stages`` acts in
     ``train()``, after DDP has registered every parameter ("Expected to have
     finished reduction"). A frozen backbone stays in eval mode and runs
-    without autograd.
+    without autograd. ``frozen_stages=N`` freezes only the stem and the
+    stages up to ``N`` (the same way, at build time) and trains the rest:
+    the frozen prefix runs without autograd (on the frozen engine, exported
+    alone, returning the maps the rest and the neck read), the rest in
+    eager PyTorch; the output equals the plain backbone's.
 
     ``frozen_engine`` is an opt-in speed-up (the shipped configs name it):
     the frozen backbone runs as a fused copy on an inference engine
@@ -34,6 +40,12 @@ class RockImageClassifier(ImageClassifier):
     Args:
         freeze_backbone (bool): Freeze the backbone's parameters and BN
             statistics. Defaults to False.
+        frozen_stages (int, optional): Freeze the stem and the stages
+            ``<= frozen_stages`` only (numbered as the backbone's
+            ``out_indices``: :class:`~..backbones.StageChain`; EfficientNet
+            (mmpretrain) and EfficientNetLite). When given it decides,
+            whatever ``freeze_backbone`` says (a base config's True): the
+            last stage freezes the whole backbone. Defaults to None.
         frozen_engine (str, optional): Engine of a frozen backbone:
             ``'auto'`` (the fastest exact one: ONNX Runtime on CPU, eager
             on CUDA), a name of :data:`~.accel.ENGINES`, or None for
@@ -53,9 +65,17 @@ class RockImageClassifier(ImageClassifier):
         ...     neck=dict(type='GlobalAveragePooling'),
         ...     head=dict(type='LinearClsHead', num_classes=3,
         ...               in_channels=1280)))
+        >>> # fine-tune the last two layers (stage 5 and the final conv)
+        >>> model = MODELS.build(dict(
+        ...     type='RockImageClassifier', frozen_stages=4,
+        ...     backbone=dict(type='EfficientNet', arch='b0'),
+        ...     neck=dict(type='GlobalAveragePooling'),
+        ...     head=dict(type='LinearClsHead', num_classes=3,
+        ...               in_channels=1280)))
     """
 
     def __init__(self, *args, freeze_backbone: bool = False,
+                 frozen_stages: Optional[int] = None,
                  frozen_engine: Optional[str] = 'auto',
                  channels_last: bool = True, fast_frozen=_UNSET, **kwargs):
         frozen_engine = check_engine(frozen_engine)  # before the build
@@ -74,6 +94,16 @@ class RockImageClassifier(ImageClassifier):
                     'keep frozen_engine only')
             frozen_engine = old
         super().__init__(*args, **kwargs)
+        self.frozen_stages = frozen_stages
+        self._prefix_length = 0  # modules of the frozen prefix (partial)
+        if frozen_stages is not None:
+            chain = StageChain(self.backbone)
+            length = chain.prefix_length(frozen_stages)
+            freeze_backbone = length == len(chain)
+            if not freeze_backbone:
+                self._prefix_length = length
+                for module in chain.modules[:length]:
+                    module.requires_grad_(False).eval()
         self.freeze_backbone = freeze_backbone
         self.frozen_engine = frozen_engine
         self.channels_last = channels_last
@@ -117,7 +147,13 @@ class RockImageClassifier(ImageClassifier):
         super().train(mode)
         if self.freeze_backbone:
             self.backbone.eval()
+        elif self._prefix_length:  # its BN statistics stay frozen
+            for module in self._frozen_prefix():
+                module.eval()
         return self
+
+    def _frozen_prefix(self):
+        return StageChain(self.backbone).modules[:self._prefix_length]
 
     def backbone_features(self, inputs: torch.Tensor):
         """Backbone output; without autograd when the backbone is frozen."""
@@ -131,7 +167,38 @@ class RockImageClassifier(ImageClassifier):
                     return self.backbone(inputs)
                 # the engine runs the eager copy when autograd is on
                 return self._fast_state[1](inputs)
+        if self._prefix_length and not is_tracing(inputs):
+            return self._prefix_then_rest(inputs)
         return self.backbone(inputs)
+
+    def _prefix_then_rest(self, inputs: torch.Tensor):
+        """The frozen prefix without autograd (on the engine when set), then
+        the trainable stages with it: the backbone's output."""
+        return self.backbone_after_prefix(self.frozen_prefix_maps(inputs))
+
+    def frozen_prefix_maps(self, inputs: torch.Tensor):
+        """With ``frozen_stages``: the frozen prefix's maps of ``inputs``
+        (no autograd; on the engine when set), which stay valid while the
+        rest trains, so they may be cached (the open-set hook does);
+        None when no stage is partly frozen."""
+        if not self._prefix_length:
+            return None
+        chain, length = StageChain(self.backbone), self._prefix_length
+        prefix = chain.prefix(length)
+        if self._backbone_grad and not inputs.requires_grad:
+            inputs = inputs.detach().requires_grad_()  # as backbone_features
+        with torch.set_grad_enabled(self._backbone_grad):
+            engine = None
+            # leaves only: the chain's stem wrapper is new, in train mode
+            if self.frozen_engine and not any(
+                    m.training for m in prefix.modules()
+                    if next(m.children(), None) is None):
+                engine = self._engine(prefix, inputs, ('prefix', length))
+            return prefix(inputs) if engine is None else engine(inputs)
+
+    def backbone_after_prefix(self, maps) -> tuple:
+        """The backbone's output from :meth:`frozen_prefix_maps`."""
+        return StageChain(self.backbone).rest(self._prefix_length, maps)
 
     @contextmanager
     def backbone_grad(self):
@@ -155,20 +222,29 @@ class RockImageClassifier(ImageClassifier):
         if not (self.freeze_backbone and self.frozen_engine) or \
                 self.backbone.training or is_tracing(inputs):
             return None
-        tensors = chain(self.backbone.parameters(), self.backbone.buffers())
+        engine = self._engine(self.backbone, inputs, ())
+        return None if engine is None else engine.module
+
+    def _engine(self, module, inputs: torch.Tensor, tag: tuple):
+        """The :class:`FrozenEngine` of the frozen ``module`` (the backbone
+        or its prefix), built again when one of its tensors changed; None
+        if they cannot be told apart (storage-less tensors)."""
+        if is_tracing(inputs):
+            return None
+        tensors = chain(module.parameters(), module.buffers())
         try:
             key = (inputs.device, self.channels_last, self.frozen_engine) + \
-                tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device)
-                      for t in tensors)
+                tag + tuple((id(t), t.data_ptr(), t._version, t.dtype,
+                             t.device) for t in tensors)
         except (RuntimeError, NotImplementedError):  # storage-less tensors
             return None
         state = self._fast_state
         if state is None or state[0] != key:
             self._fast_state = None  # free the old copy first
             state = self._fast_state = (key, FrozenEngine(
-                self.backbone, self.frozen_engine, self.channels_last,
+                module, self.frozen_engine, self.channels_last,
                 inputs.device))
-        return state[1].module
+        return state[1]
 
     def reset_fast_path(self) -> None:
         """Drop the fused copy; the next forward rebuilds it from the

@@ -43,6 +43,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='CAM method (default gradcam)')
     parser.add_argument('--no-cam', action='store_true',
                         help='scores only, no overlay')
+    parser.add_argument('--unknown-threshold', type=float, default=None,
+                        metavar='X', help='answer "unknown" above this '
+                        'novelty (default: the threshold fitted in '
+                        'training)')
     parser.add_argument('--examples', default=osp.join(
         REPO, 'demo', 'rock_thin_sections'), help='a folder per class whose '
         'first images are offered as examples (default: the bundled demo '
@@ -85,6 +89,12 @@ def serve_args(args: argparse.Namespace) -> None:
     inferencer = torch_inferencer if not args.onnx else RockInferencer(
         args.config, args.checkpoint, args.device,
         backend='onnxruntime', onnx_model=args.onnx)
+    if args.unknown_threshold is not None:
+        if inferencer.open_set is None:
+            raise ValueError(f'{args.onnx or args.checkpoint}: '
+                             '--unknown-threshold needs a model with a '
+                             'feature bank (trained with the open-set head)')
+        inferencer.unknown_threshold = args.unknown_threshold
     cam = None if args.no_cam else RockCAM(torch_inferencer, args.method)
     examples = bundled_examples(args.examples)
     demo = build_demo(inferencer, cam, examples)

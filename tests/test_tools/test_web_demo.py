@@ -282,3 +282,20 @@ def test_web_demo_in_a_browser(quickstart_model, browser, tmp_path):
     if os.environ.get('ROCK_WEB_DEMO_SCREENSHOT'):
         # How docs/images/web_demo.png is made (see the README).
         shutil.copy(shot, os.environ['ROCK_WEB_DEMO_SCREENSHOT'])
+
+
+def test_unknown_threshold_flag(quickstart_model, monkeypatch):
+    """--unknown-threshold reaches the inferencer the page scores with."""
+    tool = load_tool('web_demo')
+    args = tool.parse_args([quickstart_model['config'],
+                            quickstart_model['checkpoint'], '--no-cam',
+                            '--unknown-threshold', '-1000'])
+    assert args.unknown_threshold == -1000
+    seen = {}
+    import _web_demo  # the module serve_args imports (tools/ on the path)
+    monkeypatch.setattr(_web_demo, 'serve',
+                        lambda demo, **kw: seen.update(demo=demo))
+    tool.serve_args(args)
+    image = sorted(glob.glob(osp.join(DEMO_DATA, 'Chert', '*.jpg')))[0]
+    answer = seen['demo'].rock_tab.inference(image)[2]
+    assert answer.startswith('unknown (unlike every trained class)')

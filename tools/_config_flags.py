@@ -72,6 +72,13 @@ def merge_cfg_options(cfg: Config, options: dict) -> Config:
         cfg.merge_from_dict(options)
     except (TypeError, KeyError, AttributeError, ValueError) as exc:
         raise ValueError(f'--cfg-options: {exc}') from None
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        # torch refuses persistent workers without workers: `num_workers=0`
+        # (to debug in one process) means no persistence
+        if loader is not None and loader.get('num_workers', None) == 0 and \
+                loader.get('persistent_workers'):
+            loader.persistent_workers = False
     return cfg
 
 

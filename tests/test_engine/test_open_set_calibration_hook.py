@@ -15,11 +15,13 @@ def fitted(quickstart_model):
     from mmpretrain.registry import DATASETS
 
     import rock_plugin  # noqa: F401
+    from mmengine.registry import DefaultScope
     ckpt = torch.load(quickstart_model['checkpoint'], map_location='cpu',
                       weights_only=True)
     cfg = Config.fromfile(quickstart_model['config'])
-    train = DATASETS.build(cfg.train_dataloader.dataset)
-    val = DATASETS.build(cfg.val_dataloader.dataset)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        train = DATASETS.build(cfg.train_dataloader.dataset)
+        val = DATASETS.build(cfg.val_dataloader.dataset)
     return dict(ckpt=ckpt, train=train, val=val, **quickstart_model)
 
 

@@ -52,8 +52,10 @@ def test_a_model_without_a_bank_or_features_is_refused(tmp_path):
 
     from rock_plugin.engine.hooks import OpenSetTestHook
     make_image(str(tmp_path / 'u' / 'a.png'))
-    head = MODELS.build(dict(type='OpenSetLinearClsHead', num_classes=3,
-                             in_channels=8))
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        head = MODELS.build(dict(type='OpenSetLinearClsHead',
+                                 num_classes=3, in_channels=8))
     hook = OpenSetTestHook(unknown_dir=str(tmp_path / 'u'))
     with pytest.raises(ValueError, match=r'^old/best.pth: the model has no '
                        'feature bank.*OpenSetLinearClsHead'):

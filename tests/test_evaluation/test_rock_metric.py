@@ -66,7 +66,11 @@ def test_metric_class_logs_table_and_keeps_details():
                           for s, l in zip(scores, labels)])
     out = metric.evaluate(40)
     assert set(out) == {'accuracy/top1', 'accuracy/top4', 'precision',
-                        'recall', 'f1-score'}
+                        'recall', 'f1-score', 'ece'}
+    from rock_plugin.evaluation.functional.calibration import \
+        expected_calibration_error
+    assert out['ece'] == pytest.approx(
+        100 * expected_calibration_error(scores, labels))
     details = metric.last_details
     assert ClassReportMetric.details_of(Evaluator([metric])) is details
     assert ClassReportMetric.details_of(Evaluator([])) is None

@@ -4,8 +4,16 @@ import torch
 import torch.nn.functional as F
 
 import rock_plugin  # noqa: F401
+from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+
+
+@pytest.fixture(autouse=True)
+def mmpretrain_scope():
+    # registry names resolve in mmpretrain's scope, whatever ran before
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
 
 
 def _head(**kwargs):

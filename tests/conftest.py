@@ -1,6 +1,7 @@
 """Shared fixtures: small generated images, paths, running tools as a user."""
 import csv
 import glob
+import io
 import json
 import os
 import os.path as osp
@@ -301,3 +302,16 @@ def file_magic(path, n):
     """The first ``n`` bytes of a file (its format's signature)."""
     with open(path, 'rb') as f:
         return f.read(n)
+
+
+class FakeTTY(io.StringIO):
+    """A text stream that says it is a terminal (progress bars draw)."""
+
+    def isatty(self):
+        return True
+
+
+def no_ci_rank0(monkeypatch):
+    """As on a developer's terminal: no ``CI``, rank 0."""
+    monkeypatch.delenv('CI', raising=False)
+    monkeypatch.delenv('RANK', raising=False)

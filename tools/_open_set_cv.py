@@ -188,23 +188,14 @@ def summarize_open_set_cv(work_dir, plan, results):
 
 def cross_validate_open_set(args, cfg, seed, work_dir, backend):
     """The open-set mode of ``tools/cross_validate.py`` (every rank)."""
-    from mmengine.dist import barrier, broadcast_object_list, is_main_process
+    from mmengine.dist import barrier, is_main_process
 
     from rock_plugin.utils.atomic_io import atomic_write_json
     from rock_plugin.utils.progress import track
     from rock_plugin.utils.text import printable
     check_open_set_config(cfg)
-    plan = [None, None]
-    if is_main_process():
-        try:
-            plan[0] = make_open_set_plan(args, cfg, seed, work_dir)
-        except Exception as exc:  # every rank must stop, not only rank 0
-            plan[1] = exc
-    if backend:
-        broadcast_object_list(plan)
-    if plan[1] is not None:
-        raise plan[1]
-    plan = plan[0]
+    plan = cv.plan_on_rank0(make_open_set_plan, backend, args, cfg, seed,
+                            work_dir)
     results = {}
     for r in track(range(args.repeats), 'open-set repeats',
                    transient=False):

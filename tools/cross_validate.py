@@ -267,6 +267,23 @@ def check_plan(plan_file, plan, wanted, fingerprint, flat, num_images):
             f'the data it was planned on, {how}')
 
 
+def plan_on_rank0(make, backend, *args):
+    """``make(*args)`` on rank 0, its result (or its error, raised on every
+    rank: all must stop, not only rank 0) broadcast to the others."""
+    from mmengine.dist import broadcast_object_list, is_main_process
+    plan = [None, None]
+    if is_main_process():
+        try:
+            plan[0] = make(*args)
+        except Exception as exc:
+            plan[1] = exc
+    if backend:
+        broadcast_object_list(plan)
+    if plan[1] is not None:
+        raise plan[1]
+    return plan[0]
+
+
 def make_plan(args, cfg, seed, work_dir):
     """Rank 0: pool the data, assign folds (or check the stored ones)."""
     from rock_plugin.utils.work_dir import prepare_fresh_run
@@ -417,8 +434,7 @@ def main(argv=None):
 def _cross_validate(args, train_args):
     setup_env(train_args)
     import rock_plugin  # noqa: F401  (registries)
-    from mmengine.dist import (barrier, broadcast_object_list,
-                               is_main_process, sync_random_seed)
+    from mmengine.dist import barrier, is_main_process, sync_random_seed
 
     import train as train_tool
     from rock_plugin.engine.distributed import init_distributed
@@ -447,17 +463,7 @@ def _cross_validate(args, train_args):
     if args.leave_out_classes:
         from _open_set_cv import cross_validate_open_set
         return cross_validate_open_set(args, cfg, seed, work_dir, backend)
-    plan = [None, None]
-    if is_main_process():
-        try:
-            plan[0] = make_plan(args, cfg, seed, work_dir)
-        except Exception as exc:  # every rank must stop, not only rank 0
-            plan[1] = exc
-    if backend:
-        broadcast_object_list(plan)
-    if plan[1] is not None:
-        raise plan[1]
-    plan = plan[0]
+    plan = plan_on_rank0(make_plan, backend, args, cfg, seed, work_dir)
     variants = ['plain'] + (['tta'] if args.tta else [])
     results = {}
     for k in track(range(args.folds), 'cross-validation folds',

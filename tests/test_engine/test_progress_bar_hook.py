@@ -11,18 +11,13 @@ import pytest
 from mmengine.logging import MMLogger
 from mmengine.runner import EpochBasedTrainLoop
 
+from conftest import FakeTTY, no_ci_rank0
 from rock_plugin.engine.hooks import RichProgressBarHook
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
 
 
 @pytest.fixture(autouse=True)
 def no_ci(monkeypatch):
-    monkeypatch.delenv('CI', raising=False)
-    monkeypatch.delenv('RANK', raising=False)
+    no_ci_rank0(monkeypatch)
 
 
 def fake_runner(rank=0):

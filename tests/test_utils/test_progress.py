@@ -5,20 +5,15 @@ import re
 
 import pytest
 
+from conftest import FakeTTY, no_ci_rank0
 from rock_plugin.utils.progress import ProgressBar, progress_enabled, track
 
 ETA = re.compile(r'eta \d:\d\d:\d\d')
 
 
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
-
-
 @pytest.fixture(autouse=True)
 def no_ci(monkeypatch):
-    monkeypatch.delenv('CI', raising=False)
-    monkeypatch.delenv('RANK', raising=False)
+    no_ci_rank0(monkeypatch)
 
 
 def test_not_a_terminal_gives_the_iterable_back_and_writes_nothing(capsys):

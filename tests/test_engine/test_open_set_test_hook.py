@@ -60,8 +60,9 @@ def test_a_model_without_a_bank_or_features_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r'^old/best.pth: the model has no '
                        'feature bank.*OpenSetLinearClsHead'):
         hook.before_test(_runner(head))
-    plain = MODELS.build(dict(type='LinearClsHead', num_classes=3,
-                              in_channels=8))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        plain = MODELS.build(dict(type='LinearClsHead', num_classes=3,
+                                  in_channels=8))
     with pytest.raises(ValueError, match=r'its head is LinearClsHead'):
         hook.before_test(_runner(plain))
     head.set_open_set(1.5, torch.randn(4, 8), torch.arange(4) % 3,

@@ -15,7 +15,6 @@ Example:
     >>> train()  # exits with the tool's code
 """
 import os.path as osp
-import runpy
 import sys
 
 _PACKAGE = osp.dirname(osp.abspath(__file__))
@@ -51,7 +50,12 @@ def run_tool(script: str) -> None:
     # As for a script: its own folder first on the path, for its helpers
     # (_common, _config_flags).
     sys.path.insert(0, osp.dirname(path))
-    runpy.run_path(path, run_name='__main__')
+    # Not runpy.run_path: it sets sys.argv[0] to the file, and argparse
+    # would then show ``train.py`` instead of ``rock-train`` in --help.
+    with open(path, encoding='utf-8') as f:
+        code = compile(f.read(), path, 'exec')
+    exec(code, dict(__name__='__main__', __file__=path,
+                    __builtins__=__builtins__))
 
 
 def train() -> None:

@@ -100,4 +100,5 @@ def test_a_console_script_passes_its_arguments(tmp_path, monkeypatch,
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert '--data-root' in out and 'rock_quickstart' in out
+    assert out.startswith('usage: rock-train ')  # not train.py
     assert sys.path[0] == osp.join(REPO, 'tools')  # as for a script

@@ -100,6 +100,8 @@ class HistoryHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         loss = (outputs or {}).get('loss')
+        if hasattr(loss, 'detach'):  # mmengine's log_vars keep the graph
+            loss = loss.detach()
         self.stats.add_train_batch(
             (data_batch or {}).get('data_samples'),
             None if loss is None else float(loss))

@@ -109,10 +109,9 @@ def repeat_cfg(base_cfg, work_dir, repeat):
 def evaluate_repeat(cfg, repeat, checkpoint):
     """Predictions (with novelty) of ``open_set.txt``, on rank 0 (else []),
     and the head's threshold."""
-    from mmengine.model import is_model_wrapper
-
     from rock_plugin.apis.train import build_runner
     from rock_plugin.evaluation.metrics import PredictionCollector
+    from rock_plugin.utils.model_wrappers import bare_model
     cfg = copy.deepcopy(cfg)
     cfg.load_from, cfg.resume = checkpoint, False
     cfg.work_dir = osp.join(cfg.work_dir, 'eval_open_set')
@@ -124,8 +123,7 @@ def evaluate_repeat(cfg, repeat, checkpoint):
     cfg.test_evaluator = [dict(type='PredictionCollector')]
     runner = build_runner(cfg)
     runner.test()
-    model = runner.model.module if is_model_wrapper(runner.model) \
-        else runner.model
+    model = bare_model(runner.model)
     if not model.head.has_bank:
         raise ValueError(f'{checkpoint}: the model has no feature bank '
                          '(OpenSetCalibrationHook did not fit it)')

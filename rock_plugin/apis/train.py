@@ -81,14 +81,12 @@ def check_checkpoint_fits(model, checkpoint: str, strict: bool = True,
     not fit ``model`` (mmengine only warns, then gives wrong results or
     crashes on resume); ``strict`` also refuses missing or unexpected ones;
     ``what`` names the model's source. Returns the (safely) loaded file."""
-    from mmengine.model import BaseTTAModel, is_model_wrapper
-
     from rock_plugin.utils.checkpoint_io import load_checkpoint_file
+    from rock_plugin.utils.model_wrappers import bare_model
     ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
     weights = {re.sub(r'^module\.', '', k): v
                for k, v in ckpt.get('state_dict', ckpt).items()}
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module  # DDP and the TTA wrapper hold the weights
+    model = bare_model(model, tta=True)  # the weights' holder
     own = model.state_dict()
     # buffers a module sizes from the file (the open-set head's bank)
     sized = {f'{name}.{b}'.lstrip('.') for name, m in model.named_modules()

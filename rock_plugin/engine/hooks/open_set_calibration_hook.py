@@ -3,20 +3,20 @@
 import copy
 import os.path as osp
 import random
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 import torch
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from rock_plugin.evaluation.functional.calibration import (
     expected_calibration_error, fit_temperature, keep_known_threshold,
     softmax)
 from rock_plugin.models.heads import OpenSetLinearClsHead
+from rock_plugin.utils.model_wrappers import bare_model
 
 
 @HOOKS.register_module()
@@ -62,13 +62,8 @@ class OpenSetCalibrationHook(Hook):
         self.bank_files: List[str] = []
         self._cache = {}
 
-    @staticmethod
-    def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
-
     def after_train_epoch(self, runner) -> None:
-        model = self._model(runner)
+        model = bare_model(runner.model)
         if not isinstance(getattr(model, 'head', None), OpenSetLinearClsHead):
             return
         frozen = not any(p.requires_grad for n, p in model.named_parameters()

@@ -10,7 +10,6 @@ import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from rock_plugin.evaluation.functional.calibration import open_set_report
@@ -21,6 +20,7 @@ from rock_plugin.evaluation.result_tables import write_novelty_csv
 from rock_plugin.utils.atomic_io import atomic_write_json
 from rock_plugin.utils.errors import DataError
 from rock_plugin.utils.image_files import IMG_EXTENSIONS, list_images
+from rock_plugin.utils.model_wrappers import bare_model
 from rock_plugin.utils.text import printable
 from rock_plugin.visualization.embedding import plot_embedding
 
@@ -79,13 +79,8 @@ class OpenSetTestHook(Hook):
         #: ``files``.
         self.results = {}
 
-    @staticmethod
-    def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
-
     def before_test(self, runner) -> None:
-        head = getattr(self._model(runner), 'head', None)
+        head = getattr(bare_model(runner.model), 'head', None)
         if self.unknown_dir is not None and \
                 not getattr(head, 'has_bank', False):
             raise ValueError(
@@ -109,7 +104,7 @@ class OpenSetTestHook(Hook):
         results_dir = self.results_dir or osp.join(runner.work_dir,
                                                    'test_results')
         os.makedirs(results_dir, exist_ok=True)
-        model = self._model(runner)
+        model = bare_model(runner.model)
         unknown = self._predict(runner, model) if self.unknown_files else []
         files = {}
         if self.unknown_files:

@@ -8,7 +8,6 @@ import numpy as np
 from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
 from rock_plugin.evaluation.functional.calibration import (ECE_BINS,
@@ -21,6 +20,7 @@ from rock_plugin.evaluation.result_tables import (save_confusion_csv,
                                                   write_per_class_csv,
                                                   write_prediction_csv)
 from rock_plugin.utils.atomic_io import atomic_write_json
+from rock_plugin.utils.model_wrappers import bare_model
 from rock_plugin.visualization import plot_confusion_matrix
 from rock_plugin.visualization.mistakes import draw_mistakes_sheet
 from rock_plugin.visualization.reliability import plot_reliability
@@ -119,9 +119,7 @@ class TestResultsHook(Hook):
     def _temperature(runner) -> Optional[float]:
         """The temperature of the model's head, if it has one."""
         model = getattr(runner, 'model', None)
-        if is_model_wrapper(model):
-            model = model.module
-        model = getattr(model, 'module', model)  # inside a TTA model
+        model = None if model is None else bare_model(model, tta=True)
         t = getattr(getattr(model, 'head', None), 'temperature', None)
         return None if t is None else float(t)
 

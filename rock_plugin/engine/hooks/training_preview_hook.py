@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 
+from rock_plugin.utils.model_wrappers import bare_model
 from rock_plugin.visualization.previews import (draw_train_batch,
                                                 draw_val_predictions,
                                                 tensors_to_rgb)
@@ -99,8 +99,7 @@ class TrainingPreviewHook(Hook):
             runner.logger.info('TrainingPreviewHook: the training loop feeds '
                                'no images (feature cache); no train_batch0')
             return
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        model = bare_model(runner.model)
         prep, n = model.data_preprocessor, self.max_images
         with torch.no_grad():
             # What the model gets (channel order, normalisation), undone.

@@ -6,12 +6,12 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from mmengine.dist import all_reduce
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.runner import ValLoop
 from mmengine.runner.amp import autocast
 from mmpretrain.registry import LOOPS
 
 from rock_plugin.models.accel import use_frozen_engine
+from rock_plugin.utils.model_wrappers import bare_model
 
 from ..mmengine_internals import parse_losses, update_losses
 
@@ -128,8 +128,7 @@ class CachedFeatureValLoop(ValLoop):
         for step, the dataloader pass replaced (see
         :mod:`rock_plugin.engine.mmengine_internals` for why not
         ``super().run()``)."""
-        model = self.runner.model
-        model = model.module if is_model_wrapper(model) else model
+        model = bare_model(self.runner.model)
         reason = self._ineligible(model)
         if reason is not None:
             self._log_once(f'feature cache off: {reason}; running the plain '

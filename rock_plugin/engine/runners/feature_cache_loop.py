@@ -5,10 +5,11 @@ from typing import List, Optional
 import torch
 from mmengine.dist import get_world_size
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
 from torch.utils.data import BatchSampler
+
+from rock_plugin.utils.model_wrappers import bare_model
 
 from ..mmengine_internals import count_epoch, count_iter
 
@@ -46,15 +47,11 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         self._samples: Optional[list] = None
         self.cache_seconds = 0.0  # spent computing the cached features
 
-    def _model(self):
-        model = self.runner.model
-        return model.module if is_model_wrapper(model) else model
-
     @torch.no_grad()
     def build_cache(self) -> None:
         """Run the pipeline ``num_views`` times, the backbone on each view."""
         from mmengine.dataset import pseudo_collate
-        model = self._model()
+        model = bare_model(self.runner.model)
         if get_world_size() > 1:
             raise RuntimeError('FeatureCacheTrainLoop runs in one process '
                                'only; train without a launcher')
@@ -122,7 +119,7 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         """``train_step`` with the backbone + neck output given."""
         self.runner.call_hook('before_train_iter', batch_idx=idx,
                               data_batch=data_batch)
-        model = self._model()
+        model = bare_model(self.runner.model)
         optim_wrapper = self.runner.optim_wrapper
         with optim_wrapper.optim_context(model):
             losses = model.head.loss(feats, data_batch['data_samples'])

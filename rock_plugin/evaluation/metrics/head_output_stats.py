@@ -4,7 +4,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from mmengine.dist import all_reduce, collect_results
-from mmengine.model import is_model_wrapper
+
+from rock_plugin.utils.model_wrappers import bare_model
 
 from .class_report import macro_metrics_from_confusion
 
@@ -25,8 +26,7 @@ class HeadOutputStats:
 
     def attach(self, model) -> None:
         """Start reading the scores of ``model.head`` (if it has one)."""
-        model = model.module if is_model_wrapper(model) else model
-        self.head = getattr(model, 'head', None)
+        self.head = getattr(bare_model(model), 'head', None)
         if self.head is not None and self._handle is None:
             self._handle = self.head.register_forward_hook(self._capture)
 

@@ -337,9 +337,8 @@ def use_frozen_engine(model: nn.Module, engine=_KEEP, rebuild: bool = False):
         >>> with use_frozen_engine(model, rebuild=True):  # fresh copy
         ...     feats = model.extract_feat(inputs)
     """
-    from mmengine.model import is_model_wrapper
-    if is_model_wrapper(model):
-        model = model.module
+    from rock_plugin.utils.model_wrappers import bare_model
+    model = bare_model(model)
     if not hasattr(model, 'frozen_engine'):
         yield model
         return

@@ -32,7 +32,8 @@ import json
 import os
 import os.path as osp
 
-from _common import flag_hint, run, setup_env, shipped_config
+from _common import (end_loader_workers, flag_hint, run, setup_env,
+                     shipped_config)
 from _config_flags import draw_seed, load_config, set_dist_backend
 
 PLAN_FILE = 'cv_plan.json'
@@ -354,6 +355,7 @@ def train_fold(cfg, k, folds, unit='fold'):
     print_log(f'cross-validation: {unit} {k + 1} of {folds} trained on '
               f'{len(runner.train_dataloader.dataset)} images, world size '
               f'{runner.world_size}', logger='current')
+    end_loader_workers(runner)
     del runner
     gc.collect()  # ends the dataloader workers before the next runner
     last = open(osp.join(fold_dir, 'last_checkpoint')).read().strip()

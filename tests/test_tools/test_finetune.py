@@ -10,6 +10,9 @@ from mmengine.config import Config
 from conftest import (REPO, kill_config, load_tool, run_tool,
                       train_killable)
 
+# builds by type name: mmpretrain's registry (conftest.mmpretrain_scope)
+pytestmark = pytest.mark.usefixtures('mmpretrain_scope')
+
 QUICK = osp.join(REPO, 'configs', 'rock_quickstart.py')
 FINETUNE = osp.join(REPO, 'configs', 'rock_quickstart_finetune.py')
 OPTIONS = ('--cfg-options', 'train_cfg.max_epochs=2',

@@ -36,6 +36,8 @@ for line in sys.stdin:
             for fd, path in ((1, job['out']), (2, job['err'])):
                 os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), fd)
             os.chdir(job['cwd'])
+            if job['replace_env']:
+                os.environ.clear()
             os.environ.update(job['env'])
             sys.argv = list(job['args'])
             sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
@@ -75,7 +77,8 @@ for line in sys.stdin:
 
 class ToolServer:
     """:func:`conftest.run_tool` (same arguments, same CompletedProcess or
-    errors) for ``tools/*.py``, each run forked from one server.
+    errors) for ``tools/*.py``, each run forked from one server, one run at
+    a time; ``replace_env=True``: ``env`` is the run's whole environment.
 
     Args:
         tmp_dir: A folder for the runs' output files.
@@ -96,13 +99,15 @@ class ToolServer:
             [sys.executable, '-c', _SERVER], cwd=REPO, env=env, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
-    def __call__(self, *args, cwd=REPO, env=None, timeout=600, check=True):
+    def __call__(self, *args, cwd=REPO, env=None, timeout=600, check=True,
+                 replace_env=False):
         self.count += 1
         out, err = (os.path.join(self.tmp, f'{self.count}.{s}')
                     for s in ('out', 'err'))
         self.proc.stdin.write(json.dumps(dict(
             args=[str(a) for a in args], out=out, err=err, cwd=str(cwd),
-            env=env or {}, timeout=timeout)) + '\n')
+            env=env or {}, replace_env=replace_env,
+            timeout=timeout)) + '\n')
         self.proc.stdin.flush()
         status = self.proc.stdout.readline()
         if not status:

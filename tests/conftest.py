@@ -77,7 +77,8 @@ def shared_data():
 
 def run_tool(*args, cwd=REPO, env=None, timeout=600, check=True,
              fresh=False):
-    """Run ``python tools/<args>`` as a user would; return the CompletedProcess.
+    """Run ``python tools/<args>`` as a user would; return the
+    CompletedProcess.
 
     A ``tools/*.py`` run is forked from this test process's tool server
     (``tool_server.py``: the same argv, cwd, environment, output and exit

@@ -167,7 +167,7 @@ class OpenSetCalibrationHook(Hook):
                 'optimistic)'
         with torch.no_grad():
             logits = head.fc(feats.to(head.fc.weight.device)).double().cpu()
-        energy = -torch.logsumexp(logits, dim=1)
+        energy = head.energy_score(logits)
         z, labels = logits.numpy(), y.numpy()
         t = fit_temperature(z, labels, (self.min_temperature, 100.0))
         before = expected_calibration_error(softmax(z), labels)
@@ -179,9 +179,8 @@ class OpenSetCalibrationHook(Hook):
             # docs/trust.md); a T that does not lower the fold's ECE is
             # not used.
             t, after = 1.0, before
-        stats = [float(knn.mean()), float(knn.std()) + 1e-6,
-                 float(energy.mean()), float(energy.std()) + 1e-6]
-        novelty = (knn - stats[0]) / stats[1] + (energy - stats[2]) / stats[3]
+        stats = head.fit_novelty_stats(knn, energy)
+        novelty = head.novelty_score(knn, energy, stats)
         threshold = keep_known_threshold(novelty.numpy(), self.keep_known)
         head.set_open_set(t, bank, bank_y, stats, threshold)
         # absolute: the evidence is found from any working directory

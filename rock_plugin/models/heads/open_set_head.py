@@ -106,6 +106,29 @@ class OpenSetLinearClsHead(LinearClsHead):
             novelty_stats, dtype=torch.float32, device=device)
         self.fitted_threshold = torch.tensor(float(threshold), device=device)
 
+    @staticmethod
+    def energy_score(logits: torch.Tensor) -> torch.Tensor:
+        """The energy ``-logsumexp(logits)`` of each row (low: confident)."""
+        return -torch.logsumexp(logits, dim=1)
+
+    @staticmethod
+    def fit_novelty_stats(knn: torch.Tensor,
+                          energy: torch.Tensor) -> List[float]:
+        """``novelty_stats`` from held-out images' nearest-neighbour
+        distances and energies: ``[mean, std, mean, std]``."""
+        # + 1e-6: a fold where every image scores the same must not
+        # divide by zero
+        return [float(knn.mean()), float(knn.std()) + 1e-6,
+                float(energy.mean()), float(energy.std()) + 1e-6]
+
+    @staticmethod
+    def novelty_score(knn: torch.Tensor, energy: torch.Tensor,
+                      stats) -> torch.Tensor:
+        """The novelty score: the distance and the energy, each z-scored
+        by ``stats`` (see :meth:`fit_novelty_stats`), summed."""
+        mk, sk, me, se = stats
+        return (knn - mk) / sk + (energy - me) / se
+
     def open_set_outputs(self, pre_logits: torch.Tensor,
                          logits: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Scores and novelty of ``(N, in_channels)`` features and their
@@ -125,10 +148,10 @@ class OpenSetLinearClsHead(LinearClsHead):
         k = min(self.num_neighbors, self.bank.shape[0])
         top_sims, top_idx = sims.topk(k, dim=1)
         knn = 1 - top_sims[:, 0]
-        energy = -torch.logsumexp(logits.float(), dim=1)
-        mk, sk, me, se = self.novelty_stats.unbind()
+        energy = self.energy_score(logits.float())
         out.update(knn_distance=knn, energy=energy,
-                   novelty=(knn - mk) / sk + (energy - me) / se,
+                   novelty=self.novelty_score(
+                       knn, energy, self.novelty_stats.unbind()),
                    neighbors=top_idx, neighbor_sims=top_sims, feature=unit)
         return out
 

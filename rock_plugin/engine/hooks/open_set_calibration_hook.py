@@ -7,7 +7,7 @@ from typing import List
 
 import numpy as np
 import torch
-from mmengine.dataset import Compose, pseudo_collate
+from mmengine.dataset import Compose
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
@@ -17,6 +17,8 @@ from rock_plugin.evaluation.functional.calibration import (
     softmax)
 from rock_plugin.models.heads import OpenSetLinearClsHead
 from rock_plugin.utils.model_wrappers import bare_model
+
+from ..pooled_features import PooledFeatureCache
 
 
 @HOOKS.register_module()
@@ -60,7 +62,7 @@ class OpenSetCalibrationHook(Hook):
         self.min_temperature = min_temperature
         self.interval = interval
         self.bank_files: List[str] = []
-        self._cache = {}
+        self._features = PooledFeatureCache()
 
     def after_train_epoch(self, runner) -> None:
         model = bare_model(runner.model)
@@ -72,8 +74,7 @@ class OpenSetCalibrationHook(Hook):
                 or self.is_last_train_epoch(runner)):
             return
         if not frozen:  # features change; a frozen prefix's maps do not
-            self._cache = {k: v for k, v in self._cache.items()
-                           if k.endswith('/prefix')}
+            self._features.drop_trained()
         states = (random.getstate(), np.random.get_state())
         try:
             with torch.random.fork_rng(devices=[]):
@@ -81,59 +82,6 @@ class OpenSetCalibrationHook(Hook):
         finally:
             random.setstate(states[0])
             np.random.set_state(states[1])
-
-    def _features(self, runner, model, dataset, key: str):
-        if key in self._cache:
-            return self._cache[key]
-        # With frozen_stages the frozen prefix's maps are computed once and
-        # kept: each refit reruns only the trainable stages.
-        batches = self._cache.get(key + '/prefix')
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                if batches is None:
-                    batches = self._first_pass(runner, model, dataset)
-                    if any(b[0] is not None for b in batches):
-                        self._cache[key + '/prefix'] = batches
-                feats, labels = [], []
-                for maps, pre, batch_labels in batches:
-                    if pre is None:
-                        x = model.backbone_after_prefix(maps)
-                        pre = model.head.pre_logits(
-                            model.neck(x) if model.with_neck else x)
-                    feats.append(pre.float().cpu())
-                    labels += batch_labels
-        finally:
-            model.train(was_training)
-        out = (torch.cat(feats), torch.tensor(labels))
-        self._cache[key] = out
-        return out
-
-    @staticmethod
-    def _first_pass(runner, model, dataset) -> list:
-        """``(prefix maps or None, features or None, labels)`` per batch."""
-        loader = runner.val_dataloader if runner.val_loop is not None \
-            else runner.train_dataloader
-        # A plain loader of our own: its own generator (no draw from the
-        # global RNG) and every image on every rank.
-        dl = torch.utils.data.DataLoader(
-            dataset, batch_size=getattr(loader, 'batch_size', None) or 16,
-            shuffle=False, collate_fn=pseudo_collate,
-            num_workers=min(2, getattr(loader, 'num_workers', 0)),
-            generator=torch.Generator())
-        prefix = getattr(model, 'frozen_prefix_maps', None)
-        batches = []
-        for batch in dl:
-            data = model.data_preprocessor(batch, False)
-            labels = [int(s.gt_label) for s in data['data_samples']]
-            maps = prefix(data['inputs']) if prefix is not None else None
-            if maps is not None:
-                batches.append((tuple(maps), None, labels))
-            else:
-                batches.append((None, model.head.pre_logits(
-                    model.extract_feat(data['inputs'])), labels))
-        return batches
 
     def _fit(self, runner, model) -> None:
         head = model.head

@@ -1,0 +1,80 @@
+"""``PooledFeatureCache``: the pooled features of a data set's images,
+computed once per model state (``OpenSetCalibrationHook``'s bank)."""
+import torch
+from mmengine.dataset import pseudo_collate
+
+
+class PooledFeatureCache:
+    """The head's pre-logits of every image of a data set, in order.
+
+    A frozen backbone gives the same features every epoch: they are kept.
+    With ``frozen_stages`` the frozen prefix's maps are kept, and each call
+    after :meth:`drop_trained` reruns only the trained stages.
+
+    Example:
+        >>> features = PooledFeatureCache()
+        >>> feats, labels = features(runner, model, train_set, 'train')
+    """
+
+    def __init__(self):
+        self._cache = {}
+
+    def drop_trained(self) -> None:
+        """Forget all but the frozen prefixes' maps (the trained stages
+        changed)."""
+        self._cache = {k: v for k, v in self._cache.items()
+                       if k.endswith('/prefix')}
+
+    def __call__(self, runner, model, dataset, key: str):
+        """``(features (N, C), labels (N,))`` of ``dataset`` (its own
+        pipeline, in order), kept under ``key`` until
+        :meth:`drop_trained`."""
+        if key in self._cache:
+            return self._cache[key]
+        batches = self._cache.get(key + '/prefix')
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                if batches is None:
+                    batches = self._first_pass(runner, model, dataset)
+                    if any(b[0] is not None for b in batches):
+                        self._cache[key + '/prefix'] = batches
+                feats, labels = [], []
+                for maps, pre, batch_labels in batches:
+                    if pre is None:
+                        x = model.backbone_after_prefix(maps)
+                        pre = model.head.pre_logits(
+                            model.neck(x) if model.with_neck else x)
+                    feats.append(pre.float().cpu())
+                    labels += batch_labels
+        finally:
+            model.train(was_training)
+        out = (torch.cat(feats), torch.tensor(labels))
+        self._cache[key] = out
+        return out
+
+    @staticmethod
+    def _first_pass(runner, model, dataset) -> list:
+        """``(prefix maps or None, features or None, labels)`` per batch."""
+        loader = runner.val_dataloader if runner.val_loop is not None \
+            else runner.train_dataloader
+        # A plain loader of our own: its own generator (no draw from the
+        # global RNG) and every image on every rank.
+        dl = torch.utils.data.DataLoader(
+            dataset, batch_size=getattr(loader, 'batch_size', None) or 16,
+            shuffle=False, collate_fn=pseudo_collate,
+            num_workers=min(2, getattr(loader, 'num_workers', 0)),
+            generator=torch.Generator())
+        prefix = getattr(model, 'frozen_prefix_maps', None)
+        batches = []
+        for batch in dl:
+            data = model.data_preprocessor(batch, False)
+            labels = [int(s.gt_label) for s in data['data_samples']]
+            maps = prefix(data['inputs']) if prefix is not None else None
+            if maps is not None:
+                batches.append((tuple(maps), None, labels))
+            else:
+                batches.append((None, model.head.pre_logits(
+                    model.extract_feat(data['inputs'])), labels))
+        return batches

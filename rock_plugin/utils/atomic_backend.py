@@ -36,3 +36,37 @@ class AtomicLocalBackend(LocalBackend):
 
 # force: a module reload re-registers our own name, never one of mmengine's.
 register_backend(ATOMIC_LOCAL_BACKEND, AtomicLocalBackend, force=True)
+
+
+class OwnFolderBackend:
+    """A file backend whose ``remove`` / ``rmtree`` act only on paths that
+    ``owns`` accepts (it warns about the others, which are kept);
+    everything else is the wrapped backend's.
+
+    Args:
+        backend: An mmengine file backend.
+        owns (callable): ``path -> bool``, asked at each removal.
+
+    Example:
+        >>> backend = OwnFolderBackend(LocalBackend(),
+        ...                            lambda p: p.startswith('work/'))
+        >>> backend.remove('/etc/hosts')  # kept
+    """
+
+    def __init__(self, backend, owns):
+        self._backend = backend
+        self._owns = owns
+
+    def __getattr__(self, name):
+        backend = self.__dict__.get('_backend')  # unset while copied
+        if backend is None:
+            raise AttributeError(name)
+        return getattr(backend, name)
+
+    def remove(self, filepath) -> None:
+        if self._owns(filepath):
+            self._backend.remove(filepath)
+
+    def rmtree(self, dir_path) -> None:
+        if self._owns(dir_path):
+            self._backend.rmtree(dir_path)

@@ -4,7 +4,9 @@ import csv
 import json
 import os
 import os.path as osp
+import shutil
 import tempfile
+import uuid
 from typing import Iterable, Iterator, IO, Sequence
 
 from .text import csv_cell
@@ -93,3 +95,33 @@ def atomic_save_figure(fig, path: str, **savefig_kwargs) -> None:
     fmt = osp.splitext(path)[1].lstrip('.') or 'png'
     with atomic_write(path, 'wb') as f:
         fig.savefig(f, format=fmt, **savefig_kwargs)
+
+
+def atomic_link(target: str, dest: str) -> str:
+    """Make ``dest`` the same file as ``target``, replacing it atomically:
+    a hard link (no space; it outlives the removal of ``target``), else a
+    copy.
+
+    Args:
+        target (str): An existing file.
+        dest (str): The path that is to name it.
+
+    Returns:
+        str: ``dest``.
+
+    Example:
+        >>> atomic_link('work/epoch_3.pth', 'work/last.pth')
+        'work/last.pth'
+    """
+    # renamed into place, so readers see the old file or the new one
+    tmp = osp.join(osp.dirname(dest) or '.',
+                   f'.{osp.basename(dest)}.{uuid.uuid4().hex}.tmp')
+    try:
+        os.link(target, tmp)
+        os.replace(tmp, dest)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        with open(target, 'rb') as src, atomic_write(dest, 'wb') as dst:
+            shutil.copyfileobj(src, dst)
+    return dest

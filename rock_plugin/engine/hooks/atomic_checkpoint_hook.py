@@ -1,48 +1,20 @@
 """``AtomicCheckpointHook``: atomic, later ties, ``best.pth`` /
 ``last.pth``, and no removal outside its own folder."""
-import contextlib
 import logging
 import operator
-import os
 import os.path as osp
-import shutil
-import uuid
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
-from rock_plugin.utils.atomic_backend import ATOMIC_LOCAL_BACKEND
-from rock_plugin.utils.atomic_io import atomic_write
+from rock_plugin.utils.atomic_backend import (ATOMIC_LOCAL_BACKEND,
+                                              OwnFolderBackend)
+from rock_plugin.utils.atomic_io import atomic_link, atomic_write
 from rock_plugin.utils.paths import path_inside, resolve_in_dir
 
 from ..mmengine_internals import POINTER, capture_checkpoint_pointer
-
-
-class _OwnFolderBackend:
-    """A file backend whose ``remove`` / ``rmtree`` act only inside the
-    hook's ``out_dir`` (read when called: mmengine finishes it in
-    ``before_train``); anything else is kept, with a warning. Everything
-    else is the wrapped backend's."""
-
-    def __init__(self, backend, hook):
-        self._backend = backend
-        self._hook = hook
-
-    def __getattr__(self, name):
-        backend = self.__dict__.get('_backend')  # unset while copied
-        if backend is None:
-            raise AttributeError(name)
-        return getattr(backend, name)
-
-    def remove(self, filepath) -> None:
-        if self._hook.owns(filepath):
-            self._backend.remove(filepath)
-
-    def rmtree(self, dir_path) -> None:
-        if self._hook.owns(dir_path):
-            self._backend.rmtree(dir_path)
 
 
 # 'RockCheckpointHook': the earlier name, kept for saved configs.
@@ -90,7 +62,10 @@ class AtomicCheckpointHook(CheckpointHook):
 
     @file_backend.setter
     def file_backend(self, backend) -> None:
-        self.__dict__['_own_folder_backend'] = _OwnFolderBackend(backend, self)
+        # owns() reads out_dir when called: mmengine finishes it in
+        # before_train
+        self.__dict__['_own_folder_backend'] = OwnFolderBackend(
+            backend, self.owns)
 
     def owns(self, path) -> bool:
         """Whether ``path`` is inside this run's ``out_dir`` (which only
@@ -212,20 +187,9 @@ class AtomicCheckpointHook(CheckpointHook):
     def _link(self, name: str, target) -> None:
         """Point ``out_dir/name`` at ``target``, replacing it atomically."""
         target = str(target)
-        dest = osp.join(str(self.out_dir), name)
         if not osp.isfile(target):  # remote storage, deepspeed folders
             return
-        # A hard link costs no space and survives max_keep_ckpts removing
-        # the epoch file; renamed into place, so readers see old or new.
-        tmp = osp.join(osp.dirname(dest), f'.{name}.{uuid.uuid4().hex}.tmp')
-        try:
-            os.link(target, tmp)
-            os.replace(tmp, dest)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            with open(target, 'rb') as src, atomic_write(dest, 'wb') as dst:
-                shutil.copyfileobj(src, dst)
+        atomic_link(target, osp.join(str(self.out_dir), name))
         self._linked[name] = target
 
 

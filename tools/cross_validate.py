@@ -153,8 +153,8 @@ def _pool(cfg):
     dataset = DATASETS.build(base)
     infos = [dataset.get_data_info(i) for i in range(len(dataset))]
     classes = [str(c) for c in dataset.metainfo['classes']]
-    return ([i['img_path'] for i in infos], [int(i['gt_label'])
-                                            for i in infos], classes)
+    return ([i['img_path'] for i in infos],
+            [int(i['gt_label']) for i in infos], classes)
 
 
 def _fold_dataset(base, ann_file, classes, pipeline, test_mode):
@@ -337,7 +337,8 @@ def train_fold(cfg, k, folds, unit='fold'):
     from mmengine.logging import print_log
 
     from rock_plugin.apis.train import train
-    from rock_plugin.utils.work_dir import find_resume_checkpoint, old_run_files
+    from rock_plugin.utils.work_dir import (find_resume_checkpoint,
+                                            old_run_files)
     from rock_plugin.utils.atomic_io import atomic_write_json
     from rock_plugin.utils.text import printable
     fold_dir = cfg.work_dir
@@ -441,7 +442,7 @@ def _cross_validate(args, train_args):
     import train as train_tool
     from rock_plugin.engine.distributed import init_distributed
     from rock_plugin.utils.atomic_io import atomic_write_json
-    from rock_plugin.utils.progress import track
+    from rock_plugin.utils.progress import ProgressBar
     from rock_plugin.utils.text import printable
     backend = init_distributed(train_args.launcher, train_args.device)
     work_dir = args.work_dir or train_tool.default_work_dir(args.config) + (
@@ -467,34 +468,40 @@ def _cross_validate(args, train_args):
         return cross_validate_open_set(args, cfg, seed, work_dir, backend)
     plan = plan_on_rank0(make_plan, backend, args, cfg, seed, work_dir)
     variants = ['plain'] + (['tta'] if args.tta else [])
-    results = {}
-    for k in track(range(args.folds), 'cross-validation folds',
-                   transient=False):
+    results, todo = {}, []
+    for k in range(args.folds):
         fold_cfg = _fold_cfg(cfg, work_dir, k, plan['classes'])
         result_file = osp.join(fold_cfg.work_dir, RESULT_FILE)
         result = _load_json(result_file) or {}
         if result.get('eval_checkpoint') != args.eval_checkpoint:
             result = dict(fold=k, eval_checkpoint=args.eval_checkpoint)
         missing = [v for v in variants if v not in result]
-        if not missing:
+        if missing:
+            todo.append((k, fold_cfg, result_file, result, missing))
+        else:
             print(f'fold {k}: done, skipped ({printable(result_file)})',
                   flush=True)
             results[k] = result
-            continue
-        trained = train_fold(fold_cfg, k, args.folds)
-        checkpoint = trained[args.eval_checkpoint]
-        if checkpoint is None:
-            raise FileNotFoundError(
-                f'{fold_cfg.work_dir}: no best checkpoint (validation was '
-                'off?); use --eval-checkpoint last')
-        result['checkpoint'] = checkpoint
-        for variant in missing:
-            result[variant] = evaluate_fold(fold_cfg, k, checkpoint,
-                                            variant == 'tta')
-        if is_main_process():
-            atomic_write_json(result_file, result)
-        barrier()
-        results[k] = result
+    # the folds done before count as done, not in the ETA's rate
+    with ProgressBar('cross-validation folds', total=args.folds,
+                     completed=args.folds - len(todo),
+                     transient=False) as bar:
+        for k, fold_cfg, result_file, result, missing in todo:
+            trained = train_fold(fold_cfg, k, args.folds)
+            checkpoint = trained[args.eval_checkpoint]
+            if checkpoint is None:
+                raise FileNotFoundError(
+                    f'{fold_cfg.work_dir}: no best checkpoint (validation '
+                    'was off?); use --eval-checkpoint last')
+            result['checkpoint'] = checkpoint
+            for variant in missing:
+                result[variant] = evaluate_fold(fold_cfg, k, checkpoint,
+                                                variant == 'tta')
+            if is_main_process():
+                atomic_write_json(result_file, result)
+            barrier()
+            results[k] = result
+            bar.update(advance=1)
     if is_main_process():
         return summarize(work_dir, plan, results, variants)
     return None

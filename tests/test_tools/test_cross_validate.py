@@ -138,8 +138,8 @@ def test_every_image_is_validated_once_and_summaries_are_written(
     assert len(folds) == 24 and {r['fold'] for r in folds} == {'0', '1'}
     oof = read_csv_dicts(osp.join(work, 'oof_predictions.csv'))
     assert sorted(r['file'] for r in oof) == sorted(r['file'] for r in folds)
-    assert {r['file']: r['fold'] for r in oof} == {r['file']: r['fold']
-                                                  for r in folds}
+    assert {r['file']: r['fold'] for r in oof} == \
+        {r['file']: r['fold'] for r in folds}
     assert set(oof[0]) == {'file', 'true', 'predicted', 'fold', 'alpha',
                            'beta', 'gamma'}
     for k in (0, 1):  # a fold trains on the others, validates on itself
@@ -165,7 +165,7 @@ def test_every_image_is_validated_once_and_summaries_are_written(
 
 
 def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
-        cv_run, tiny_data, tool, capsys):
+        cv_run, tiny_data, tool, capsys, monkeypatch):
     work, log, config = cv_run
     assert 'fold 1 of 2' in log and 'resuming from' in log
     assert 'fold_0/epoch_1.pth' in log.split('resuming from')[1][:300]
@@ -184,9 +184,16 @@ def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
         assert osp.isfile(osp.join(work, name))
     assert 'Cross-validation with TTA: top-1' in log
     # and once more: every fold done, the same summary
+    import rock_plugin.utils.progress as progress
+    bars, real = [], progress.ProgressBar
+    monkeypatch.setattr(progress, 'ProgressBar', lambda *a, **kw: (
+        bars.append((a, kw)), real(*a, **kw))[1])
     summary = _cv_main(*_cv(config)[1:], '--tta', '--data-root', tiny_data,
                        '--work-dir', work)
     assert capsys.readouterr().out.count('done, skipped') == 2
+    # folds done before start the bar as done: its ETA is this run's rate
+    assert bars == [(('cross-validation folds', ),
+                     dict(total=2, completed=2, transient=False))]
     assert summary['tta']['mean'] == read_json(
         osp.join(work, 'cv_summary_tta.json'))['mean']
     # other folds in the same work dir: a clear error, nothing touched

@@ -12,8 +12,8 @@ from mmpretrain.registry import HOOKS
 from rock_plugin.evaluation.metrics import PredictionCollector
 from rock_plugin.evaluation.metrics.class_report import (
     ClassReportMetric, compute_rock_metrics, format_per_class_table)
-from rock_plugin.evaluation.test_result_files import (calibration_line,
-                                                      save_test_results)
+from rock_plugin.engine.test_result_files import (calibration_line,
+                                                  save_test_results)
 from rock_plugin.utils.model_wrappers import bare_model
 
 

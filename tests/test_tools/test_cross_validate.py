@@ -97,7 +97,7 @@ def test_fold_errors_are_clear():
 @pytest.fixture(scope='module')
 def tool(tmp_path_factory):
     """The tool runs here forked from one server (tool_server.py), 5 s of
-    imports saved on each; the README's command runs as run_tool runs it."""
+    imports saved on each; the README's command runs in a new interpreter."""
     with ToolServer(tmp_path_factory.mktemp('tool_runs')) as server:
         yield server
 
@@ -355,7 +355,7 @@ def test_readme_command_on_the_shipped_quick_start(tmp_path):
     work = str(tmp_path / 'cv')
     proc = run_tool('tools/cross_validate.py', QUICKSTART, '--folds', '2',
                     '--tta', '--work-dir', work, '--cfg-options',
-                    'train_cfg.max_epochs=1')
+                    'train_cfg.max_epochs=1', fresh=True)
     images = sum(len(files) for _, _, files in os.walk(DEMO_DATA))
     for suffix in ('', '_tta'):
         summary = read_json(osp.join(work, f'cv_summary{suffix}.json'))

@@ -60,7 +60,7 @@ def test_quickstart_as_shipped_learns_and_writes_best_and_last(tmp_path):
         pytest.skip('bundled demo data missing')
     work = str(tmp_path / 'quick')
     proc = run_tool('tools/train.py', QUICK, '--work-dir', work,
-                    '--cfg-options', 'train_cfg.max_epochs=2')
+                    '--cfg-options', 'train_cfg.max_epochs=2', fresh=True)
     log = proc.stdout + proc.stderr
     assert 'Per-class results' in log and 'SparryOoliticLimestone' in log
     dumped = Config.fromfile(osp.join(work, 'rock_quickstart.py'))

@@ -168,7 +168,8 @@ def test_quick_start_classes_follow_the_data_of_every_image_mode(tmp_path):
     work = tmp_path / 'work'
     proc = run_tool('tools/train.py', QUICKSTART, '--data-root', str(data),
                     '--work-dir', str(work), '--device', 'cpu',
-                    '--cfg-options', 'train_cfg.max_epochs=1')
+                    '--cfg-options', 'train_cfg.max_epochs=1',
+                    fresh=True)
     out = proc.stdout + proc.stderr
     assert 'classes follow the data: 3 classes' in out
     from mmengine.config import Config

@@ -9,10 +9,9 @@
 # stratified 20 % fold (_base_/datasets/rock_thin_sections.py).
 #
 #   python tools/train.py configs/rock_quickstart.py
-#   # your own data, a folder per class:
-#   python tools/train.py configs/rock_quickstart.py --data-root /data/rocks \
-#       --cfg-options num_classes=... model.head.num_classes=N \
-#       data_preprocessor.num_classes=N
+#   # your own data, a folder per class (the class count follows the
+#   # folders: head, data preprocessor and top-k, with one log line):
+#   python tools/train.py configs/rock_quickstart.py --data-root /data/rocks
 _base_ = [
     './_base_/models/efficientnet_lite2_multiscale.py',
     './_base_/datasets/rock_thin_sections.py',

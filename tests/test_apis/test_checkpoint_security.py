@@ -28,7 +28,6 @@ import pytest
 import torch
 
 from conftest import REPO, TINY_CONFIG, run_tool
-from tool_server import ToolServer
 
 ATTACKS = ('config_text', 'reduce', 'getattr', 'empty')
 
@@ -73,11 +72,10 @@ def write_attack(kind: str, base: str, path: str, marker: str) -> str:
 
 
 @pytest.fixture(scope='module')
-def tool(tmp_path_factory):
-    """The tools, each run forked from one server (tool_server.py): the
-    ~40 runs here skip 5 s of imports each; no refused run needs more."""
-    with ToolServer(tmp_path_factory.mktemp('tool_runs')) as server:
-        yield functools.partial(server, check=False, timeout=300)
+def tool():
+    """``run_tool`` without the exit check: the ~40 runs here fork from this
+    worker's tool server; no refused run needs more than 300 s."""
+    return functools.partial(run_tool, check=False, timeout=300)
 
 
 @pytest.fixture(scope='module')

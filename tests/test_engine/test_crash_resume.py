@@ -7,8 +7,8 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import REPO, TINY_CONFIG, kill_config, train_killable
-from tool_server import ToolServer
+from conftest import (REPO, TINY_CONFIG, kill_config, run_tool,
+                      train_killable)
 
 QUICKSTART = osp.join(REPO, 'configs', 'rock_quickstart.py')
 # The shipped quick start on the 3-class test images, 3 epochs; its loader
@@ -30,11 +30,10 @@ TINY_OPTIONS = ('--seed', '5', '--cfg-options', 'train_cfg.max_epochs=2')
 
 
 @pytest.fixture(scope='module')
-def tool(tmp_path_factory):
-    """Every run here forked from one server (tool_server.py): 11 runs,
-    5 s of imports saved on each."""
-    with ToolServer(tmp_path_factory.mktemp('tool_runs')) as server:
-        yield server
+def tool():
+    """``run_tool``: the 11 runs here forked from this worker's tool
+    server, 5 s of imports saved on each."""
+    return run_tool
 
 
 def _read(path):

@@ -12,11 +12,10 @@ from types import SimpleNamespace
 import torch
 from mmengine.logging import MessageHub, MMLogger
 
-from conftest import snapshot
+from conftest import run_tool, snapshot
 from rock_plugin.utils.work_dir import find_resume_checkpoint
 from rock_plugin.engine.hooks import AtomicCheckpointHook
 from rock_plugin.utils.paths import path_inside
-from tool_server import ToolServer
 
 BEST = 'best_accuracy_top1_epoch_{}.pth'
 
@@ -61,10 +60,10 @@ def _restored_afterwards(folder, backup):
                 os.replace(path + '.restore', path)
 
 
-def _resume(tool, work, max_epochs):
-    return tool('tools/train.py', osp.join(work, 'rock_quickstart.py'),
-                '--work-dir', work, '--resume', '--device', 'cpu',
-                '--cfg-options', f'train_cfg.max_epochs={max_epochs}')
+def _resume(work, max_epochs):
+    return run_tool('tools/train.py', osp.join(work, 'rock_quickstart.py'),
+                    '--work-dir', work, '--resume', '--device', 'cpu',
+                    '--cfg-options', f'train_cfg.max_epochs={max_epochs}')
 
 
 def _log_lines(proc, *words):
@@ -113,10 +112,8 @@ def test_copied_then_moved_work_dir_resumes_from_its_own_files(
     shutil.copytree(original, copy,
                     ignore=shutil.ignore_patterns('quickstart.onnx*'))
 
-    # both runs forked from one server (tool_server.py): 5 s of imports less
-    with _restored_afterwards(original, str(tmp_path / 'backup')), \
-            ToolServer(tmp_path / 'tool_runs') as tool:
-        proc = _resume(tool, copy, 3)
+    with _restored_afterwards(original, str(tmp_path / 'backup')):
+        proc = _resume(copy, 3)
         _assert_unchanged(original, before)
         _assert_resumed_here(copy, 3, proc, original)
         # The copy's own best moved on only if epoch 3 scored as well; one
@@ -128,7 +125,7 @@ def test_copied_then_moved_work_dir_resumes_from_its_own_files(
         # Moved: all it recorded names a folder that no longer exists.
         moved = str(tmp_path / 'moved')
         os.rename(copy, moved)
-        proc = _resume(tool, moved, 4)
+        proc = _resume(moved, 4)
         _assert_resumed_here(moved, 4, proc, copy)
         assert not osp.exists(copy)  # nothing written at the old place
         assert not _log_lines(proc, 'is missing, incomplete')  # no fallback

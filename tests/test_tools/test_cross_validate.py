@@ -16,7 +16,6 @@ import pytest
 
 from conftest import (DEMO_DATA, QUICKSTART, REPO, load_tool,
                       make_class_folders, read_csv_dicts, read_json, run_tool)
-from tool_server import ToolServer
 
 TINY_TTA = osp.join(REPO, 'tests', 'data', 'tiny_tta_config.py')
 KILL_HOOK = osp.join(REPO, 'tests', 'data', 'kill_hook.py')
@@ -95,11 +94,10 @@ def test_fold_errors_are_clear():
 # ---------------------------------------------------------------- tool --
 
 @pytest.fixture(scope='module')
-def tool(tmp_path_factory):
-    """The tool runs here forked from one server (tool_server.py), 5 s of
-    imports saved on each; the README's command runs in a new interpreter."""
-    with ToolServer(tmp_path_factory.mktemp('tool_runs')) as server:
-        yield server
+def tool():
+    """``run_tool``: runs forked from this worker's tool server; the README's
+    command runs in a new interpreter (``fresh=True``)."""
+    return run_tool
 
 
 @pytest.fixture(scope='module')

@@ -222,19 +222,19 @@ def kill_config(tmp_path, base, points):
 
 
 def train_killable(config, data, work, *options, resume=False,
-                   killed=False, run=run_tool):
+                   killed=False):
     """``tools/train.py`` on ``data`` into ``work`` (``--resume`` with
     ``resume``); ``killed``: expect the kill hook's SIGKILL and check that
-    every checkpoint left loads; ``run``: :func:`run_tool` or a
-    ``tool_server.ToolServer``. Returns the CompletedProcess."""
+    every checkpoint left loads. Runs through :func:`run_tool` (this
+    worker's tool server). Returns the CompletedProcess."""
     import signal
 
     import torch
-    proc = run('tools/train.py', config, '--device', 'cpu',
-               '--data-root', data, '--work-dir', work,
-               *(['--resume'] if resume else []), *options,
-               env=dict(PYTHONPATH=osp.dirname(KILL_HOOK)),
-               check=not killed)
+    proc = run_tool('tools/train.py', config, '--device', 'cpu',
+                    '--data-root', data, '--work-dir', work,
+                    *(['--resume'] if resume else []), *options,
+                    env=dict(PYTHONPATH=osp.dirname(KILL_HOOK)),
+                    check=not killed)
     if killed:
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
         for path in glob.glob(osp.join(work, '*.pth')):

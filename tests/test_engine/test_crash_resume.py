@@ -4,7 +4,6 @@ history.csv as an uninterrupted run, on the shipped loader settings
 import glob
 import os.path as osp
 
-import pytest
 import torch
 
 from conftest import (REPO, TINY_CONFIG, kill_config, run_tool,
@@ -29,13 +28,6 @@ PLAIN_VAL = ('val_cfg.type=ValLoop', )
 TINY_OPTIONS = ('--seed', '5', '--cfg-options', 'train_cfg.max_epochs=2')
 
 
-@pytest.fixture(scope='module')
-def tool():
-    """``run_tool``: the 11 runs here forked from this worker's tool
-    server, 5 s of imports saved on each."""
-    return run_tool
-
-
 def _read(path):
     with open(path) as f:
         return f.read()
@@ -51,32 +43,28 @@ def _assert_same_run(work, reference, epochs=3):
         _read(osp.join(reference, 'history.csv'))
 
 
-def test_quickstart_killed_three_times_resumes_exactly(tiny_data, tool,
-                                                       tmp_path):
+def test_quickstart_killed_three_times_resumes_exactly(tiny_data, tmp_path):
     """Kills during epoch 1's validation (epoch_1.pth exists, and epoch 1 is
     always a new best: issue 14's unresumable run), mid-epoch 2 with the
     persistent workers busy, and while epoch_3.pth is being written."""
     reference = str(tmp_path / 'reference')
-    train_killable(QUICKSTART, tiny_data, reference, *QS_OPTIONS,
-                   run=tool)
+    train_killable(QUICKSTART, tiny_data, reference, *QS_OPTIONS)
     config = kill_config(tmp_path, QUICKSTART, [
         ('val_iter', 1, 1), ('train_iter', 2, 1), ('ckpt_write', 3)])
     work = str(tmp_path / 'run')
-    train_killable(config, tiny_data, work, *QS_OPTIONS, killed=True,
-                   run=tool)
+    train_killable(config, tiny_data, work, *QS_OPTIONS, killed=True)
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
     assert not osp.exists(osp.join(work, 'history.csv'))  # row 1 was lost
     log = train_killable(config, tiny_data, work, *QS_OPTIONS, resume=True,
-                         killed=True, run=tool).stdout
+                         killed=True).stdout
     assert 'validating the resumed epoch 1' in log
     assert 'best checkpoint with' in log  # saved while resuming: no crash
     train_killable(config, tiny_data, work, *QS_OPTIONS, resume=True,
-                   killed=True, run=tool)
+                   killed=True)
     assert glob.glob(osp.join(work, '.epoch_3.pth.*.tmp'))
     assert not osp.exists(osp.join(work, 'epoch_3.pth'))
     assert _read(osp.join(work, 'last_checkpoint')).endswith('epoch_2.pth')
-    train_killable(config, tiny_data, work, *QS_OPTIONS, resume=True,
-                   run=tool)
+    train_killable(config, tiny_data, work, *QS_OPTIONS, resume=True)
     _assert_same_run(work, reference)
     columns = _read(osp.join(work, 'history.csv')).splitlines()[0]
     for name in ('train_accuracy/top1', 'train_precision', 'train_recall',
@@ -84,34 +72,30 @@ def test_quickstart_killed_three_times_resumes_exactly(tiny_data, tool,
         assert name in columns.split(',')
 
 
-def test_b4_loader_settings_resume_exactly_and_match_no_workers(tiny_data,
-                                                                 tool,
-                                                                 tmp_path):
+def test_b4_loader_settings_resume_exactly_and_match_no_workers(
+        tiny_data, tmp_path):
     """One run with rock_b4's loaders and cached validation, as shipped;
     the same seed with no workers and the plain ValLoop, killed mid-epoch 2
     and resumed with 4 persistent workers: the same weights and history,
     val_loss included (the cache changes no number; the worker count and the
     kill change no augmentation)."""
     reference = str(tmp_path / 'reference')
-    train_killable(QUICKSTART, tiny_data, reference, *QS_OPTIONS, *B4_LOADERS,
-                   run=tool)
+    train_killable(QUICKSTART, tiny_data, reference, *QS_OPTIONS, *B4_LOADERS)
     config = kill_config(tmp_path, QUICKSTART, [('train_iter', 2, 2)])
     work = str(tmp_path / 'run')
     train_killable(config, tiny_data, work, *QS_OPTIONS, *NO_WORKERS,
-                   *PLAIN_VAL, killed=True, run=tool)
+                   *PLAIN_VAL, killed=True)
     train_killable(config, tiny_data, work, *QS_OPTIONS, *B4_LOADERS,
-                   *PLAIN_VAL, resume=True, run=tool)
+                   *PLAIN_VAL, resume=True)
     _assert_same_run(work, reference)
 
 
-def test_resume_without_a_checkpoint_is_a_clear_error(tiny_data, tool,
-                                                      tmp_path):
+def test_resume_without_a_checkpoint_is_a_clear_error(tiny_data, tmp_path):
     config = kill_config(tmp_path, TINY_CONFIG, [('train_iter', 1, 1)])
     work = str(tmp_path / 'run')
-    train_killable(config, tiny_data, work, *TINY_OPTIONS, killed=True,
-                   run=tool)
-    proc = tool('tools/train.py', TINY_CONFIG, '--device', 'cpu',
-                '--data-root', tiny_data, '--work-dir', work, '--resume',
-                *TINY_OPTIONS, check=False)
+    train_killable(config, tiny_data, work, *TINY_OPTIONS, killed=True)
+    proc = run_tool('tools/train.py', TINY_CONFIG, '--device', 'cpu',
+                    '--data-root', tiny_data, '--work-dir', work, '--resume',
+                    *TINY_OPTIONS, check=False)
     assert proc.returncode == 2
     assert 'found no checkpoint to continue' in proc.stderr

@@ -94,14 +94,7 @@ def test_fold_errors_are_clear():
 # ---------------------------------------------------------------- tool --
 
 @pytest.fixture(scope='module')
-def tool():
-    """``run_tool``: runs forked from this worker's tool server; the README's
-    command runs in a new interpreter (``fresh=True``)."""
-    return run_tool
-
-
-@pytest.fixture(scope='module')
-def cv_run(tiny_data, tool, tmp_path_factory):
+def cv_run(tiny_data, tmp_path_factory):
     """A 2-fold run killed in fold 0's second epoch, then rerun to the end
     with the same config (a rerun with another is refused): the kill hook
     fires once per fold dir, and fold 1's marker says it already did.
@@ -120,12 +113,12 @@ def cv_run(tiny_data, tool, tmp_path_factory):
                 f'custom_hooks = {hooks!r}\n')
     os.makedirs(osp.join(work, 'fold_1'))
     open(osp.join(work, 'fold_1', '.killed_0'), 'w').close()
-    killed = tool(*_cv(kill_cfg), '--data-root', tiny_data, '--work-dir',
-                  work, env=KILL_ENV, check=False)
+    killed = run_tool(*_cv(kill_cfg), '--data-root', tiny_data, '--work-dir',
+                      work, env=KILL_ENV, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert os.listdir(osp.join(work, 'fold_0')).count('epoch_1.pth') == 1
-    done = tool(*_cv(kill_cfg), '--data-root', tiny_data, '--work-dir',
-                work, env=KILL_ENV)
+    done = run_tool(*_cv(kill_cfg), '--data-root', tiny_data, '--work-dir',
+                    work, env=KILL_ENV)
     return work, done.stdout + done.stderr, kill_cfg
 
 
@@ -163,7 +156,7 @@ def test_every_image_is_validated_once_and_summaries_are_written(
 
 
 def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
-        cv_run, tiny_data, tool, capsys, monkeypatch):
+        cv_run, tiny_data, capsys, monkeypatch):
     work, log, config = cv_run
     assert 'fold 1 of 2' in log and 'resuming from' in log
     assert 'fold_0/epoch_1.pth' in log.split('resuming from')[1][:300]
@@ -171,8 +164,8 @@ def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
     assert [r['epoch'] for r in history] == ['1', '2']
     before = read_json(osp.join(work, 'fold_0', 'cv_result.json'))
     # a rerun with --tta trains nothing and only adds the TTA evaluation
-    again = tool(*_cv(config), '--tta', '--data-root', tiny_data,
-                 '--work-dir', work, env=KILL_ENV)
+    again = run_tool(*_cv(config), '--tta', '--data-root', tiny_data,
+                     '--work-dir', work, env=KILL_ENV)
     log = again.stdout + again.stderr
     assert 'Epoch(train)' not in log
     after = read_json(osp.join(work, 'fold_0', 'cv_result.json'))
@@ -208,17 +201,17 @@ def _error_line(proc):
     return errors[0]
 
 
-def test_a_rerun_with_another_config_is_refused(cv_run, tiny_data, tool):
+def test_a_rerun_with_another_config_is_refused(cv_run, tiny_data):
     """Another head setting, other epochs: refused before anything runs,
     naming the plan file and the settings, the old results untouched."""
     work, _, config = cv_run
     plan = osp.join(work, 'cv_plan.json')
     kept = {name: open(osp.join(work, name), 'rb').read()
             for name in ('cv_plan.json', 'folds.csv', 'cv_summary.json')}
-    proc = tool(*_cv(config), '--data-root', tiny_data, '--work-dir',
-                work, '--cfg-options', 'train_cfg.max_epochs=3',
-                'model.head.loss.loss_weight=0.5', env=KILL_ENV,
-                check=False)
+    proc = run_tool(*_cv(config), '--data-root', tiny_data, '--work-dir',
+                    work, '--cfg-options', 'train_cfg.max_epochs=3',
+                    'model.head.loss.loss_weight=0.5', env=KILL_ENV,
+                    check=False)
     line = _error_line(proc)
     assert f'{plan}: planned with another config (' in line
     assert 'model.head.loss.loss_weight 1.0 then, 0.5 now' in line
@@ -229,19 +222,19 @@ def test_a_rerun_with_another_config_is_refused(cv_run, tiny_data, tool):
 
 
 def test_other_data_or_an_old_plan_is_refused_and_fresh_starts_over(
-        tool, tmp_path):
+        tmp_path):
     data = make_class_folders(str(tmp_path / 'data'), per_class=3)
     work = str(tmp_path / 'cv')
     plan_file = osp.join(work, 'cv_plan.json')
     args = (*CV, '--data-root', data, '--work-dir', work, '--cfg-options',
             'train_cfg.max_epochs=1')
-    tool(*args)
+    run_tool(*args)
     first = read_json(plan_file)
     assert first['num_images'] == 9
     assert set(first['fingerprint']) == {'config', 'data'}
     shutil.copy(osp.join(data, 'beta', 'beta_0.jpg'),
                 osp.join(data, 'beta', 'beta_3.jpg'))
-    line = _error_line(tool(*args, check=False))
+    line = _error_line(run_tool(*args, check=False))
     assert f'{plan_file}: planned on other data (9 images then, 10 now)' \
         in line
     # a plan written before fingerprints: cannot be checked, refused
@@ -249,10 +242,10 @@ def test_other_data_or_an_old_plan_is_refused_and_fresh_starts_over(
     del old['fingerprint']
     with open(plan_file, 'w') as f:
         json.dump(old, f)
-    assert 'stored no fingerprint' in _error_line(tool(*args,
-                                                       check=False))
+    assert 'stored no fingerprint' in _error_line(run_tool(*args,
+                                                           check=False))
     # --fresh: the earlier run moves into previous_runs/, a new one runs
-    proc = tool(*args, '--fresh')
+    proc = run_tool(*args, '--fresh')
     log = proc.stdout + proc.stderr
     assert 'done, skipped' not in log and 'fold 2 of 2' in log
     archived = os.listdir(osp.join(work, 'previous_runs'))
@@ -273,7 +266,7 @@ def test_other_data_or_an_old_plan_is_refused_and_fresh_starts_over(
     # one it does backtrack on: stopped after a second
     ('(a|aa)+$', "the pattern took over 1 s on "),
 ])
-def test_a_runaway_group_by_pattern_fails_fast(tool, tmp_path, pattern,
+def test_a_runaway_group_by_pattern_fails_fast(tmp_path, pattern,
                                                message):
     from rock_plugin.utils.image_files import list_images
     data = make_class_folders(str(tmp_path / 'data'), per_class=2)
@@ -282,9 +275,9 @@ def test_a_runaway_group_by_pattern_fails_fast(tool, tmp_path, pattern,
         os.rename(path, osp.join(osp.dirname(path), name))
     start = time.monotonic()
     # the shipped quick start: the pattern is refused before any training
-    proc = tool(*_cv(QUICKSTART), '--group-by', pattern, '--data-root',
-                data, '--work-dir', str(tmp_path / 'cv'), check=False,
-                timeout=120)
+    proc = run_tool(*_cv(QUICKSTART), '--group-by', pattern, '--data-root',
+                    data, '--work-dir', str(tmp_path / 'cv'), check=False,
+                    timeout=120)
     line = _error_line(proc)
     assert line.startswith(f"error: --group-by '{pattern}'") and \
         message in line, line
@@ -293,7 +286,7 @@ def test_a_runaway_group_by_pattern_fails_fast(tool, tmp_path, pattern,
     assert time.monotonic() - start < 120
 
 
-def test_bad_inputs_are_clear_errors(tiny_data, tool, tmp_path):
+def test_bad_inputs_are_clear_errors(tiny_data, tmp_path):
     from rock_plugin.utils.errors import DataError
     args = (*CV[1:], '--data-root', tiny_data)
     with pytest.raises(DataError, match="class 'alpha' has 8 images, fewer "
@@ -308,8 +301,8 @@ def test_bad_inputs_are_clear_errors(tiny_data, tool, tmp_path):
         _cv_main(*args, '--split-validation')
     assert not osp.exists(tmp_path / 'a' / 'folds.csv')
     # as a user sees it: one error line, exit code 2
-    proc = tool(*CV, '--group-by', r'^(\d+)-', '--data-root', tiny_data,
-                '--work-dir', str(tmp_path / 'b'), check=False)
+    proc = run_tool(*CV, '--group-by', r'^(\d+)-', '--data-root', tiny_data,
+                    '--work-dir', str(tmp_path / 'b'), check=False)
     assert proc.returncode == 2
     assert 'error: --group-by' in proc.stderr
     assert 'matches none of the 24 file names' in proc.stderr

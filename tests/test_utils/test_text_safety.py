@@ -140,32 +140,31 @@ def runs(tmp_path_factory):
     cv_work, pred_out = str(base / 'cv'), str(base / 'predict' / 'x.csv')
     # run_tool forks each of the 8 from this worker's tool server: 5 s of
     # imports saved on each.
-    tool = run_tool
     # The shipped quick start (workers, 260 px); cross-validation: tiny.
     train = ('tools/train.py', QUICKSTART, '--device', 'cpu', '--seed',
              '1', '--data-root', data, '--work-dir', work)
     # FORCE_COLOR: mmengine colours level names as on a terminal
     color = dict(FORCE_COLOR='1')
-    procs = dict(train=tool(*train, '--cfg-options',
-                            'train_cfg.max_epochs=1', *FIVE, env=color))
-    procs['resume'] = tool(*train, '--resume', '--cfg-options',
-                           'train_cfg.max_epochs=2', *FIVE, env=color)
+    procs = dict(train=run_tool(*train, '--cfg-options',
+                                'train_cfg.max_epochs=1', *FIVE, env=color))
+    procs['resume'] = run_tool(*train, '--resume', '--cfg-options',
+                               'train_cfg.max_epochs=2', *FIVE, env=color)
     ckpt = osp.join(work, 'epoch_2.pth')
-    procs['test'] = tool('tools/test.py', QUICKSTART, ckpt, '--device',
-                         'cpu', '--data-root', data, '--work-dir',
-                         test_work, '--show-dir',
-                         osp.join(test_work, 'shown'), '--cfg-options',
-                         *FIVE)
-    procs['predict'] = tool('tools/predict.py',
-                            osp.join(work, 'rock_quickstart.py'), ckpt,
-                            data, '--out', pred_out)
-    procs['plot'] = tool('tools/analysis/plot_history.py', work)
+    procs['test'] = run_tool('tools/test.py', QUICKSTART, ckpt, '--device',
+                             'cpu', '--data-root', data, '--work-dir',
+                             test_work, '--show-dir',
+                             osp.join(test_work, 'shown'), '--cfg-options',
+                             *FIVE)
+    procs['predict'] = run_tool('tools/predict.py',
+                                osp.join(work, 'rock_quickstart.py'), ckpt,
+                                data, '--out', pred_out)
+    procs['plot'] = run_tool('tools/analysis/plot_history.py', work)
     cv = ('tools/cross_validate.py', TINY_CONFIG, '--folds', '2',
           '--seed', '3', '--device', 'cpu', '--data-root', data,
           '--work-dir', cv_work, '--cfg-options',
           'train_cfg.max_epochs=1', *FIVE)
-    procs['cv'] = tool(*cv)
-    procs['cv_rerun'] = tool(*cv)  # reads folds.csv back, skips folds
+    procs['cv'] = run_tool(*cv)
+    procs['cv_rerun'] = run_tool(*cv)  # reads folds.csv back, skips folds
     return dict(procs=procs, work=work, test_work=test_work,
                 cv_work=cv_work, pred_out=pred_out,
                 dirs=[work, test_work, cv_work, osp.dirname(pred_out)])

@@ -12,8 +12,9 @@ from mmpretrain.registry import HOOKS
 from rock_plugin.utils.atomic_backend import (ATOMIC_LOCAL_BACKEND,
                                               OwnFolderBackend)
 from rock_plugin.utils.atomic_io import atomic_link, atomic_write
-from rock_plugin.utils.paths import path_inside, resolve_in_dir
+from rock_plugin.utils.paths import path_inside
 
+from ..checkpoint_paths import adopt_restored_paths, forget_best_outside
 from ..mmengine_internals import POINTER, capture_checkpoint_pointer
 
 
@@ -90,46 +91,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
-        self._adopt_restored_paths(runner)
-
-    def _adopt_restored_paths(self, runner) -> None:
-        """Best and last checkpoint paths restored (message hub) from a
-        checkpoint of another folder: the same-named file of ``out_dir``,
-        else none (the next best is saved here, none removed)."""
-        hub = runner.message_hub
-        if self.save_best is None:
-            keys = {}
-        elif len(self.key_indicators) == 1:
-            keys = {'best_ckpt': None}
-        else:
-            keys = {f'best_ckpt_{k}': k for k in self.key_indicators}
-        moved, forgotten = [], []
-        for hub_key in [*keys, 'last_ckpt']:
-            path = hub.get_info(hub_key)
-            own = resolve_in_dir(path, str(self.out_dir),
-                                 exists=self.file_backend.exists)
-            if own == path:
-                continue
-            (moved if own else forgotten).append(str(path))
-            if own:
-                hub.update_info(hub_key, own)
-            else:
-                hub.pop_info(hub_key)
-            if hub_key == 'best_ckpt':
-                self.best_ckpt_path = own
-            elif hub_key in keys:
-                self.best_ckpt_path_dict[keys[hub_key]] = own
-        if moved:
-            runner.logger.info(
-                f'resume: {", ".join(moved)} (from the checkpoint) lie '
-                f'outside {self.out_dir}; using the files of the same name '
-                'here')
-        if forgotten:
-            runner.logger.info(
-                f'resume: {", ".join(forgotten)} (from the checkpoint) lie '
-                f'outside {self.out_dir} and have no file of the same name '
-                'here: forgotten (a new best is saved here; nothing '
-                'outside is touched)')
+        adopt_restored_paths(self, runner)
 
     # mmengine saves checkpoints in these three public methods (through
     # its private _save_checkpoint_with_step): each is run as is, with the
@@ -149,19 +111,11 @@ class AtomicCheckpointHook(CheckpointHook):
         # mmengine removes the previous best and logs it as removed; one
         # outside out_dir is forgotten first, so neither happens to it.
         if metrics:
-            self._forget_best_outside()
+            forget_best_outside(self, self.owns)
         self._publish_last(runner, capture_checkpoint_pointer(
             super().after_val_epoch, runner, metrics))
         if metrics and self.save_best and is_main_process():
             self._link_best()
-
-    def _forget_best_outside(self) -> None:
-        if getattr(self, 'best_ckpt_path', None) and \
-                not self.owns(self.best_ckpt_path):
-            self.best_ckpt_path = None
-        for key, path in getattr(self, 'best_ckpt_path_dict', {}).items():
-            if path and not self.owns(path):
-                self.best_ckpt_path_dict[key] = None
 
     def _publish_last(self, runner, pointer) -> None:
         """Write the ``last_checkpoint`` text mmengine meant to write, then

@@ -12,17 +12,15 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
-from rock_plugin.evaluation.functional.calibration import open_set_report
 from rock_plugin.evaluation.functional.embedding import (adapted_perplexity,
                                                          embed_2d)
 from rock_plugin.evaluation.metrics import PredictionCollector
-from rock_plugin.evaluation.result_tables import write_novelty_csv
-from rock_plugin.utils.atomic_io import atomic_write_json
 from rock_plugin.utils.errors import DataError
 from rock_plugin.utils.image_files import IMG_EXTENSIONS, list_images
 from rock_plugin.utils.model_wrappers import bare_model
-from rock_plugin.utils.text import printable
 from rock_plugin.visualization.embedding import plot_embedding
+
+from ..test_result_files import save_open_set_results
 
 METHOD_NAMES = dict(tsne='t-SNE', umap='UMAP')
 
@@ -108,8 +106,11 @@ class OpenSetTestHook(Hook):
         unknown = self._predict(runner, model) if self.unknown_files else []
         files = {}
         if self.unknown_files:
-            files.update(self._open_set(model.head, predictions, classes,
-                                        unknown, results_dir))
+            self.results['open_set'], written, self.report_lines = \
+                save_open_set_results(results_dir, model.head, predictions,
+                                      classes, self.unknown_dir,
+                                      self.unknown_files, unknown)
+            files.update(written)
         if self.embedding:
             files['embedding'] = self._embedding(
                 runner, predictions, classes, unknown, results_dir)
@@ -127,41 +128,6 @@ class OpenSetTestHook(Hook):
         model.eval()
         with torch.no_grad():
             return [s for batch in loader for s in model.test_step(batch)]
-
-    def _open_set(self, head, predictions, classes, unknown, results_dir):
-        threshold = head.threshold
-        known = [p['novelty'] for p in predictions]
-        novelty = [float(s.novelty) for s in unknown]
-        report = open_set_report(known, novelty, threshold)
-        right = sum(p['pred_label'] == p['gt_label'] for p in predictions)
-        report.update(
-            threshold_source='fitted' if head.unknown_threshold is None
-            else 'unknown_threshold', temperature=float(head.temperature),
-            known_accuracy=100 * right / max(len(predictions), 1),
-            unknown_dir=osp.abspath(self.unknown_dir))
-        self.results['open_set'] = report
-        rows = [(p['img_path'], 'known', p['novelty'], p['novelty'] >
-                 threshold, classes[p['pred_label']]) for p in predictions]
-        rows += [(f, 'unknown', n, n > threshold,
-                  classes[int(s.pred_score.argmax())])
-                 for f, n, s in zip(self.unknown_files, novelty, unknown)]
-        files = dict(
-            open_set=atomic_write_json(osp.join(results_dir, 'open_set.json'),
-                                       report),
-            novelty_scores=write_novelty_csv(
-                rows, osp.join(results_dir, 'novelty_scores.csv')))
-        self.report_lines += [
-            f'open set: {len(novelty)} images of '
-            f'{printable(self.unknown_dir, one_line=True)} against '
-            f'the {len(known)} test images: novelty AUROC '
-            f'{report["auroc"]:.3f}',
-            f'  above the novelty threshold {threshold:.3f} '
-            f'({report["threshold_source"]}): '
-            f'{report["unknown_flagged"] * 100:.1f} % of the unknown images '
-            f'flagged, {report["known_flagged"] * 100:.1f} % of the test '
-            f'images (test top-1 {report["known_accuracy"]:.2f} %)',
-            '  ' + ', '.join(osp.basename(f) for f in files.values())]
-        return files
 
     def _embedding(self, runner, predictions, classes, unknown,
                    results_dir) -> str:

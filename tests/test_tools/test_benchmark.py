@@ -22,6 +22,10 @@ def test_tiny_benchmark_ends_with_the_two_speedup_lines(tmp_path):
     # the same weights give the same predictions on every image: the fast
     # path (ours) agrees with the plain one (stock)
     assert 'stock and ours predict the same labels: True' in proc.stdout
+    # and the same scores once ours' fitted temperature is undone: the
+    # features and logits agree, not only the argmax
+    at_t1 = re.search(r'(\S+) at T = 1', proc.stdout)
+    assert at_t1 and float(at_t1.group(1)) < 1e-4, proc.stdout[-1500:]
     res = read_json(out)
     assert res['images'] == 44  # 4 bundled images a class, 11 classes
     assert len(res['runs']) == 2

@@ -307,8 +307,12 @@ def predict(spec: dict, cfg) -> dict:
     scores = infer(images)
     seconds = time.perf_counter() - start
     scores = torch.tensor([[float(s) for s in row] for row in scores])
-    return dict(predict_ips=len(images) / seconds,
-                predict_startup_s=first, scores=scores.tolist())
+    # ours divides the logits by the head's fitted temperature (stock's
+    # LinearClsHead ignores that buffer): kept to compare at T = 1
+    state = torch.load(ckpt, map_location='cpu', weights_only=True)
+    temperature = float(state['state_dict'].get('head.temperature', 1.0))
+    return dict(predict_ips=len(images) / seconds, predict_startup_s=first,
+                scores=scores.tolist(), temperature=temperature)
 
 
 def make_weights(spec: dict) -> dict:
@@ -555,9 +559,15 @@ def summarize(res: dict) -> str:
     add(f'stock: {s["model"]} + {s["val_loop"]}; ours: {o["model"]} + '
         f'{o["val_loop"]}; images per epoch {s["train_images"][0]} / '
         f'{o["train_images"][0]}')
+    # softmax(T log p) undoes ours' softmax(logits / T): the scores stock
+    # gives for ours' logits, so a feature or logit mismatch shows at T = 1
+    t = o.get('temperature', 1.0)
+    b1 = np.exp(t * np.log(np.clip(b, 1e-300, None)))
+    b1 /= b1.sum(1, keepdims=True)
     add(f'same weights, every image: stock and ours predict the same labels: '
         f'{bool((a.argmax(1) == b.argmax(1)).all())}, max |score diff| '
-        f'{np.abs(a - b).max():.1e}')
+        f'{np.abs(a - b).max():.1e} (ours at its fitted temperature '
+        f'{t:.3g}), {np.abs(a - b1).max():.1e} at T = 1')
     add(f'val top-1 after {res["epochs"]} epochs, pair 1: stock '
         f'{s["metrics"].get("accuracy/top1", float("nan")):.1f} %, ours '
         f'{o["metrics"].get("accuracy/top1", float("nan")):.1f} %')

@@ -53,7 +53,7 @@ def tta_config(cfg: Config) -> Config:
     """
     pipeline = check_tta_pipeline(cfg)
     tta_model = copy.deepcopy(cfg.get('tta_model') or
-                              dict(type='AverageClsScoreTTA'))
+                              dict(type='LogMeanClsScoreTTA'))
     cfg.model = ConfigDict(**tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = pipeline
     return cfg

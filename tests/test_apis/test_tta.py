@@ -33,7 +33,7 @@ def test_every_config_has_a_checked_tta_pipeline():
     from rock_plugin.apis.tta import tta_config
     for name in ('rock_b4.py', 'rock_quickstart.py', 'rock_b4_featcache.py'):
         cfg = tta_config(Config.fromfile(osp.join(REPO, 'configs', name)))
-        assert cfg.model.type == 'AverageClsScoreTTA'
+        assert cfg.model.type == 'LogMeanClsScoreTTA'
         assert cfg.model.module.type == 'RockImageClassifier'
         assert cfg.test_dataloader.dataset.pipeline[-1].type == 'TestTimeAug'
     # a child config whose test crop differs from its inherited tta_pipeline
@@ -105,4 +105,33 @@ def test_tta_scores_do_not_depend_on_the_slides_orientation(tmp_path):
         Image.fromarray(np.ascontiguousarray(view)).save(
             str(tmp_path / f'v{i}.png'))
         views.append(scores(plain, model.module.test_step, f'v{i}.png'))
-    np.testing.assert_allclose(t0, np.mean(views, axis=0), atol=1e-5)
+    # LogMeanClsScoreTTA: the normalised geometric mean of the views
+    log_mean = np.exp(np.mean(np.log(views), axis=0))
+    np.testing.assert_allclose(t0, log_mean / log_mean.sum(), atol=1e-5)
+
+
+def test_log_mean_tta_averages_the_logits_under_the_temperature():
+    """The merged score is softmax(mean logits / T) for any T, so a fitted
+    temperature means for TTA what it means for one view; views that agree
+    give their common score; scores of 0 stay finite."""
+    from mmpretrain.structures import DataSample
+
+    from rock_plugin.models import LogMeanClsScoreTTA
+    from mmengine.model import BaseModel
+
+    class Model(BaseModel):
+        def forward(self, *args, **kwargs):
+            pass
+
+    tta = LogMeanClsScoreTTA(module=Model())
+    logits = torch.randn(8, 5) * 4
+    for temperature in (1.0, 19.5):
+        views = [DataSample().set_pred_score(
+            torch.softmax(z / temperature, 0)) for z in logits]
+        merged = tta.merge_preds([views])[0].pred_score
+        want = torch.softmax(logits.mean(0) / temperature, 0)
+        assert torch.allclose(merged, want, atol=1e-6)
+        assert merged.sum().item() == pytest.approx(1.0)
+    same = [DataSample().set_pred_score(torch.tensor([0.7, 0.3, 0.0]))] * 3
+    merged = tta.merge_preds([same])[0].pred_score
+    assert torch.allclose(merged, torch.tensor([0.7, 0.3, 0.0]), atol=1e-6)

@@ -362,4 +362,5 @@ def test_readme_command_on_the_shipped_quick_start(tmp_path):
         assert run.train_dataloader.num_workers == 2
         assert run.train_dataloader.persistent_workers
         assert run.train_dataloader.dataset.pipeline[1].scale == 260
+        assert run.tta_model.type == 'LogMeanClsScoreTTA'  # README table
     assert 'Cross-validation with TTA: top-1' in proc.stdout + proc.stderr

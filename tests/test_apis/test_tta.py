@@ -135,3 +135,39 @@ def test_log_mean_tta_averages_the_logits_under_the_temperature():
     same = [DataSample().set_pred_score(torch.tensor([0.7, 0.3, 0.0]))] * 3
     merged = tta.merge_preds([same])[0].pred_score
     assert torch.allclose(merged, torch.tensor([0.7, 0.3, 0.0]), atol=1e-6)
+
+
+def test_log_mean_tta_keeps_no_single_view_field():
+    """The merged sample: merged scores (calibrated and raw), their argmax
+    as the label, the ground truth and metainfo; no view's novelty,
+    "unknown" flag or neighbours (predict.py's CSV showed the first view's
+    under mmpretrain's ``new()``), so the tools report none."""
+    from mmengine.model import BaseModel
+    from mmpretrain.structures import DataSample
+
+    from rock_plugin.models import LogMeanClsScoreTTA
+
+    class Model(BaseModel):
+        def forward(self, *args, **kwargs):
+            pass
+
+    tta = LogMeanClsScoreTTA(module=Model())
+    views = []
+    for i, score in enumerate(([0.6, 0.4], [0.2, 0.8], [0.3, 0.7])):
+        view = DataSample(metainfo=dict(img_path='a.jpg')).set_gt_label(1)
+        view.set_pred_score(torch.tensor(score)).set_pred_label(
+            int(torch.tensor(score).argmax()))
+        view.set_field(torch.tensor(score) ** 0.5, 'raw_score')
+        view.set_field(torch.tensor(float(i)), 'novelty')
+        view.set_field(i == 0, 'unknown')
+        view.set_field(torch.tensor([3, 4]), 'neighbors')
+        views.append(view)
+    merged = tta.merge_preds([views])[0]
+    assert merged.img_path == 'a.jpg' and int(merged.gt_label) == 1
+    assert int(merged.pred_label) == 1  # the merged argmax, not view 0's
+    assert merged.pred_score.argmax() == 1
+    raw = torch.tensor([[0.6, 0.4], [0.2, 0.8], [0.3, 0.7]]).sqrt().log()
+    assert torch.allclose(merged.raw_score, torch.softmax(raw.mean(0), 0))
+    for field in ('novelty', 'unknown', 'neighbors', 'neighbor_sims',
+                  'feature'):
+        assert field not in merged

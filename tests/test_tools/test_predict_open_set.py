@@ -11,6 +11,8 @@ import pytest
 
 from conftest import DEMO_DATA, REPO, read_csv_dicts, read_json, run_tool
 
+QUICKSTART = osp.join(REPO, 'configs', 'rock_quickstart.py')
+
 UNKNOWN = 'unknown (unlike every trained class)'
 OPEN_SET_COLUMNS = ['answer', 'novelty', 'unknown', 'neighbor1',
                     'neighbor2', 'neighbor3']
@@ -70,6 +72,26 @@ def test_pytorch_csv_table_and_evidence_images(quickstart_model,
         assert img.shape[1] == 448 + 160 + 3 * 4
         thumbs = img[60:400, 448 + 8:-4].reshape(-1, 3).astype(int)
         assert thumbs.std(0).max() > 20
+
+
+def test_tta_reports_merged_scores_and_no_single_view_novelty(
+        quickstart_model, two_images, tmp_path):
+    """--tta on the shipped quick start: the answer is the merged scores'
+    class, and the novelty, "unknown" and neighbour columns stay empty (no
+    view's values pass as the merged image's: issue 23)."""
+    out = tmp_path / 'tta.csv'
+    run_tool('tools/predict.py', QUICKSTART, quickstart_model['checkpoint'],
+             str(two_images), '--tta', '--out', str(out))
+    rows = read_csv_dicts(out)
+    assert len(rows) == 2
+    for row in rows:
+        scores = {k[len('score/'):]: float(v) for k, v in row.items()
+                  if k.startswith('score/')}
+        assert row['pred_class'] == max(scores, key=scores.get)
+        assert row['answer'] == row['pred_class']
+        assert sum(scores.values()) == pytest.approx(1, abs=1e-4)
+        for column in OPEN_SET_COLUMNS[1:]:
+            assert row[column] == '', (column, row[column])
 
 
 def test_onnx_alone_json_everything_unknown(quickstart_model,

@@ -132,9 +132,13 @@ def test_head_output_stats_equal_a_direct_computation():
     from mmpretrain.structures import DataSample
 
     from rock_plugin.evaluation import HeadOutputStats, compute_rock_metrics
+    from mmengine.registry import DefaultScope
     torch.manual_seed(0)
     model = torch.nn.Module()
-    model.head = head = LinearClsHead(num_classes=3, in_channels=4)
+    # the head builds its loss in the current default scope, which an
+    # earlier test in this worker may have left at 'mmengine'
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model.head = head = LinearClsHead(num_classes=3, in_channels=4)
     feats = torch.randn(10, 4)
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 2])
     samples = [DataSample().set_gt_label(int(label)) for label in labels]

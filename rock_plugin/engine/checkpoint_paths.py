@@ -2,6 +2,7 @@
 message hub's ``best_ckpt*`` and ``last_ckpt``), kept inside the run's own
 folder: ``AtomicCheckpointHook`` removes old files through them."""
 from typing import Callable
+
 from rock_plugin.utils.paths import resolve_in_dir
 
 

@@ -309,8 +309,8 @@ def predict(spec: dict, cfg) -> dict:
     scores = torch.tensor([[float(s) for s in row] for row in scores])
     # ours divides the logits by the head's fitted temperature (stock's
     # LinearClsHead ignores that buffer): kept to compare at T = 1
-    state = torch.load(ckpt, map_location='cpu', weights_only=True)
-    temperature = float(state['state_dict'].get('head.temperature', 1.0))
+    head = getattr(getattr(inferencer, 'model', None), 'head', None)
+    temperature = float(getattr(head, 'temperature', 1.0))
     return dict(predict_ips=len(images) / seconds, predict_startup_s=first,
                 scores=scores.tolist(), temperature=temperature)
 
@@ -562,7 +562,7 @@ def summarize(res: dict) -> str:
     # softmax(T log p) undoes ours' softmax(logits / T): the scores stock
     # gives for ours' logits, so a feature or logit mismatch shows at T = 1
     t = o.get('temperature', 1.0)
-    b1 = np.exp(t * np.log(np.clip(b, 1e-300, None)))
+    b1 = np.clip(b, 1e-300, None) ** t
     b1 /= b1.sum(1, keepdims=True)
     add(f'same weights, every image: stock and ours predict the same labels: '
         f'{bool((a.argmax(1) == b.argmax(1)).all())}, max |score diff| '

@@ -6,6 +6,8 @@ from mmpretrain.models.tta import AverageClsScoreTTA
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from rock_plugin.evaluation.slide_results import pool_scores
+
 
 @MODELS.register_module()
 class LogMeanClsScoreTTA(AverageClsScoreTTA):
@@ -23,24 +25,24 @@ class LogMeanClsScoreTTA(AverageClsScoreTTA):
     mean confidence of 76.5 % (pooled ECE 5.3 %, 2.4 % without TTA;
     README). Labels differ from the plain mean only where views disagree.
 
+    The merge is :func:`~rock_plugin.evaluation.slide_results.pool_scores`
+    ``'logmean'``, which pools a slide's tiles the same way.
+
     Args:
         module (dict or nn.Module): The model, as ``BaseTTAModel``'s.
-        eps (float): Scores are clamped to at least this before the log.
-            Defaults to 1e-12.
 
     Example:
         >>> tta_model = dict(type='LogMeanClsScoreTTA')
         >>> # tools/test.py CONFIG CKPT --tta wraps the model in it
     """
 
-    def __init__(self, *args, eps: float = 1e-12, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.eps = eps
-
-    def _log_mean(self, scores: List[torch.Tensor]) -> torch.Tensor:
-        logs = torch.stack([s.float().clamp_min(self.eps).log()
-                            for s in scores])
-        return torch.softmax(logs.mean(0), dim=-1)
+    @staticmethod
+    def _log_mean(scores: List[torch.Tensor]) -> torch.Tensor:
+        views = torch.stack([s.detach().float().cpu() for s in scores])
+        _, pooled, _ = pool_scores(views.numpy(), ['views'] * len(scores),
+                                   mode='logmean')
+        return torch.as_tensor(pooled[0], dtype=torch.float32,
+                               device=scores[0].device)
 
     def _merge_single_sample(self, data_samples: List[DataSample]
                              ) -> DataSample:

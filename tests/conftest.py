@@ -126,6 +126,28 @@ def free_port():
         return s.getsockname()[1]
 
 
+def run_launcher(script, *args, env=None, timeout=600):
+    """Run ``bash tools/<script> ARGS`` (``dist_train.sh``,
+    ``dist_test.sh``: two CPU processes under torch.distributed.run) on a
+    free port; return ``(CompletedProcess, log)``, the log being stdout and
+    stderr together. Python's fault handler is on, so a rank that aborts
+    prints where every thread of it was."""
+    full_env = {**os.environ, 'PORT': str(free_port()), 'OMP_NUM_THREADS': '1',
+                'PYTHONUNBUFFERED': '1', 'PYTHONFAULTHANDLER': '1',
+                'PYTHON': sys.executable, **(env or {})}
+    proc = subprocess.run(['bash', f'tools/{script}', *args], cwd=REPO,
+                          env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    return proc, proc.stdout + proc.stderr
+
+
+def launcher_failure(proc) -> str:
+    """The tails of a failed launcher run's stdout (the ranks' last log
+    lines) and stderr (tracebacks, fault handler dumps)."""
+    return (f'rc {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}'
+            f'\n--- stderr ---\n{proc.stderr[-6000:]}')
+
+
 def load_tool(name):
     """Import ``tools/<name>.py`` as a module (for its ``parse_args``,
     ``merge_args``...); ``name`` may name a sub-folder, e.g.

@@ -386,5 +386,37 @@ def run_cli(main: Callable, argv: Optional[List[str]] = None) -> int:
 
 def run(main: Callable, argv: Optional[List[str]] = None) -> None:
     """Run a tool's ``main(argv)`` and exit with its code
-    (:func:`run_cli`)."""
-    sys.exit(run_cli(main, argv))
+    (:func:`run_cli`); a rank of a distributed run leaves through
+    :func:`exit_distributed_rank`."""
+    code = run_cli(main, argv)
+    if int(os.environ.get('WORLD_SIZE') or 1) > 1:
+        exit_distributed_rank(code)
+    sys.exit(code)
+
+
+def exit_distributed_rank(code: int) -> None:
+    """End a rank of a distributed run: the ``atexit`` handlers (logging's
+    flush among them) and a flush of stdout/stderr, then ``os._exit(code)``,
+    skipping only the interpreter's teardown.
+
+    Why: with torch 2.14 a DDP-wrapped model keeps its gloo process group
+    alive after ``destroy_process_group`` (measured: 10 references to the
+    group survive deleting the wrapper, and its 3 threads stay), so gloo's
+    threads outlive the interpreter. When the other rank exits and closes
+    its sockets during this rank's teardown, a gloo thread takes the GIL of
+    a finalising interpreter and the rank aborts with "terminate called
+    without an active exception" (SIGABRT; seen once in CI in
+    ``tools/dist_test.sh`` after both ranks had passed the final barrier).
+    pytorch/pytorch#179291 (destroy the groups at exit) was abandoned, and
+    destroying cannot free a group DDP still holds. Every file is closed by
+    then: the tools write through context managers and atomic renames.
+
+    Args:
+        code (int): The exit status.
+    """
+    import atexit
+    atexit._run_exitfuncs()  # the teardown's own first step, kept
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

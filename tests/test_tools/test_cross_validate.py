@@ -6,16 +6,15 @@ import os
 import os.path as osp
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import (DEMO_DATA, QUICKSTART, REPO, load_tool,
-                      make_class_folders, read_csv_dicts, read_json, run_tool)
+from conftest import (DEMO_DATA, QUICKSTART, REPO, launcher_failure,
+                      load_tool, make_class_folders, read_csv_dicts,
+                      read_json, run_launcher, run_tool)
 
 TINY_TTA = osp.join(REPO, 'tests', 'data', 'tiny_tta_config.py')
 KILL_HOOK = osp.join(REPO, 'tests', 'data', 'kill_hook.py')
@@ -308,26 +307,15 @@ def test_bad_inputs_are_clear_errors(tiny_data, tmp_path):
     assert 'matches none of the 24 file names' in proc.stderr
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_under_dist_train_sh(tmp_path):
     """TOOL=cross_validate.py bash tools/dist_train.sh CONFIG 2 ..."""
     data = make_class_folders(str(tmp_path / 'data'), per_class=4)
     work = str(tmp_path / 'dist')
-    proc = subprocess.run(
-        ['bash', 'tools/dist_train.sh', TINY_TTA, '2', '--folds', '2',
-         '--device', 'cpu', '--data-root', data, '--work-dir', work,
-         '--cfg-options', 'train_cfg.max_epochs=1'],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1',
-                 TOOL='cross_validate.py', PORT=str(_free_port()),
-                 PYTHON=sys.executable))
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    proc, log = run_launcher(
+        'dist_train.sh', TINY_TTA, '2', '--folds', '2', '--device', 'cpu',
+        '--data-root', data, '--work-dir', work, '--cfg-options',
+        'train_cfg.max_epochs=1', env=dict(TOOL='cross_validate.py'))
+    assert proc.returncode == 0, launcher_failure(proc)
     assert 'world size 2' in log or 'world_size: 2' in log
     oof = read_csv_dicts(osp.join(work, 'oof_predictions.csv'))
     # the distributed sampler's padding is not counted twice

@@ -261,3 +261,33 @@ def test_slurm_launchers(script, args, tmp_path):
         assert parsed.work_dir == values['WORK']
     else:
         assert parsed.checkpoint == values['CKPT']
+
+
+@pytest.mark.parametrize('fail', [False, True])
+def test_a_distributed_rank_exits_with_its_code_after_flushing(fail,
+                                                               tmp_path):
+    """A rank (WORLD_SIZE > 1) leaves through ``os._exit`` to skip the
+    interpreter teardown where gloo threads abort it; the exit code, the
+    printed lines and the ``atexit`` handlers survive."""
+    marker = tmp_path / 'atexit.txt'
+    script = (
+        'import atexit, sys\n'
+        f'sys.path.insert(0, {osp.join(REPO, "tools")!r})\n'
+        'import _common\n'
+        'def main(argv):\n'
+        f'    atexit.register(lambda: open({str(marker)!r}, "w")'
+        '.write("ok"))\n'
+        '    print("stdout line", end="")\n'
+        '    sys.stderr.write("stderr line")\n'
+        f'    if {fail}:\n'
+        '        raise ValueError("bad input")\n'
+        '_common.run(main, [])\n'
+        'print("not reached")\n')
+    env = dict(os.environ, WORLD_SIZE='2', PYTHONUNBUFFERED='0')
+    proc = subprocess.run([sys.executable, '-c', script], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == (2 if fail else 0), proc.stderr
+    assert proc.stdout == 'stdout line'
+    assert proc.stderr.startswith('stderr line')
+    assert ('error: bad input' in proc.stderr) == fail
+    assert marker.read_text() == 'ok'

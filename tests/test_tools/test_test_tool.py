@@ -2,16 +2,15 @@
 import math
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from conftest import (REPO, TINY_CLASSES, TINY_CONFIG, file_magic, free_port,
-                      load_tool, make_class_folders, read_csv_dicts,
-                      read_csv_rows, read_json, run_tool)
+from conftest import (TINY_CLASSES, TINY_CONFIG, file_magic,
+                      launcher_failure, load_tool, make_class_folders,
+                      read_csv_dicts, read_csv_rows, read_json, run_launcher,
+                      run_tool)
 
 # One thread per process: the CPUs are shared, and OpenMP threads spinning
 # on busy cores make a 6-image test take seconds instead of milliseconds.
@@ -198,15 +197,10 @@ def test_dist_test_two_cpu_processes_give_the_same_results(trained, tested,
     work, ckpt = trained
     single = tested[0]
     res = str(tmp_path / 'dist')
-    env = dict(os.environ, PORT=str(free_port()), PYTHONUNBUFFERED='1',
-               PYTHON=sys.executable)
-    proc = subprocess.run(
-        ['bash', 'tools/dist_test.sh', TINY_CONFIG, ckpt, '2', '--device',
-         'cpu', '--data-root', tiny_data, '--work-dir', work,
-         '--results-dir', res],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    proc, log = run_launcher(
+        'dist_test.sh', TINY_CONFIG, ckpt, '2', '--device', 'cpu',
+        '--data-root', tiny_data, '--work-dir', work, '--results-dir', res)
+    assert proc.returncode == 0, launcher_failure(proc)
     a = read_json(osp.join(single, 'summary.json'))
     b = read_json(osp.join(res, 'summary.json'))
     assert b['world_size'] == 2 and a['world_size'] == 1

@@ -4,12 +4,12 @@ import json
 import os
 import os.path as osp
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import REPO, TINY_CONFIG, free_port, run_tool
+from conftest import (TINY_CONFIG, launcher_failure, run_launcher,
+                      run_tool)
 
 BASE = ('tools/train.py', TINY_CONFIG, '--device', 'cpu', '--seed', '1',
         '--deterministic')
@@ -127,15 +127,11 @@ def test_resume_from_alias_and_split_validation(trained, tiny_data, tmp_path):
 
 def test_dist_train_two_cpu_processes(tiny_data, tmp_path):
     work = str(tmp_path / 'dist')
-    env = dict(os.environ, PORT=str(free_port()), PYTHONUNBUFFERED='1',
-               PYTHON=sys.executable)
-    proc = subprocess.run(
-        ['bash', 'tools/dist_train.sh', TINY_CONFIG, '2', '--data-root',
-         tiny_data, '--work-dir', work, '--device', 'cpu', '--cfg-options',
-         'train_cfg.max_epochs=1'],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    proc, log = run_launcher(
+        'dist_train.sh', TINY_CONFIG, '2', '--data-root', tiny_data,
+        '--work-dir', work, '--device', 'cpu', '--cfg-options',
+        'train_cfg.max_epochs=1')
+    assert proc.returncode == 0, launcher_failure(proc)
     # both ranks took part: world size 2, and the 18 training images were
     # sharded (3 iterations of 4+ images per rank instead of 5 on one)
     assert 'world size 2 (gloo)' in log

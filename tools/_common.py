@@ -402,14 +402,14 @@ def exit_distributed_rank(code: int) -> None:
     Why: with torch 2.14 a DDP-wrapped model keeps its gloo process group
     alive after ``destroy_process_group`` (measured: 10 references to the
     group survive deleting the wrapper, and its 3 threads stay), so gloo's
-    threads outlive the interpreter. When the other rank exits and closes
-    its sockets during this rank's teardown, a gloo thread takes the GIL of
-    a finalising interpreter and the rank aborts with "terminate called
-    without an active exception" (SIGABRT; seen once in CI in
-    ``tools/dist_test.sh`` after both ranks had passed the final barrier).
-    pytorch/pytorch#179291 (destroy the groups at exit) was abandoned, and
-    destroying cannot free a group DDP still holds. Every file is closed by
-    then: the tools write through context managers and atomic renames.
+    threads outlive the interpreter. A gloo thread that takes the GIL of a
+    finalising interpreter (e.g. when the other rank closes its sockets)
+    aborts the rank: "terminate called without an active exception",
+    SIGABRT, seen once in CI in ``tools/dist_test.sh``; the mechanism of
+    pytorch/pytorch#179291, whose fix (destroy the groups at exit) was
+    abandoned and could not free a group DDP still holds anyway. Every file
+    is closed by then: the tools write through context managers and atomic
+    renames.
 
     Args:
         code (int): The exit status.

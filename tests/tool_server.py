@@ -18,12 +18,28 @@ import sys
 from conftest import REPO
 
 _SERVER = r'''
-import atexit, json, os, runpy, signal, sys, threading, time, traceback
+import atexit, faulthandler, json, os, runpy, signal, sys, threading
+import time, traceback
 import torch, mmengine.runner, mmpretrain.apis, mmpretrain.datasets  # noqa
 import mmpretrain.models, sklearn.metrics  # noqa
 assert not [m for m in sys.modules if m.split('.')[0] == 'rock_plugin']
 assert not torch.cuda.is_initialized()  # forked children may use CUDA
 reply = os.fdopen(os.dup(1), 'w')
+
+
+def group(pgid):
+    found = []
+    for name in os.listdir('/proc'):
+        try:
+            with open(f'/proc/{name}/stat') as f:
+                # pid (comm) state ppid pgrp ...; comm may hold spaces
+                if int(f.read().rsplit(')', 1)[1].split()[2]) == pgid:
+                    found.append(int(name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return sorted(found)
+
+
 for line in sys.stdin:
     job = json.loads(line)
     sys.stdout.flush(), sys.stderr.flush()
@@ -35,6 +51,11 @@ for line in sys.stdin:
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
             for fd, path in ((1, job['out']), (2, job['err'])):
                 os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), fd)
+            # A run that hangs says where before it is killed: SIGUSR1 to
+            # its process group dumps the stacks of the run and of its
+            # data loader workers (forked: they inherit the handler).
+            os.setpgrp()
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
             os.chdir(job['cwd'])
             if job['replace_env']:
                 os.environ.clear()
@@ -65,7 +86,13 @@ for line in sys.stdin:
             status = os.waitstatus_to_exitcode(status)
             break
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            try:
+                for member in group(pid):  # one by one: dumps not mixed
+                    os.kill(member, signal.SIGUSR1)
+                    time.sleep(1)
+                os.killpg(pid, signal.SIGKILL)  # its workers too
+            except ProcessLookupError:  # killed before its setpgrp
+                os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             status = None
             break
@@ -73,6 +100,16 @@ for line in sys.stdin:
     reply.write(json.dumps(status) + '\n')
     reply.flush()
 '''
+
+
+class ToolTimeout(subprocess.TimeoutExpired):
+    """A run past its timeout; its message ends with the tails of the run's
+    stdout (its last log lines) and stderr (the stack dumps of the run and
+    of its workers, taken just before the kill)."""
+
+    def __str__(self):
+        return (f'{super().__str__()}\nSTDOUT:\n{self.stdout[-3000:]}'
+                f'\nSTDERR:\n{self.stderr[-12000:]}')
 
 
 class ToolServer:
@@ -117,7 +154,7 @@ class ToolServer:
                 open(err, errors='replace') as f_err:
             stdout, stderr = f_out.read(), f_err.read()
         if status is None:
-            raise subprocess.TimeoutExpired(args, timeout, stdout, stderr)
+            raise ToolTimeout(args, timeout, stdout, stderr)
         proc = subprocess.CompletedProcess(args, status, stdout, stderr)
         if check and status != 0:
             raise AssertionError(

@@ -1,6 +1,6 @@
 """``HistoryFigureHook``: curves and confusion matrix, drawn while training."""
 import os.path as osp
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from functools import partial
 from typing import Optional
 
@@ -9,6 +9,7 @@ from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
 from rock_plugin.evaluation import ClassReportMetric, save_confusion_csv
+from rock_plugin.utils.background import BackgroundExecutor
 from rock_plugin.visualization import (plot_confusion_matrix, plot_curves,
                                        read_history)
 
@@ -38,7 +39,7 @@ class HistoryFigureHook(Hook):
         self.confusion = confusion
         self.background = background
         self._drawn_history = self._drawn_confusion = None
-        self._executor: Optional[ThreadPoolExecutor] = None
+        self._executor: Optional[BackgroundExecutor] = None
         self._drawing: Optional[Future] = None
 
     @master_only
@@ -89,8 +90,8 @@ class HistoryFigureHook(Hook):
                 job()
             return
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix='HistoryFigureHook')
+            # a data loader's fork waits for its drawings (utils/background)
+            self._executor = BackgroundExecutor('HistoryFigureHook')
         self._drawing = self._executor.submit(lambda: [job() for job in jobs])
 
     def wait_for_drawing(self, runner) -> None:

@@ -1,6 +1,6 @@
 """``TrainingPreviewHook``: pictures of what training sees and predicts."""
 import os.path as osp
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -9,6 +9,7 @@ from mmengine.dist import get_world_size, is_main_process
 from mmengine.hooks import Hook
 from mmpretrain.registry import HOOKS
 
+from rock_plugin.utils.background import BackgroundExecutor
 from rock_plugin.utils.model_wrappers import bare_model
 from rock_plugin.visualization.previews import (draw_train_batch,
                                                 draw_val_predictions,
@@ -54,7 +55,7 @@ class TrainingPreviewHook(Hook):
         self.enabled = enabled
         self.max_images = max_images
         self.tile_size = tile_size
-        self._executor: Optional[ThreadPoolExecutor] = None
+        self._executor: Optional[BackgroundExecutor] = None
         self._pending: List[Future] = []
         self._train_drawn = False
         self._val_images: Dict[int, np.ndarray] = {}  # sample index ->
@@ -69,8 +70,8 @@ class TrainingPreviewHook(Hook):
         from rock_plugin.visualization.annotate import save_image
         path = osp.join(runner.work_dir, filename)
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix='TrainingPreviewHook')
+            # a data loader's fork waits for its drawings (utils/background)
+            self._executor = BackgroundExecutor('TrainingPreviewHook')
         # One done() per future: asked twice, one finishing in between
         # would fall out of both lists and its error go unreported.
         done, pending = [], []

@@ -52,8 +52,8 @@ for line in sys.stdin:
             for fd, path in ((1, job['out']), (2, job['err'])):
                 os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644), fd)
             # A run that hangs says where before it is killed: SIGUSR1 to
-            # its process group dumps the stacks of the run and of its
-            # data loader workers (forked: they inherit the handler).
+            # each process of its group dumps the stacks of the run and of
+            # its data loader workers (forked: they inherit the handler).
             os.setpgrp()
             faulthandler.register(signal.SIGUSR1, all_threads=True)
             os.chdir(job['cwd'])

@@ -43,7 +43,7 @@ def test_a_fork_from_the_drawing_thread_itself_does_not_wait_for_itself():
     executor.shutdown(wait=True)
 
 
-def test_errors_stay_in_their_future_and_idle_executors_cost_nothing():
+def test_a_failed_job_does_not_block_a_fork_and_keeps_its_error():
     executor = BackgroundExecutor('test')
     future = executor.submit(lambda: 1 / 0)
     pid = os.fork()

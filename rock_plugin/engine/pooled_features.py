@@ -7,7 +7,8 @@ from mmengine.dataset import pseudo_collate
 class PooledFeatureCache:
     """The head's pre-logits of every image of a data set, in order.
 
-    A frozen backbone gives the same features every epoch: they are kept.
+    A frozen backbone gives the same pooled features every epoch: they are
+    kept, and only the head's ``pre_logits`` run again.
     With ``frozen_stages`` the frozen prefix's maps are kept, and each call
     after :meth:`drop_trained` reruns only the trained stages.
 
@@ -27,36 +28,44 @@ class PooledFeatureCache:
 
     def __call__(self, runner, model, dataset, key: str):
         """``(features (N, C), labels (N,))`` of ``dataset`` (its own
-        pipeline, in order), kept under ``key`` until
-        :meth:`drop_trained`."""
-        if key in self._cache:
-            return self._cache[key]
-        batches = self._cache.get(key + '/prefix')
+        pipeline, in order). The neck's output is kept under ``key`` until
+        :meth:`drop_trained`; the head's ``pre_logits`` run on every call
+        (a head with a hidden layer changes them each epoch)."""
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                if batches is None:
-                    batches = self._first_pass(runner, model, dataset)
-                    if any(b[0] is not None for b in batches):
-                        self._cache[key + '/prefix'] = batches
-                feats, labels = [], []
-                for maps, pre, batch_labels in batches:
-                    if pre is None:
-                        x = model.backbone_after_prefix(maps)
-                        pre = model.head.pre_logits(
-                            model.neck(x) if model.with_neck else x)
-                    feats.append(pre.float().cpu())
-                    labels += batch_labels
+                necks = self._cache.get(key)
+                if necks is None:
+                    necks = self._cache[key] = self._necks(
+                        runner, model, dataset, key)
+                feats = [model.head.pre_logits(neck).float().cpu()
+                         for neck, _ in necks]
         finally:
             model.train(was_training)
-        out = (torch.cat(feats), torch.tensor(labels))
-        self._cache[key] = out
-        return out
+        labels = [label for _, batch in necks for label in batch]
+        return torch.cat(feats), torch.tensor(labels)
+
+    def _necks(self, runner, model, dataset, key: str) -> list:
+        """``(neck output, labels)`` per batch, from the kept prefix maps
+        when there are some."""
+        batches = self._cache.get(key + '/prefix')
+        if batches is None:
+            batches = self._first_pass(runner, model, dataset)
+            if any(b[0] is not None for b in batches):
+                self._cache[key + '/prefix'] = batches
+        necks = []
+        for maps, neck, labels in batches:
+            if neck is None:
+                x = model.backbone_after_prefix(maps)
+                neck = model.neck(x) if model.with_neck else x
+            necks.append((neck, labels))
+        return necks
 
     @staticmethod
     def _first_pass(runner, model, dataset) -> list:
-        """``(prefix maps or None, features or None, labels)`` per batch."""
+        """``(prefix maps or None, neck output or None, labels)`` per
+        batch."""
         loader = runner.val_dataloader if runner.val_loop is not None \
             else runner.train_dataloader
         # A plain loader of our own: its own generator (no draw from the
@@ -75,6 +84,6 @@ class PooledFeatureCache:
             if maps is not None:
                 batches.append((tuple(maps), None, labels))
             else:
-                batches.append((None, model.head.pre_logits(
-                    model.extract_feat(data['inputs'])), labels))
+                batches.append((None, model.extract_feat(data['inputs']),
+                                labels))
         return batches

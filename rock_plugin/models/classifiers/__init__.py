@@ -1,3 +1,4 @@
+from .dihedral_classifier import DihedralMeanClassifier, dihedral_views
 from .rock_classifier import RockImageClassifier
 
-__all__ = ['RockImageClassifier']
+__all__ = ['RockImageClassifier', 'DihedralMeanClassifier', 'dihedral_views']

@@ -460,3 +460,4 @@ def test_feature_cache_mode_trains_the_head(tiny_data, tmp_path):
     assert float(rows[-1]['accuracy/top1']) >= 50  # chance is 33 %
     log = proc.stdout + proc.stderr
     assert 'FeatureCacheTrainLoop' in log
+    assert '(approximate mode: the head trains on these fixed views' in log

@@ -58,6 +58,7 @@ def test_shipped_recipe_trains_and_names_a_turned_slide_alike(tmp_path):
                    'train_dataloader.dataset.indices=48',
                    'val_dataloader.dataset.indices=16').stdout
     assert 'FeatureCacheTrainLoop: 1 view(s) x 48 images cached' in log
+    assert '(exact: the pipeline has no random transform)' in log
     assert 'open set: temperature' in log
     import torch
     state = torch.load(work / 'epoch_2.pth', map_location='cpu',

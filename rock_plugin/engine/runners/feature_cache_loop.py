@@ -12,6 +12,7 @@ from torch.utils.data import BatchSampler
 from rock_plugin.utils.model_wrappers import bare_model
 
 from ..mmengine_internals import count_epoch, count_iter
+from .cached_val_loop import DETERMINISTIC_TRANSFORMS
 
 
 @LOOPS.register_module()
@@ -22,7 +23,9 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
     backbone + neck run once on ``num_views`` augmented views of each image;
     each epoch trains the head on one random cached view per image, in the
     sampler's order: milliseconds an epoch, but fewer distinct crops than
-    the recipe. One process only; ``--resume`` draws the views again.
+    the recipe (exact when the training pipeline has no random transform:
+    ``configs/rock_quickstart_dihedral.py``). One process only;
+    ``--resume`` draws the views again.
 
     Args:
         runner, dataloader, max_epochs, val_begin, val_interval,
@@ -87,11 +90,16 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         self._feats = [torch.stack(level) for level in zip(*views)]
         self._samples = samples
         self.cache_seconds = time.perf_counter() - start
+        transforms = getattr(getattr(dataset, 'pipeline', None),
+                             'transforms', None) or [None]
+        how = ('exact: the pipeline has no random transform'
+               if all(type(t).__name__ in DETERMINISTIC_TRANSFORMS
+                      for t in transforms) else
+               'approximate mode: the head trains on these fixed views, '
+               'not on a fresh augmentation every epoch')
         print_log(f'FeatureCacheTrainLoop: {self.num_views} view(s) x '
                   f'{len(dataset)} images cached in '
-                  f'{self.cache_seconds:.1f} s (approximate mode: the head '
-                  'trains on these fixed views, not on a fresh augmentation '
-                  'every epoch)', logger='current')
+                  f'{self.cache_seconds:.1f} s ({how})', logger='current')
 
     def run_epoch(self) -> None:
         """One epoch over the cached features."""

@@ -3,6 +3,8 @@ computed once per model state (``OpenSetCalibrationHook``'s bank)."""
 import torch
 from mmengine.dataset import pseudo_collate
 
+from rock_plugin.utils.progress import track
+
 
 class PooledFeatureCache:
     """The head's pre-logits of every image of a data set, in order.
@@ -51,7 +53,7 @@ class PooledFeatureCache:
         when there are some."""
         batches = self._cache.get(key + '/prefix')
         if batches is None:
-            batches = self._first_pass(runner, model, dataset)
+            batches = self._first_pass(runner, model, dataset, key)
             if any(b[0] is not None for b in batches):
                 self._cache[key + '/prefix'] = batches
         necks = []
@@ -63,7 +65,7 @@ class PooledFeatureCache:
         return necks
 
     @staticmethod
-    def _first_pass(runner, model, dataset) -> list:
+    def _first_pass(runner, model, dataset, key: str) -> list:
         """``(prefix maps or None, neck output or None, labels)`` per
         batch."""
         loader = runner.val_dataloader if runner.val_loop is not None \
@@ -77,7 +79,7 @@ class PooledFeatureCache:
             generator=torch.Generator())
         prefix = getattr(model, 'frozen_prefix_maps', None)
         batches = []
-        for batch in dl:
+        for batch in track(dl, f'open-set features, {key} images'):
             data = model.data_preprocessor(batch, False)
             labels = [int(s.gt_label) for s in data['data_samples']]
             maps = prefix(data['inputs']) if prefix is not None else None

@@ -108,7 +108,7 @@ def test_mlp_head_keeps_calibration_novelty_and_its_state():
 
 
 def test_open_set_bank_follows_a_training_hidden_layer_without_the_backbone(
-        ):
+        monkeypatch):
     """The frozen backbone's pooled features are kept; the hidden layer's
     output (the bank) is computed again from them on every call."""
     from types import SimpleNamespace
@@ -133,6 +133,10 @@ def test_open_set_bank_follows_a_training_hidden_layer_without_the_backbone(
     model.backbone.register_forward_hook(lambda *a: runs.append(1))
     runner = SimpleNamespace(val_loop=None, train_dataloader=SimpleNamespace(
         batch_size=4, num_workers=0))
+    bars = []
+    monkeypatch.setattr(
+        'rock_plugin.engine.pooled_features.track',
+        lambda it, description, **kw: bars.append(description) or it)
     cache = PooledFeatureCache()
     first, labels = cache(runner, model, Images(serialize_data=False), 'x')
     passes = len(runs)
@@ -142,4 +146,5 @@ def test_open_set_bank_follows_a_training_hidden_layer_without_the_backbone(
         model.head.hidden.fc.weight.mul_(2)
     second, _ = cache(runner, model, Images(serialize_data=False), 'x')
     assert len(runs) == passes  # no backbone pass
+    assert bars == ['open-set features, x images']  # the first pass only
     assert not torch.allclose(first, second)

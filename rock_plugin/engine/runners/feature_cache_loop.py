@@ -10,6 +10,7 @@ from mmpretrain.registry import LOOPS
 from torch.utils.data import BatchSampler
 
 from rock_plugin.utils.model_wrappers import bare_model
+from rock_plugin.utils.progress import track
 
 from ..mmengine_internals import count_epoch, count_iter
 from .cached_val_loop import DETERMINISTIC_TRANSFORMS
@@ -78,7 +79,10 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         views, samples = [], [None] * len(dataset)
         for view in range(self.num_views):
             batches = []  # per batch: the feature tuple of every level
-            for first in range(0, len(dataset), size):
+            # minutes at 8 backbone passes an image: a bar on a terminal
+            for first in track(range(0, len(dataset), size),
+                               f'caching training features, view {view + 1}'
+                               f'/{self.num_views}'):
                 idxs = range(first, min(first + size, len(dataset)))
                 data = model.data_preprocessor(
                     pseudo_collate([dataset[i] for i in idxs]), False)

@@ -40,11 +40,11 @@ class DihedralMeanClassifier(RockImageClassifier):
     is turned or mirrored, while a frozen ImageNet backbone's features do.
     Averaging the neck's pooled features (not the scores) over the 8
     symmetries of the square gives one invariant feature per image, for
-    training, validation, test, prediction and export alike. On
-    ``lithology_carbonates`` with a frozen Lite2 at a 380 px short side this
-    gained 3-4 points of 5-fold CV over one view (README, "Own data").
-    Costs ``views`` backbone passes per image, so it suits a frozen backbone
-    whose features are computed once (``FeatureCacheTrainLoop``).
+    training, validation, test, prediction and export alike
+    (``configs/rock_quickstart_dihedral.py``; README, "Another lab's thin
+    sections"). Costs ``views`` backbone passes per image, so it suits a
+    frozen backbone whose features are computed once
+    (``FeatureCacheTrainLoop``).
 
     ``extract_feat(stage='backbone')`` returns the maps of the image as
     given, and so does every stage inside :meth:`backbone_grad`: a class

@@ -19,11 +19,9 @@ class OpenSetMLPClsHead(OpenSetLinearClsHead):
     them).
 
     A frozen ImageNet backbone's pooled features are not linearly
-    separable on every rock: on ``lithology_carbonates`` (frozen Lite2,
-    features averaged over 8 flips and turns) one hidden layer of 512 units
-    gained ~5 points of 5-fold CV over the linear head (README, "Own
-    data"). ``StackedLinearClsHead`` itself has no calibration or "unknown"
-    answer, hence this head.
+    separable on every rock (``configs/rock_quickstart_dihedral.py``;
+    README, "Another lab's thin sections"). ``StackedLinearClsHead`` itself
+    has no calibration or "unknown" answer, hence this head.
 
     Args:
         num_classes (int): Number of classes.

@@ -24,6 +24,15 @@ DETERMINISTIC_TRANSFORMS = frozenset({
     'CropToBox', 'LoadAnnotations', 'NumpyToPIL', 'PILToNumpy'})
 
 
+def transform_names(dataset) -> Optional[List[str]]:
+    """The class names of ``dataset``'s pipeline transforms, in order; None
+    when it has no pipeline to check."""
+    transforms = getattr(getattr(dataset, 'pipeline', None), 'transforms',
+                         None)
+    return None if transforms is None else [type(t).__name__
+                                            for t in transforms]
+
+
 def tensor_checksum(tensors: Sequence[torch.Tensor]) -> Tuple:
     """An exact fingerprint: a BLAKE2 hash of the tensors' bytes (version
     counters miss writes through ``.data``), then each tensor's shape,
@@ -88,11 +97,10 @@ class CachedFeatureValLoop(ValLoop):
         if getattr(getattr(self.dataloader, 'sampler', None), 'shuffle',
                    False):
             return 'the validation sampler shuffles'
-        pipeline = getattr(self.dataloader.dataset, 'pipeline', None)
-        transforms = getattr(pipeline, 'transforms', None)
-        if transforms is None:
+        names = transform_names(self.dataloader.dataset)
+        if names is None:
             return 'the dataset has no pipeline to check'
-        for name in (type(t).__name__ for t in transforms):
+        for name in names:
             if name not in self.deterministic:
                 return (f'the pipeline holds {name}, not known to be '
                         'deterministic (add it with extra_deterministic=[...] '

@@ -13,7 +13,7 @@ from rock_plugin.utils.model_wrappers import bare_model
 from rock_plugin.utils.progress import track
 
 from ..mmengine_internals import count_epoch, count_iter
-from .cached_val_loop import DETERMINISTIC_TRANSFORMS
+from .cached_val_loop import DETERMINISTIC_TRANSFORMS, transform_names
 
 
 @LOOPS.register_module()
@@ -94,11 +94,10 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         self._feats = [torch.stack(level) for level in zip(*views)]
         self._samples = samples
         self.cache_seconds = time.perf_counter() - start
-        transforms = getattr(getattr(dataset, 'pipeline', None),
-                             'transforms', None) or [None]
+        names = transform_names(dataset)
         how = ('exact: the pipeline has no random transform'
-               if all(type(t).__name__ in DETERMINISTIC_TRANSFORMS
-                      for t in transforms) else
+               if names is not None and set(names) <=
+               DETERMINISTIC_TRANSFORMS else
                'approximate mode: the head trains on these fixed views, '
                'not on a fresh augmentation every epoch')
         print_log(f'FeatureCacheTrainLoop: {self.num_views} view(s) x '

@@ -12,6 +12,11 @@ from .rock_classifier import RockImageClassifier
 VIEW_COUNTS = (1, 4, 8)
 
 
+def _check_views(views: int) -> None:
+    if views not in VIEW_COUNTS:
+        raise ValueError(f'views must be one of {VIEW_COUNTS}, got {views}')
+
+
 def dihedral_views(inputs: torch.Tensor, views: int = 8):
     """Yield ``views`` symmetries of an ``(N, C, H, W)`` batch, identity
     first (quarter turns swap H and W).
@@ -21,8 +26,7 @@ def dihedral_views(inputs: torch.Tensor, views: int = 8):
         ... # doctest: +ELLIPSIS
         [torch.Size([4, 6]), torch.Size([4, 6]), torch.Size([6, 4]), ...]
     """
-    if views not in VIEW_COUNTS:
-        raise ValueError(f'views must be one of {VIEW_COUNTS}, got {views}')
+    _check_views(views)
     turns = (0, 1, 2, 3) if views == 8 else (0, 2)
     for k in turns[:max(1, views // 2)]:
         view = torch.rot90(inputs, k, (2, 3)) if k else inputs
@@ -68,10 +72,8 @@ class DihedralMeanClassifier(RockImageClassifier):
     """
 
     def __init__(self, *args, views: int = 8, **kwargs):
+        _check_views(views)
         super().__init__(*args, **kwargs)
-        if views not in VIEW_COUNTS:
-            raise ValueError(f'views must be one of {VIEW_COUNTS}, got '
-                             f'{views}')
         self.views = views
 
     def extract_feat(self, inputs: torch.Tensor,

@@ -36,13 +36,22 @@ _LOADER_ARGS = dict(min_size=_size(1, True), pre_resize=_size(1, True))
 #: The loader, first if present: ``LoadRockImage`` is its earlier name,
 #: which exports made before the rename carry.
 LOADERS = ('LoadImageWithPreResize', 'LoadRockImage')
+_INTERPOLATION = _one_of('nearest', 'bilinear', 'bicubic', 'area', 'lanczos')
+_BACKEND = _one_of('cv2', 'pillow')
+_SIDE = _size(1)[0]
+#: The transform that sizes the image, one of them in each pipeline.
+SIZERS = {'EfficientNetCenterCrop': 'crop_size', 'Resize': 'scale'}
 ALLOWED_TRANSFORMS = {
     **{name: _LOADER_ARGS for name in LOADERS},
     'EfficientNetCenterCrop': dict(
         crop_size=_size(1), crop_padding=_size(0),
-        interpolation=_one_of('nearest', 'bilinear', 'bicubic', 'area',
-                              'lanczos'),
-        backend=_one_of('cv2', 'pillow')),
+        interpolation=_INTERPOLATION, backend=_BACKEND),
+    # rock_quickstart_dihedral.py's whole-image resize; JSON makes its
+    # (w, h) a list. Not keep_ratio: the model's input is N x N.
+    'Resize': dict(
+        scale=((lambda v: isinstance(v, list) and len(v) == 2 and
+                all(_SIDE(x) for x in v)), f'[w, h], ints 1-{_MAX}'),
+        interpolation=_INTERPOLATION, backend=_BACKEND),
     'PackInputs': {},
 }
 
@@ -75,8 +84,8 @@ def check_classes(classes: Any, path: str,
 
 
 def check_test_pipeline(steps: Any, path: str) -> List[Dict[str, Any]]:
-    """New dicts of the checked ``steps``: ``[LoadImageWithPreResize,] crop,
-    PackInputs`` with allowed arguments of plain JSON types only.
+    """New dicts of the checked ``steps``: ``[LoadImageWithPreResize,] crop
+    or resize, PackInputs`` with allowed arguments of plain JSON types only.
 
     Example:
         >>> check_test_pipeline([{'type': 'PackInputs'}], 'm.onnx')
@@ -106,11 +115,11 @@ def check_test_pipeline(steps: Any, path: str) -> List[Dict[str, Any]]:
             new[arg] = list(value) if isinstance(value, list) else value
         if (name == 'PackInputs') != (i == len(steps) - 1) or \
                 (name in LOADERS and i) or \
-                (name == 'EfficientNetCenterCrop' and 'crop_size' not in new):
+                (name in SIZERS and SIZERS[name] not in new):
             raise DataError(f'{key}[{i}]: {name} out of place or without '
-                            'crop_size (expected [LoadImageWithPreResize,] '
-                            'EfficientNetCenterCrop(crop_size=N), '
-                            'PackInputs)', path)
+                            'its size (expected [LoadImageWithPreResize,] '
+                            'EfficientNetCenterCrop(crop_size=N) or '
+                            'Resize(scale=[N, N]), PackInputs)', path)
         checked.append(new)
     return checked
 

@@ -88,6 +88,15 @@ CASES = [
     ('registered, never exported', lambda p: dict(test_pipeline=[
         p[0], dict(type='ResizeEdge', scale=260), p[2]]),
      'test_pipeline[1].type "ResizeEdge" is not an allowed transform'),
+    ('resize without its size', lambda p: dict(test_pipeline=[
+        p[0], dict(type='Resize', backend='pillow'), p[2]]),
+     'test_pipeline[1]: Resize out of place or without its size'),
+    ('resize to a huge size', lambda p: dict(test_pipeline=[
+        p[0], dict(type='Resize', scale=[380, 10 ** 9]), p[2]]),
+     'test_pipeline[1].scale must be [w, h], ints 1-16384'),
+    ('resize keeping the ratio', lambda p: dict(test_pipeline=[
+        p[0], dict(type='Resize', scale=[380, 380], keep_ratio=True), p[2]]),
+     'test_pipeline[1].keep_ratio is not an argument of Resize'),
     ('no type', lambda p: dict(test_pipeline=[p[0], {}, p[2]]),
      'test_pipeline[1].type null'),
     ('unknown argument', lambda p: dict(test_pipeline=[
@@ -106,7 +115,8 @@ CASES = [
         p[0], dict(p[1], interpolation='os.system'), p[2]]),
      'test_pipeline[1].interpolation must be one of nearest'),
     ('no PackInputs last', lambda p: dict(test_pipeline=p[:2]),
-     'test_pipeline[1]: EfficientNetCenterCrop out of place'),
+     'test_pipeline[1]: EfficientNetCenterCrop out of place or without its '
+     'size'),
     ('pipeline as dict', lambda p: dict(test_pipeline=p[0]),
      'test_pipeline must be a non-empty list of transforms'),
     ('pipeline as string', lambda p: dict(test_pipeline='LoadRockImage'),

@@ -51,7 +51,8 @@ def test_shipped_recipe_trains_and_names_a_turned_slide_alike(tmp_path):
     settings (2 epochs; 48 of the 189 training images and 16 of the 44
     validation images, as the features cost 8 backbone passes an image),
     then tools/predict.py gives an image, its quarter turns and its mirror
-    image the same scores."""
+    image the same scores, and so does its ONNX export (export_onnx.py,
+    predict.py --onnx)."""
     work = tmp_path / 'work'
     log = run_tool('tools/train.py', DIHEDRAL, '--work-dir', str(work),
                    '--cfg-options', 'train_cfg.max_epochs=2',
@@ -87,3 +88,18 @@ def test_shipped_recipe_trains_and_names_a_turned_slide_alike(tmp_path):
     assert len({p['pred_class'] for p in preds}) == 1
     for s in scores[1:]:
         np.testing.assert_allclose(s, scores[0], atol=1e-3)
+    # the export averages the same 8 views: ONNX Runtime gives these scores
+    onnx = tmp_path / 'model.onnx'
+    log = run_tool('tools/export_onnx.py',
+                   str(work / 'rock_quickstart_dihedral.py'),
+                   str(work / 'epoch_2.pth'), '--out', str(onnx)).stdout
+    assert 'input N x 3 x 380 x 380' in log and 'top-1 agreement 100%' in log
+    onnx_out = tmp_path / 'onnx.json'
+    run_tool('tools/predict.py', '--onnx', str(onnx), str(folder), '--out',
+             str(onnx_out))
+    onnx_preds = json.loads(onnx_out.read_text())['predictions']
+    for p, q in zip(onnx_preds, preds):
+        assert p['file'] == q['file']
+        np.testing.assert_allclose(
+            [p['scores'][k] for k in sorted(p['scores'])],
+            [q['scores'][k] for k in sorted(q['scores'])], atol=1e-4)

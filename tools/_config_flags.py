@@ -249,7 +249,7 @@ def set_resume(cfg: Config, resume: Optional[str]) -> Config:
         >>> load_from = 'work_dirs/rock_b4/epoch_3.pth'
     """
     from rock_plugin.utils.work_dir import (checkpoint_dir,
-                                           find_resume_checkpoint)
+                                            find_resume_checkpoint)
     if resume == 'auto':
         hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
         try:
@@ -359,6 +359,26 @@ def set_balanced_sampler(cfg: Config) -> Config:
     return cfg
 
 
+def has_open_set_head(model_cfg) -> bool:
+    """Whether ``model_cfg.head`` is an ``OpenSetLinearClsHead`` or a
+    subclass (``OpenSetMLPClsHead``): a head with a novelty score.
+
+    Looks the name up among the registered classes only: a dotted name is
+    not imported (a config read from a checkpoint is data).
+
+    Example:
+        >>> has_open_set_head(dict(head=dict(type='OpenSetMLPClsHead')))
+        True
+    """
+    from mmpretrain.registry import MODELS
+
+    from rock_plugin.models.heads import OpenSetLinearClsHead
+    kind = ((model_cfg or {}).get('head') or {}).get('type')
+    if not isinstance(kind, type):
+        kind = MODELS.module_dict.get(str(kind).split('.')[-1])
+    return isinstance(kind, type) and issubclass(kind, OpenSetLinearClsHead)
+
+
 def set_frozen_stages(cfg: Config, frozen_stages: int,
                       lr_mult: float = 0.1) -> Config:
     """``--frozen-stages N``: freeze the backbone's stem and stages
@@ -372,7 +392,16 @@ def set_frozen_stages(cfg: Config, frozen_stages: int,
         ...     custom_keys={'backbone': dict(lr_mult=0.1)}))
     """
     model = cfg.get('model') or {}
-    if str(model.get('type', '')).split('.')[-1] != 'RockImageClassifier':
+    kind = str(model.get('type', '')).split('.')[-1]
+    if kind == 'DihedralMeanClassifier':
+        # its FeatureCacheTrainLoop computes the features once, which only
+        # a wholly frozen backbone allows
+        raise ValueError(
+            '--frozen-stages: not with DihedralMeanClassifier, whose '
+            'features come from a wholly frozen backbone, computed once '
+            '(FeatureCacheTrainLoop); to fine-tune the top stages, train '
+            'configs/rock_quickstart_finetune.py')
+    if kind != 'RockImageClassifier':
         raise ValueError('--frozen-stages needs model.type='
                          f"'RockImageClassifier', got {model.get('type')!r}")
     model.frozen_stages = frozen_stages

@@ -23,7 +23,7 @@ import json
 import os.path as osp
 
 import cross_validate as cv
-from _config_flags import set_classes_from_data
+from _config_flags import has_open_set_head, set_classes_from_data
 
 DEFAULT_REPEATS = 5
 RESULT_KEY = 'open_set'
@@ -36,13 +36,14 @@ def _type_name(node) -> str:
 
 def check_open_set_config(cfg) -> None:
     """The model must be able to say "unknown": an ``OpenSetLinearClsHead``
-    that ``OpenSetCalibrationHook`` fits (the shipped configs)."""
-    head = _type_name(cfg.model.get('head'))
-    if head != 'OpenSetLinearClsHead':
+    (or ``OpenSetMLPClsHead``) that ``OpenSetCalibrationHook`` fits (the
+    shipped configs)."""
+    if not has_open_set_head(cfg.model):
+        head = _type_name(cfg.model.get('head'))
         raise ValueError(
             f'--leave-out-classes needs model.head of type '
-            f"OpenSetLinearClsHead (its novelty score), got {head!r}: use a "
-            'shipped config, or set it in yours')
+            f"OpenSetLinearClsHead or OpenSetMLPClsHead (a novelty score), "
+            f'got {head!r}: use a shipped config, or set it in yours')
     if not any(_type_name(h) == 'OpenSetCalibrationHook'
                for h in cfg.get('custom_hooks') or []):
         raise ValueError(

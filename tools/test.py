@@ -18,8 +18,9 @@ import os.path as osp
 from _common import (add_common_args, add_data_args, add_model_args,
                      check_files, check_output_not_input, check_split_args,
                      default_work_dir, flag_hint, run, setup_env)
-from _config_flags import (cfg_options_guard, load_config, set_data_options,
-                           set_dist_backend, set_seed, set_split_validation)
+from _config_flags import (cfg_options_guard, has_open_set_head, load_config,
+                           set_data_options, set_dist_backend, set_seed,
+                           set_split_validation)
 
 # The package's words for what this tool's flags set (_common.flag_hint).
 FLAG_HINTS = {
@@ -163,13 +164,8 @@ def set_open_set_options(cfg, args: argparse.Namespace):
         ('--embedding', args.embedding)) if given]
     if not flags:
         return cfg
-    from mmpretrain.registry import MODELS
-
-    from rock_plugin.models.heads import OpenSetLinearClsHead
     head = cfg.model.get('head') or {}
-    head_class = MODELS.get(str(head.get('type')))
-    if not (isinstance(head_class, type) and
-            issubclass(head_class, OpenSetLinearClsHead)):
+    if not has_open_set_head(cfg.model):
         raise ValueError(
             f'{args.checkpoint}: the model has no feature bank for '
             f'{" / ".join(flags)}: its head is {head.get("type")} (trained '

@@ -41,6 +41,16 @@ def test_finetune_config_and_flag_are_the_quickstart_with_the_top_trained():
     assert flag.optim_wrapper == tuned.optim_wrapper
 
 
+def test_frozen_stages_refuses_the_dihedral_config_saying_why():
+    train_tool = load_tool('train')
+    dihedral = osp.join(REPO, 'configs', 'rock_quickstart_dihedral.py')
+    with pytest.raises(ValueError, match='not with DihedralMeanClassifier, '
+                       'whose features come from a wholly frozen backbone.*'
+                       'rock_quickstart_finetune.py'):
+        train_tool.build_config(train_tool.parse_args(
+            [dihedral, '--frozen-stages', '5']))
+
+
 def test_a_stage_out_of_range_is_one_error_line(tmp_path):
     proc = run_tool('tools/train.py', QUICK, '--frozen-stages', '9',
                     '--work-dir', str(tmp_path / 'w'), check=False)

@@ -135,3 +135,26 @@ def test_k_fold_and_open_set_plans_never_mix(tmp_path):
                   fingerprint, {}, 30)
     cv.check_plan(plan_file, open_set, dict(kfold, leave_out_classes=1,
                                             repeats=2), fingerprint, {}, 30)
+
+
+def test_open_set_check_takes_either_novelty_head_and_imports_no_name():
+    """--leave-out-classes runs the MLP head of rock_quickstart_dihedral.py
+    too (a subclass, same novelty score); a plain head is one clear error,
+    and a dotted name in a config is looked up, never imported."""
+    from mmengine.config import Config
+    open_set = load_tool('_open_set_cv')
+    flags = load_tool('_config_flags')
+    for name in ('rock_quickstart.py', 'rock_quickstart_dihedral.py'):
+        open_set.check_open_set_config(
+            Config.fromfile(osp.join(osp.dirname(QUICKSTART), name)))
+    cfg = Config.fromfile(QUICKSTART)
+    cfg.model.head.type = 'LinearClsHead'
+    with pytest.raises(ValueError, match="OpenSetMLPClsHead .*got "
+                       "'LinearClsHead'"):
+        open_set.check_open_set_config(cfg)
+    assert flags.has_open_set_head(dict(head=dict(
+        type='mmpretrain.OpenSetMLPClsHead')))
+    assert not flags.has_open_set_head(dict(head=dict(
+        type='rock_plugin_probe_module.make_head')))
+    assert 'rock_plugin_probe_module' not in __import__('sys').modules
+    assert not flags.has_open_set_head(dict(head=None))

@@ -2,6 +2,7 @@
 computed once per model state (``OpenSetCalibrationHook``'s bank)."""
 import torch
 from mmengine.dataset import pseudo_collate
+from mmengine.logging import print_log
 
 from rock_plugin.utils.progress import track
 
@@ -28,11 +29,13 @@ class PooledFeatureCache:
         self._cache = {k: v for k, v in self._cache.items()
                        if k.endswith('/prefix')}
 
-    def __call__(self, runner, model, dataset, key: str):
+    def __call__(self, runner, model, dataset, key: str, source=None):
         """``(features (N, C), labels (N,))`` of ``dataset`` (its own
         pipeline, in order). The neck's output is kept under ``key`` until
         :meth:`drop_trained`; the head's ``pre_logits`` run on every call
-        (a head with a hidden layer changes them each epoch)."""
+        (a head with a hidden layer changes them each epoch). ``source``:
+        an object whose ``exact_neck_features(dataset)`` may already hold
+        the neck's output (``FeatureCacheTrainLoop``), or None."""
         was_training = model.training
         model.eval()
         try:
@@ -40,7 +43,7 @@ class PooledFeatureCache:
                 necks = self._cache.get(key)
                 if necks is None:
                     necks = self._cache[key] = self._necks(
-                        runner, model, dataset, key)
+                        runner, model, dataset, key, source)
                 feats = [model.head.pre_logits(neck).float().cpu()
                          for neck, _ in necks]
         finally:
@@ -48,10 +51,18 @@ class PooledFeatureCache:
         labels = [label for _, batch in necks for label in batch]
         return torch.cat(feats), torch.tensor(labels)
 
-    def _necks(self, runner, model, dataset, key: str) -> list:
+    def _necks(self, runner, model, dataset, key: str, source) -> list:
         """``(neck output, labels)`` per batch, from the kept prefix maps
-        when there are some."""
+        when there are some, else from ``source`` when it holds them."""
         batches = self._cache.get(key + '/prefix')
+        share = getattr(source, 'exact_neck_features', None)
+        if batches is None and share is not None:
+            shared = share(dataset)
+            if shared is not None:
+                print_log(f'open-set features of the {key} images: '
+                          f"{type(source).__name__}'s, no backbone pass",
+                          logger='current')
+                return [shared]
         if batches is None:
             batches = self._first_pass(runner, model, dataset, key)
             if any(b[0] is not None for b in batches):

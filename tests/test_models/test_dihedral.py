@@ -1,13 +1,18 @@
 """DihedralMeanClassifier and OpenSetMLPClsHead: features that do not change
 when the slide is turned or mirrored, a head with a hidden layer that keeps
 calibration and novelty, and the open-set bank that follows that head."""
+from types import SimpleNamespace
+
 import pytest
 import torch
+from mmengine.dataset import BaseDataset
 from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
 
 import rock_plugin  # noqa: F401
 from rock_plugin.engine.pooled_features import PooledFeatureCache
+from rock_plugin.engine.runners import FeatureCacheTrainLoop
 from rock_plugin.models.classifiers import dihedral_views
 
 
@@ -107,32 +112,40 @@ def test_mlp_head_keeps_calibration_novelty_and_its_state():
                           in_channels=8, mid_channels=0))
 
 
+class Images(BaseDataset):
+    """6 fixed 48 x 48 images, classes 0-2, with file names."""
+
+    def load_data_list(self):
+        gen = torch.Generator().manual_seed(0)
+        return [dict(img=torch.rand(3, 48, 48, generator=gen) * 255,
+                     img_path=f'image{i}.png', gt_label=i % 3)
+                for i in range(6)]
+
+    def prepare_data(self, idx):
+        info = self.get_data_info(idx)
+        return dict(inputs=info['img'],
+                    data_samples=DataSample().set_gt_label(info['gt_label']))
+
+
+def _model_with_preprocessor():
+    model = _model()
+    model.data_preprocessor = MODELS.build(dict(
+        type='ClsDataPreprocessor', mean=[127.] * 3, std=[128.] * 3))
+    return model
+
+
+def _runner(model=None):
+    return SimpleNamespace(val_loop=None, model=model,
+                           train_dataloader=SimpleNamespace(
+                               batch_size=4, num_workers=0))
+
+
 def test_open_set_bank_follows_a_training_hidden_layer_without_the_backbone(
         monkeypatch):
     """The frozen backbone's pooled features are kept; the hidden layer's
     output (the bank) is computed again from them on every call."""
-    from types import SimpleNamespace
-    from mmengine.dataset import BaseDataset
-
-    class Images(BaseDataset):
-        def load_data_list(self):
-            return [dict(img=torch.rand(3, 48, 48) * 255, gt_label=i % 3)
-                    for i in range(6)]
-
-        def prepare_data(self, idx):
-            from mmpretrain.structures import DataSample
-            info = self.get_data_info(idx)
-            return dict(inputs=info['img'],
-                        data_samples=DataSample().set_gt_label(
-                            info['gt_label']))
-
-    model = _model()
-    model.data_preprocessor = MODELS.build(dict(
-        type='ClsDataPreprocessor', mean=[127.] * 3, std=[128.] * 3))
-    runs = []
+    model, runner, runs = _model_with_preprocessor(), _runner(), []
     model.backbone.register_forward_hook(lambda *a: runs.append(1))
-    runner = SimpleNamespace(val_loop=None, train_dataloader=SimpleNamespace(
-        batch_size=4, num_workers=0))
     bars = []
     monkeypatch.setattr(
         'rock_plugin.engine.pooled_features.track',
@@ -148,3 +161,35 @@ def test_open_set_bank_follows_a_training_hidden_layer_without_the_backbone(
     assert len(runs) == passes  # no backbone pass
     assert bars == ['open-set features, x images']  # the first pass only
     assert not torch.allclose(first, second)
+
+
+def test_open_set_bank_reuses_the_train_loops_exact_cache(monkeypatch):
+    """With a deterministic pipeline, FeatureCacheTrainLoop's cached neck
+    outputs are the bank's: no backbone pass, the same features as a pass
+    of the hook's own; other images or another pipeline: its own pass."""
+    from mmcv.transforms import RandomFlip
+    monkeypatch.setattr('rock_plugin.engine.runners.feature_cache_loop.'
+                        'track', lambda it, description, **kw: it)
+    model, runs = _model_with_preprocessor(), []
+    model.backbone.register_forward_hook(lambda *a: runs.append(1))
+    images = Images(serialize_data=False)
+    loop = FeatureCacheTrainLoop.__new__(FeatureCacheTrainLoop)
+    loop._runner = _runner(model)
+    loop.dataloader = SimpleNamespace(dataset=images, batch_size=4)
+    loop.num_views, loop.feature_batch_size, loop._feats = 1, None, None
+    loop.build_cache()
+    assert len(runs) == 2 * 8  # 2 batches, 8 views each
+    shared, labels = PooledFeatureCache()(_runner(), model, images, 'train',
+                                          loop)
+    assert len(runs) == 2 * 8 and labels.tolist() == [0, 1, 2] * 2
+    own, own_labels = PooledFeatureCache()(_runner(), model, images, 'train')
+    assert len(runs) == 4 * 8
+    torch.testing.assert_close(shared, own)
+    assert torch.equal(labels, own_labels)
+    # fewer images, or a random transform: not the same features
+    assert loop.exact_neck_features(Images(serialize_data=False,
+                                           indices=5)) is None
+    flipped = Images(serialize_data=False, pipeline=[RandomFlip(prob=0.5)])
+    assert loop.exact_neck_features(flipped) is None  # another pipeline
+    loop.dataloader.dataset = flipped
+    assert loop.exact_neck_features(flipped) is None  # a random one

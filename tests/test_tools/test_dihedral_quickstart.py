@@ -61,6 +61,9 @@ def test_shipped_recipe_trains_and_names_a_turned_slide_alike(tmp_path):
     assert 'FeatureCacheTrainLoop: 1 view(s) x 48 images cached' in log
     assert '(exact: the pipeline has no random transform)' in log
     assert 'open set: temperature' in log
+    # the bank reuses those features: the images pass the backbone once
+    assert "open-set features of the train images: FeatureCacheTrainLoop's" \
+        ", no backbone pass" in log
     import torch
     state = torch.load(work / 'epoch_2.pth', map_location='cpu',
                        weights_only=True)['state_dict']

@@ -98,7 +98,9 @@ class OpenSetCalibrationHook(Hook):
             return
         train_set.pipeline = pipeline if callable(pipeline) else \
             Compose(pipeline)
-        bank, bank_y = self._features(runner, model, train_set, 'train')
+        # a FeatureCacheTrainLoop may hold these features already
+        bank, bank_y = self._features(runner, model, train_set, 'train',
+                                      getattr(runner, 'train_loop', None))
         if val_set is not None:
             feats, y = self._features(runner, model, val_set, 'val')
             knn = 1 - (torch.nn.functional.normalize(feats, dim=1) @

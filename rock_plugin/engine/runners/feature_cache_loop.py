@@ -104,6 +104,29 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
                   f'{len(dataset)} images cached in '
                   f'{self.cache_seconds:.1f} s ({how})', logger='current')
 
+    def exact_neck_features(self, dataset):
+        """The cached neck outputs of ``dataset``'s images, in order, when
+        they are exactly what a pass over ``dataset`` would give: one batch
+        ``((features, ...), labels)``; else None.
+
+        So ``OpenSetCalibrationHook``'s feature bank reuses this cache
+        instead of running the backbone over the training images again
+        (``configs/rock_quickstart_dihedral.py``: 8 passes an image). It
+        must be the same images and pipeline, with no random transform.
+        """
+        own = self.dataloader.dataset
+        names = transform_names(own)
+        if self._feats is None or names is None or \
+                not set(names) <= DETERMINISTIC_TRANSFORMS or \
+                len(dataset) != len(own) or \
+                repr(getattr(dataset, 'pipeline', None)) != repr(own.pipeline):
+            return None
+        if any(dataset.get_data_info(i)['img_path'] !=
+               own.get_data_info(i)['img_path'] for i in range(len(own))):
+            return None
+        labels = [int(sample.gt_label) for sample in self._samples]
+        return tuple(level[0] for level in self._feats), labels
+
     def run_epoch(self) -> None:
         """One epoch over the cached features."""
         # DistSamplerSeedHook sets the sampler's epoch in this hook.

@@ -94,35 +94,30 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         self._feats = [torch.stack(level) for level in zip(*views)]
         self._samples = samples
         self.cache_seconds = time.perf_counter() - start
-        names = transform_names(dataset)
         how = ('exact: the pipeline has no random transform'
-               if names is not None and set(names) <=
-               DETERMINISTIC_TRANSFORMS else
+               if self._deterministic() else
                'approximate mode: the head trains on these fixed views, '
                'not on a fresh augmentation every epoch')
         print_log(f'FeatureCacheTrainLoop: {self.num_views} view(s) x '
                   f'{len(dataset)} images cached in '
                   f'{self.cache_seconds:.1f} s ({how})', logger='current')
 
-    def exact_neck_features(self, dataset):
-        """The cached neck outputs of ``dataset``'s images, in order, when
-        they are exactly what a pass over ``dataset`` would give: one batch
-        ``((features, ...), labels)``; else None.
+    def _deterministic(self) -> bool:
+        names = transform_names(self.dataloader.dataset)
+        return names is not None and set(names) <= DETERMINISTIC_TRANSFORMS
 
-        So ``OpenSetCalibrationHook``'s feature bank reuses this cache
-        instead of running the backbone over the training images again
-        (``configs/rock_quickstart_dihedral.py``: 8 passes an image). It
-        must be the same images and pipeline, with no random transform.
-        """
+    def exact_neck_features(self, dataset):
+        """``((features, ...), labels)``: the cached neck outputs of
+        ``dataset`` (same images and pipeline, no random transform), or
+        None. ``OpenSetCalibrationHook``'s bank reuses them instead of a
+        second backbone pass (8 an image in rock_quickstart_dihedral.py)."""
         own = self.dataloader.dataset
-        names = transform_names(own)
-        if self._feats is None or names is None or \
-                not set(names) <= DETERMINISTIC_TRANSFORMS or \
+        if self._feats is None or not self._deterministic() or \
                 len(dataset) != len(own) or \
                 repr(getattr(dataset, 'pipeline', None)) != repr(own.pipeline):
             return None
-        if any(dataset.get_data_info(i)['img_path'] !=
-               own.get_data_info(i)['img_path'] for i in range(len(own))):
+        if any(dataset.get_data_info(i).get('img_path') !=
+               own.get_data_info(i).get('img_path') for i in range(len(own))):
             return None
         labels = [int(sample.gt_label) for sample in self._samples]
         return tuple(level[0] for level in self._feats), labels

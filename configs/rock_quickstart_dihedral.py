@@ -17,7 +17,7 @@
 #   under-confident) on features computed once (FeatureCacheTrainLoop: the
 #   pipeline has no randomness, so one cached view is exact).
 # 8 backbone passes per image at 380 px: ~0.2 s an image on 2 CPU cores,
-# twice (the training images' features, then the open-set bank's).
+# once (the open-set bank reuses the cached training features).
 #
 #   python tools/train.py configs/rock_quickstart_dihedral.py --data-root DIR
 _base_ = ['./rock_quickstart.py']

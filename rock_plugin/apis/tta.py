@@ -3,8 +3,10 @@ swapped in by :func:`tta_config` after checking that the TTA pipeline
 prepares images as the (possibly overridden) test pipeline does.
 """
 import copy
+import logging
 
 from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
 
 
 def check_tta_pipeline(cfg: Config) -> list:
@@ -52,6 +54,13 @@ def tta_config(cfg: Config) -> Config:
         Config: ``cfg``.
     """
     pipeline = check_tta_pipeline(cfg)
+    model = cfg.model
+    if str(model.get('type', '')).split('.')[-1] == \
+            'DihedralMeanClassifier' and model.get('views', 8) == 8:
+        print_log('--tta: this model already averages its features over the '
+                  '8 flips and quarter turns (DihedralMeanClassifier); the '
+                  'TTA views add time, not information', logger='current',
+                  level=logging.WARNING)
     tta_model = copy.deepcopy(cfg.get('tta_model') or
                               dict(type='LogMeanClsScoreTTA'))
     cfg.model = ConfigDict(**tta_model, module=cfg.model)

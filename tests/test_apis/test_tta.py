@@ -29,13 +29,24 @@ def _square_png(path, seed, size=72):
     return img.astype(np.uint8)
 
 
-def test_every_config_has_a_checked_tta_pipeline():
+def test_every_config_has_a_checked_tta_pipeline(monkeypatch):
     from rock_plugin.apis.tta import tta_config
     for name in ('rock_b4.py', 'rock_quickstart.py', 'rock_b4_featcache.py'):
         cfg = tta_config(Config.fromfile(osp.join(REPO, 'configs', name)))
         assert cfg.model.type == 'LogMeanClsScoreTTA'
         assert cfg.model.module.type == 'RockImageClassifier'
         assert cfg.test_dataloader.dataset.pipeline[-1].type == 'TestTimeAug'
+    # the dihedral config: allowed, with a warning that it is wasted time
+    import rock_plugin.apis.tta as tta
+    logs = []
+    monkeypatch.setattr(tta, 'print_log', lambda msg, **kw: logs.append(msg))
+    cfg = tta_config(Config.fromfile(osp.join(
+        REPO, 'configs', 'rock_quickstart_dihedral.py')))
+    assert cfg.model.module.type == 'DihedralMeanClassifier'
+    assert len(logs) == 1 and 'add time, not information' in logs[0]
+    logs.clear()
+    tta_config(Config.fromfile(QUICK))
+    assert logs == []
     # a child config whose test crop differs from its inherited tta_pipeline
     with pytest.raises(ValueError, match='define tta_pipeline again'):
         tta_config(Config.fromfile(TINY_CONFIG))

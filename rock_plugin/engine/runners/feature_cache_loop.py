@@ -95,14 +95,14 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         self._samples = samples
         self.cache_seconds = time.perf_counter() - start
         how = ('exact: the pipeline has no random transform'
-               if self._deterministic() else
+               if self._pipeline_is_exact() else
                'approximate mode: the head trains on these fixed views, '
                'not on a fresh augmentation every epoch')
         print_log(f'FeatureCacheTrainLoop: {self.num_views} view(s) x '
                   f'{len(dataset)} images cached in '
                   f'{self.cache_seconds:.1f} s ({how})', logger='current')
 
-    def _deterministic(self) -> bool:
+    def _pipeline_is_exact(self) -> bool:
         names = transform_names(self.dataloader.dataset)
         return names is not None and set(names) <= DETERMINISTIC_TRANSFORMS
 
@@ -112,7 +112,7 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
         None. ``OpenSetCalibrationHook``'s bank reuses them instead of a
         second backbone pass (8 an image in rock_quickstart_dihedral.py)."""
         own = self.dataloader.dataset
-        if self._feats is None or not self._deterministic() or \
+        if self._feats is None or not self._pipeline_is_exact() or \
                 len(dataset) != len(own) or \
                 repr(getattr(dataset, 'pipeline', None)) != repr(own.pipeline):
             return None

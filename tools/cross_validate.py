@@ -39,6 +39,7 @@ from _config_flags import draw_seed, load_config, set_dist_backend
 PLAN_FILE = 'cv_plan.json'
 TRAINED_FILE = 'cv_trained.json'
 RESULT_FILE = 'cv_result.json'
+RAW_KEPT = 'raw_score_kept'  # cv_result.json: the predictions keep raw_score
 OPEN_SET_REPEATS = 5  # --repeats' default
 # train.py flags that would fight the fold split or the fold bookkeeping.
 CONFLICTING = ('--split-validation', '--ratio', '--fold', '--resume',
@@ -386,9 +387,11 @@ def evaluate_fold(cfg, k, checkpoint, tta):
     runner.test()
     collector = next(m for m in runner.test_evaluator.metrics
                      if isinstance(m, PredictionCollector))
-    predictions = [dict(img_path=p['img_path'], gt_label=p['gt_label'],
-                        pred_score=p['pred_score'])
-                   for p in collector.predictions]
+    # raw_score (T = 1): the summary refits the temperature apart from the
+    # images it scales (ece_crossfit)
+    predictions = [{key: p[key] for key in
+                    ('img_path', 'gt_label', 'pred_score', 'raw_score')
+                    if key in p} for p in collector.predictions]
     del runner
     gc.collect()
     return predictions
@@ -417,11 +420,15 @@ def summarize(work_dir, plan, results, variants):
             title=f'{title}, out of fold')
         print_log('\n' + format_cv_table(summary, title), logger='current')
         m, s = summary['mean'], summary['std']
+        pooled = summary['pooled']
+        ece = f"ECE {pooled['ece']:.2f}" + (
+            f" (T fitted apart: {pooled['ece_crossfit']:.2f})"
+            if 'ece_crossfit' in pooled else '')
         lines.append(f"{title}: top-1 {m['top1']:.2f} ± {s['top1']:.2f}, "
                      f"macro F1 {m['f1']:.2f} ± {s['f1']:.2f} "
                      f"({plan['folds']} folds, {summary['num_images']} "
-                     f'images; mean ± std over folds, percent) -> '
-                     f"{osp.basename(files['summary_csv'])}")
+                     f'images; mean ± std over folds, percent); pooled '
+                     f"{ece} -> {osp.basename(files['summary_csv'])}")
         summaries[variant] = summary
     print_log('\n'.join(lines + [f'results in {printable(work_dir)}']),
               logger='current')
@@ -475,7 +482,13 @@ def _cross_validate(args, train_args):
         result = _load_json(result_file) or {}
         if result.get('eval_checkpoint') != args.eval_checkpoint:
             result = dict(fold=k, eval_checkpoint=args.eval_checkpoint)
-        missing = [v for v in variants if v not in result]
+        # a fold evaluated before raw scores were kept is predicted again
+        # from its checkpoint (not retrained), for ece_crossfit
+        missing = [v for v in variants if v not in result
+                   or result.get(RAW_KEPT) is not True]
+        if all(v in result for v in variants) and not osp.isfile(
+                result.get('checkpoint') or ''):
+            missing = []  # its checkpoint is gone: keep what it scored
         if missing:
             todo.append((k, fold_cfg, result_file, result, missing))
         else:
@@ -494,6 +507,7 @@ def _cross_validate(args, train_args):
                     f'{fold_cfg.work_dir}: no best checkpoint (validation '
                     'was off?); use --eval-checkpoint last')
             result['checkpoint'] = checkpoint
+            result[RAW_KEPT] = True
             for variant in missing:
                 result[variant] = evaluate_fold(fold_cfg, k, checkpoint,
                                                 variant == 'tta')

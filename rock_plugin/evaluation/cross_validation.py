@@ -6,6 +6,8 @@ from typing import Dict, Sequence
 import numpy as np
 
 from rock_plugin.utils.atomic_io import atomic_write_csv, atomic_write_json
+from .functional.calibration import (crossfit_temperature_scores,
+                                     expected_calibration_error)
 from .metrics.class_report import compute_rock_metrics
 from .result_tables import save_confusion_csv
 
@@ -18,6 +20,18 @@ def _metrics(predictions: Sequence[dict], num_classes: int) -> dict:
     scores = np.array([p['pred_score'] for p in predictions], np.float64)
     labels = np.array([p['gt_label'] for p in predictions])
     return compute_rock_metrics(scores, labels, num_classes, topk=(1, ))
+
+
+def _crossfit(predictions: Sequence[dict]):
+    """One fold's scores with temperatures fitted on its other images, and
+    its labels; None without every prediction's ``raw_score`` (a model
+    without a temperature, or a run from before it was kept)."""
+    if not predictions or not all('raw_score' in p for p in predictions):
+        return None
+    labels = np.array([p['gt_label'] for p in predictions])
+    raw = np.array([p['raw_score'] for p in predictions], np.float64)
+    return crossfit_temperature_scores(raw, labels, min(5, len(labels))), \
+        labels
 
 
 def summarize_folds(fold_predictions: Dict[int, Sequence[dict]],
@@ -33,22 +47,35 @@ def summarize_folds(fold_predictions: Dict[int, Sequence[dict]],
         ``precision``, ``recall``, ``f1``, ``f1/<class>``; percent),
         ``mean``, ``std`` (``ddof=1``), ``pooled`` (all out-of-fold
         predictions' :func:`compute_rock_metrics`), ``num_images``,
-        ``classes``.
+        ``classes``. When every prediction has ``raw_score``, also
+        ``ece_crossfit`` in each row and in ``pooled``: the ECE with each
+        image's temperature fitted on the other images of its fold
+        (:func:`crossfit_temperature_scores`), where ``ece`` is measured on
+        the images that fitted it.
     """
-    rows = []
+    rows, crossfit = [], []
     for k, preds in sorted(fold_predictions.items()):
         m = _metrics(preds, len(class_names))
         rows.append(dict(fold=k, **{c: m[key] for c, key in SUMMARY_METRICS},
                          **{f'f1/{n}': f for n, f in
                             zip(class_names, m['f1-score_per_class'])}))
+        crossfit.append(_crossfit(preds))
+    if all(c is not None for c in crossfit):
+        for row, (scores, labels) in zip(rows, crossfit):
+            row['ece_crossfit'] = expected_calibration_error(
+                scores, labels) * 100
     keys = [k for k in rows[0] if k != 'fold']
     table = np.array([[r[k] for k in keys] for r in rows], np.float64)
     std = table.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros(len(keys))
     pooled = [p for k in sorted(fold_predictions)
               for p in fold_predictions[k]]
+    pooled_metrics = _metrics(pooled, len(class_names))
+    if 'ece_crossfit' in rows[0]:
+        pooled_metrics['ece_crossfit'] = expected_calibration_error(
+            np.concatenate([c[0] for c in crossfit]),
+            np.concatenate([c[1] for c in crossfit])) * 100
     return dict(folds=rows, mean=dict(zip(keys, table.mean(axis=0).tolist())),
-                std=dict(zip(keys, std.tolist())),
-                pooled=_metrics(pooled, len(class_names)),
+                std=dict(zip(keys, std.tolist())), pooled=pooled_metrics,
                 num_images=len(pooled), classes=list(class_names))
 
 
@@ -69,7 +96,12 @@ def format_cv_table(summary: dict, title: str = 'Cross-validation') -> str:
     from rock_plugin.utils.text import printable
     folds = Table(title=f'{title}: per fold (percent)')
     cols = [c for c, _ in SUMMARY_METRICS]
-    for col in ('fold', 'top-1', 'macro P', 'macro R', 'macro F1', 'ECE'):
+    heads = ['fold', 'top-1', 'macro P', 'macro R', 'macro F1', 'ECE']
+    if 'ece_crossfit' in summary['folds'][0]:
+        # the temperature fitted on other images than those it scales
+        cols.append('ece_crossfit')
+        heads.append('ECE, T fitted apart')
+    for col in heads:
         folds.add_column(col, justify='right')
     for row in summary['folds']:
         folds.add_row(str(row['fold']), *(f'{row[c]:.2f}' for c in cols))

@@ -57,3 +57,43 @@ def test_keep_known_threshold_and_report():
     assert report['known_flagged'] == pytest.approx(0.05, abs=0.011)
     assert np.isnan(open_set_report(known, [], threshold)['auroc'])
     assert keep_known_threshold([]) == float('inf')
+
+
+def test_crossfit_scores_use_temperatures_fitted_on_other_images():
+    from sklearn.model_selection import StratifiedKFold
+
+    from rock_plugin.evaluation.functional.calibration import \
+        crossfit_temperature_scores
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, (600, 3))
+    labels = np.array([rng.choice(3, p=p) for p in softmax(true_logits)])
+    raw = softmax(true_logits * 3)  # an overconfident model, at T = 1
+    out = crossfit_temperature_scores(raw, labels, parts=5, seed=1)
+    # each part scaled by the temperature of the other four parts alone
+    logits = np.log(raw)
+    for fit, held in StratifiedKFold(5, shuffle=True,
+                                     random_state=1).split(raw, labels):
+        t = fit_temperature(logits[fit], labels[fit])
+        np.testing.assert_allclose(out[held], softmax(logits[held], t))
+        assert t == pytest.approx(3, rel=0.2)
+    before = expected_calibration_error(raw, labels)
+    in_sample = expected_calibration_error(
+        softmax(logits, fit_temperature(logits, labels)), labels)
+    apart = expected_calibration_error(out, labels)
+    assert apart < before / 2 and apart >= in_sample - 0.01
+    assert (out.argmax(1) == raw.argmax(1)).all()  # T never moves a top-1
+
+
+def test_crossfit_on_a_small_fold_and_bad_parts():
+    from rock_plugin.evaluation.functional.calibration import \
+        crossfit_temperature_scores
+    # a class with fewer images than parts: an unstratified cut, still
+    # every image scored once
+    raw = softmax(np.random.default_rng(0).normal(0, 3, (9, 3)))
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2])
+    out = crossfit_temperature_scores(raw, labels, parts=3)
+    assert out.shape == raw.shape and np.allclose(out.sum(1), 1)
+    for parts in (1, 10):
+        with pytest.raises(ValueError, match='parts must be between 2 and '
+                           'the 9 images'):
+            crossfit_temperature_scores(raw, labels, parts=parts)

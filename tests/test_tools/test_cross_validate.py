@@ -152,6 +152,14 @@ def test_every_image_is_validated_once_and_summaries_are_written(
     with open(osp.join(work, 'oof_confusion_matrix.png'), 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     assert 'Cross-validation: top-1' in log and 'mean ± std' in log
+    # the ECE again with each image's temperature fitted on the other
+    # images of its fold (the head's raw scores are kept for it)
+    result = read_json(osp.join(work, 'fold_0', 'cv_result.json'))
+    assert result['raw_score_kept'] is True
+    assert all(len(p['raw_score']) == 3 for p in result['plain'])
+    assert all(0 <= float(r['ece_crossfit']) <= 100 for r in rows)
+    assert 0 <= summary['pooled']['ece_crossfit'] <= 100
+    assert 'T fitted apart' in log and 'ECE, T fitted apart' in log
 
 
 def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
@@ -162,13 +170,26 @@ def test_an_interrupted_fold_resumes_and_a_rerun_skips_finished_folds(
     history = read_csv_dicts(osp.join(work, 'fold_0', 'history.csv'))
     assert [r['epoch'] for r in history] == ['1', '2']
     before = read_json(osp.join(work, 'fold_0', 'cv_result.json'))
+    # fold 0 as a run from before the raw scores were kept: the rerun
+    # predicts it again from its checkpoint, without training
+    from rock_plugin.utils.atomic_io import atomic_write_json
+    old = dict(before, plain=[{k: v for k, v in p.items() if k != 'raw_score'}
+                              for p in before['plain']])
+    del old['raw_score_kept']
+    atomic_write_json(osp.join(work, 'fold_0', 'cv_result.json'), old)
     # a rerun with --tta trains nothing and only adds the TTA evaluation
     again = run_tool(*_cv(config), '--tta', '--data-root', tiny_data,
                      '--work-dir', work, env=KILL_ENV)
     log = again.stdout + again.stderr
     assert 'Epoch(train)' not in log
     after = read_json(osp.join(work, 'fold_0', 'cv_result.json'))
-    assert after['plain'] == before['plain'] and len(after['tta']) == 12
+    assert len(after['plain']) == len(before['plain']) == 12
+    for a, b in zip(after['plain'], before['plain']):
+        assert a['img_path'] == b['img_path']
+        np.testing.assert_allclose(a['pred_score'], b['pred_score'],
+                                   atol=1e-6)
+        np.testing.assert_allclose(a['raw_score'], b['raw_score'], atol=1e-6)
+    assert len(after['tta']) == 12 and after['raw_score_kept'] is True
     for name in ('cv_summary_tta.csv', 'oof_predictions_tta.csv',
                  'oof_confusion_matrix_tta.png'):
         assert osp.isfile(osp.join(work, name))

@@ -378,7 +378,8 @@ def _folds(labels, args):
 def normalisation_study(cfg, feats, args, epochs) -> dict:
     """Part 2: one head per normalisation and fold."""
     from rock_plugin.evaluation.functional.calibration import (
-        expected_calibration_error as ece, fit_temperature, softmax)
+        calibration_temperature, expected_calibration_error as ece,
+        fit_temperature, softmax)
     centre, views, y = feats['centre'], feats['views'], feats['labels']
     num_classes = len(feats['classes'])
     folds = _folds(y, args)
@@ -413,10 +414,7 @@ def normalisation_study(cfg, feats, args, epochs) -> dict:
             # the hook's rule: the bounded T only where it lowers the
             # fold's own ECE; scored on this fold with the rule applied to
             # the other folds' logits (the honest figure)
-            t_rule = fit_temperature(z_oof, y_oof, (1.0, 100.0))
-            if not ece(softmax(z_oof, t_rule), y_oof) < ece(softmax(z_oof),
-                                                            y_oof):
-                t_rule = 1.0
+            t_rule = calibration_temperature(z_oof, y_oof, (1.0, 100.0))
             rows[f]['ece_t_rule_other_folds'] = \
                 100 * ece(softmax(z, t_rule), yv)
         out[norm] = {k: _stat([r[k] for r in rows]) for k in rows[0]}

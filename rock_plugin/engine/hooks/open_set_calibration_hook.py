@@ -13,7 +13,7 @@ from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
 from rock_plugin.evaluation.functional.calibration import (
-    expected_calibration_error, fit_temperature, keep_known_threshold,
+    calibration_temperature, expected_calibration_error, keep_known_threshold,
     softmax)
 from rock_plugin.models.heads import OpenSetLinearClsHead
 from rock_plugin.utils.model_wrappers import bare_model
@@ -27,9 +27,9 @@ class OpenSetCalibrationHook(Hook):
     extract the pooled features of the training images (test pipeline: the
     centre view) and of the validation fold, then store in the head:
 
-    - the temperature that minimises the validation NLL (at least 1, see
-      :func:`fit_temperature`), kept only if it also lowers the validation
-      ECE (else 1), so shown scores mean what they say;
+    - the temperature that minimises the validation NLL (at least 1),
+      kept only if it also lowers the validation ECE (else 1:
+      :func:`calibration_temperature`), so shown scores mean what they say;
     - the bank of training features and their classes;
     - the novelty statistics and the threshold that keeps ``keep_known`` of
       the validation images (without a validation fold: the training images,
@@ -119,16 +119,9 @@ class OpenSetCalibrationHook(Hook):
             logits = head.fc(feats.to(head.fc.weight.device)).double().cpu()
         energy = head.energy_score(logits)
         z, labels = logits.numpy(), y.numpy()
-        t = fit_temperature(z, labels, (self.min_temperature, 100.0))
+        t = calibration_temperature(z, labels, (self.min_temperature, 100.0))
         before = expected_calibration_error(softmax(z), labels)
         after = expected_calibration_error(softmax(z, t), labels)
-        if not after < before:
-            # On ~45-image folds the NLL fit follows one or two confident
-            # mistakes: on the quick start's folds it raised the mean ECE
-            # from 2.42 to 2.76 % (tools/analysis/open_set_study.py,
-            # docs/trust.md); a T that does not lower the fold's ECE is
-            # not used.
-            t, after = 1.0, before
         stats = head.fit_novelty_stats(knn, energy)
         novelty = head.novelty_score(knn, energy, stats)
         threshold = keep_known_threshold(novelty.numpy(), self.keep_known)

@@ -373,10 +373,9 @@ def has_open_set_head(model_cfg) -> bool:
     from mmpretrain.registry import MODELS
 
     from rock_plugin.models.heads import OpenSetLinearClsHead
-    kind = ((model_cfg or {}).get('head') or {}).get('type')
-    if not isinstance(kind, type):
-        kind = MODELS.module_dict.get(str(kind).split('.')[-1])
-    return isinstance(kind, type) and issubclass(kind, OpenSetLinearClsHead)
+    from rock_plugin.utils.registry_names import is_registered_subclass
+    return is_registered_subclass(MODELS, (model_cfg or {}).get('head'),
+                                  OpenSetLinearClsHead)
 
 
 def set_frozen_stages(cfg: Config, frozen_stages: int,
@@ -391,9 +390,13 @@ def set_frozen_stages(cfg: Config, frozen_stages: int,
         >>> optim_wrapper = dict(paramwise_cfg=dict(
         ...     custom_keys={'backbone': dict(lr_mult=0.1)}))
     """
+    from mmpretrain.registry import MODELS
+
+    from rock_plugin.models.classifiers import (DihedralMeanClassifier,
+                                                RockImageClassifier)
+    from rock_plugin.utils.registry_names import is_registered_subclass
     model = cfg.get('model') or {}
-    kind = str(model.get('type', '')).split('.')[-1]
-    if kind == 'DihedralMeanClassifier':
+    if is_registered_subclass(MODELS, model, DihedralMeanClassifier):
         # its FeatureCacheTrainLoop computes the features once, which only
         # a wholly frozen backbone allows
         raise ValueError(
@@ -401,7 +404,7 @@ def set_frozen_stages(cfg: Config, frozen_stages: int,
             'features come from a wholly frozen backbone, computed once '
             '(FeatureCacheTrainLoop); to fine-tune the top stages, train '
             'configs/rock_quickstart_finetune.py')
-    if kind != 'RockImageClassifier':
+    if not is_registered_subclass(MODELS, model, RockImageClassifier):
         raise ValueError('--frozen-stages needs model.type='
                          f"'RockImageClassifier', got {model.get('type')!r}")
     model.frozen_stages = frozen_stages

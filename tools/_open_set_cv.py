@@ -29,22 +29,18 @@ DEFAULT_REPEATS = 5
 RESULT_KEY = 'open_set'
 
 
-def _type_name(node) -> str:
-    kind = (node or {}).get('type', '') if isinstance(node, dict) else ''
-    return str(getattr(kind, '__name__', kind)).split('.')[-1]
-
-
 def check_open_set_config(cfg) -> None:
     """The model must be able to say "unknown": an ``OpenSetLinearClsHead``
     (or ``OpenSetMLPClsHead``) that ``OpenSetCalibrationHook`` fits (the
     shipped configs)."""
+    from rock_plugin.utils.registry_names import type_name
     if not has_open_set_head(cfg.model):
-        head = _type_name(cfg.model.get('head'))
+        head = type_name(cfg.model.get('head'))
         raise ValueError(
             f'--leave-out-classes needs model.head of type '
             f"OpenSetLinearClsHead or OpenSetMLPClsHead (a novelty score), "
             f'got {head!r}: use a shipped config, or set it in yours')
-    if not any(_type_name(h) == 'OpenSetCalibrationHook'
+    if not any(type_name(h) == 'OpenSetCalibrationHook'
                for h in cfg.get('custom_hooks') or []):
         raise ValueError(
             '--leave-out-classes needs OpenSetCalibrationHook in '

@@ -53,10 +53,14 @@ def tta_config(cfg: Config) -> Config:
     Returns:
         Config: ``cfg``.
     """
+    from mmpretrain.registry import MODELS
+
+    from rock_plugin.models.classifiers import DihedralMeanClassifier
+    from rock_plugin.utils.registry_names import is_registered_subclass
     pipeline = check_tta_pipeline(cfg)
     model = cfg.model
-    if str(model.get('type', '')).split('.')[-1] == \
-            'DihedralMeanClassifier' and model.get('views', 8) == 8:
+    if is_registered_subclass(MODELS, model, DihedralMeanClassifier) and \
+            model.get('views', 8) == 8:
         print_log('--tta: this model already averages its features over the '
                   '8 flips and quarter turns (DihedralMeanClassifier); the '
                   'TTA views add time, not information', logger='current',

@@ -1,0 +1,70 @@
+"""Config ``type`` values looked up among registered classes, never
+imported: subclasses of the package's models pass their bases' checks."""
+import importlib
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+from mmpretrain.registry import MODELS
+
+import rock_plugin  # noqa: F401
+from conftest import REPO, load_tool
+from rock_plugin.models import DihedralMeanClassifier, OpenSetLinearClsHead
+from rock_plugin.utils.registry_names import (is_registered_subclass,
+                                              registered_class, type_name)
+
+DIHEDRAL = osp.join(REPO, 'configs', 'rock_quickstart_dihedral.py')
+
+
+@pytest.fixture
+def my_dihedral():
+    """A user's subclass of DihedralMeanClassifier, registered for the
+    test only."""
+
+    class MyDihedral(DihedralMeanClassifier):
+        pass
+
+    MODELS.register_module(name='MyDihedralForTest', module=MyDihedral)
+    yield 'MyDihedralForTest'
+    MODELS.module_dict.pop('MyDihedralForTest')
+
+
+def test_names_scopes_classes_and_dotted_names(monkeypatch):
+    assert type_name(dict(type='mmpretrain.OpenSetMLPClsHead')) == \
+        'OpenSetMLPClsHead'
+    assert type_name(dict(type=DihedralMeanClassifier)) == \
+        'DihedralMeanClassifier'
+    assert type_name(None) == type_name(dict()) == ''
+    assert registered_class(MODELS, dict(type=DihedralMeanClassifier)) is \
+        DihedralMeanClassifier
+    assert registered_class(MODELS, dict()) is None
+    imported = []
+    monkeypatch.setattr(importlib, 'import_module',
+                        lambda *a, **kw: imported.append(a))
+    for node in (dict(type='os.system'), dict(type='builtins.getattr')):
+        assert registered_class(MODELS, node) is None
+        assert not is_registered_subclass(MODELS, node, object)
+    assert imported == []
+    assert is_registered_subclass(MODELS, dict(type='OpenSetMLPClsHead'),
+                                  OpenSetLinearClsHead)
+    assert not is_registered_subclass(MODELS, dict(type='LinearClsHead'),
+                                      OpenSetLinearClsHead)
+
+
+def test_a_dihedral_subclass_gets_the_dihedral_tta_warning_and_refusal(
+        my_dihedral, monkeypatch):
+    import rock_plugin.apis.tta as tta
+    logs = []
+    monkeypatch.setattr(tta, 'print_log', lambda msg, **kw: logs.append(msg))
+    cfg = Config.fromfile(DIHEDRAL)
+    cfg.model.type = my_dihedral
+    tta.tta_config(cfg)
+    assert len(logs) == 1 and 'add time, not information' in logs[0]
+    flags = load_tool('_config_flags')
+    cfg = Config.fromfile(DIHEDRAL)
+    cfg.model.type = my_dihedral
+    with pytest.raises(ValueError, match='not with DihedralMeanClassifier'):
+        flags.set_frozen_stages(cfg, 5)
+    cfg.model.type = 'os.system'
+    with pytest.raises(ValueError, match="needs model.type='RockImage"):
+        flags.set_frozen_stages(cfg, 5)

@@ -441,7 +441,8 @@ def set_classes_from_data(cfg: Config,
         return None
     dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
     head = (cfg.get('model') or {}).get('head') or {}
-    if str(dataset.get('type', '')).split('.')[-1] != 'RockDataset' or \
+    from rock_plugin.utils.registry_names import type_name
+    if type_name(dataset) != 'RockDataset' or \
             head.get('num_classes') is None:
         return None
     from rock_plugin.datasets import RockDataset

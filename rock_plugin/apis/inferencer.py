@@ -10,6 +10,7 @@ from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
 import numpy as np
 
 from rock_plugin.models.heads.open_set_head import UNKNOWN_LABEL
+from rock_plugin.utils.registry_names import type_name
 from rock_plugin.utils.image_files import (  # noqa: F401  (re-exported)
     IMG_EXTENSIONS as IMAGE_EXTENSIONS, list_images)
 
@@ -173,7 +174,7 @@ class RockInferencer:
                            'no test pipeline)') from None
         # The loading step is split off so that arrays (video frames) skip it
         # and a bad file is reported by name, not as mmcv's AssertionError.
-        name = str(steps[0].get('type', '')).split('.')[-1] if steps else ''
+        name = type_name(steps[0]) if steps else ''
         has_loader = name.startswith('Load') and 'Image' in name
         with DefaultScope.overwrite_default_scope('mmpretrain'):
             loader = TRANSFORMS.build(steps[0] if has_loader else dict(

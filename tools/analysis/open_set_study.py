@@ -147,8 +147,10 @@ def _datasets(cfg):
     """The whole data (the config's split undone) through the test and the
     training pipeline."""
     from mmpretrain.registry import DATASETS
+
+    from rock_plugin.utils.registry_names import type_name
     base = copy.deepcopy(cfg.train_dataloader.dataset)
-    if str(base.get('type', '')).split('.')[-1] != 'RockDataset':
+    if type_name(base) != 'RockDataset':
         raise ValueError('the study needs train_dataloader.dataset of type '
                          f"RockDataset, got {base.get('type')!r}")
     # test_mode: a failed image is an error, never a random substitute

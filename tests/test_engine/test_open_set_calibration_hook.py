@@ -38,6 +38,13 @@ def test_checkpoint_holds_the_bank_as_plain_data(fitted):
     assert float(state['head.temperature']) >= 1.0
     assert np.isfinite(float(state['head.fitted_threshold']))
     assert 'open set: temperature' in fitted['log']
+    # beside the ECE on the images that fitted T, the ECE with each
+    # validation image's T fitted on the other validation images
+    import re
+    line = next(ln for ln in fitted['log'].splitlines()
+                if 'open set: temperature' in ln)
+    assert re.search(r'ECE on \d+ validation images: [\d.]+% -> [\d.]+%; '
+                     r'T fitted apart: [\d.]+%\)', line), line
 
 
 def test_predictions_agree_with_the_fitted_threshold(fitted):

@@ -6,7 +6,8 @@ from typing import Dict, Sequence
 import numpy as np
 
 from rock_plugin.utils.atomic_io import atomic_write_csv, atomic_write_json
-from .functional.calibration import (crossfit_temperature_scores,
+from .functional.calibration import (CROSSFIT_PARTS,
+                                     crossfit_temperature_scores,
                                      expected_calibration_error)
 from .metrics.class_report import compute_rock_metrics
 from .result_tables import save_confusion_csv
@@ -30,8 +31,8 @@ def _crossfit(predictions: Sequence[dict]):
         return None
     labels = np.array([p['gt_label'] for p in predictions])
     raw = np.array([p['raw_score'] for p in predictions], np.float64)
-    return crossfit_temperature_scores(raw, labels, min(5, len(labels))), \
-        labels
+    return crossfit_temperature_scores(
+        raw, labels, min(CROSSFIT_PARTS, len(labels))), labels
 
 
 def summarize_folds(fold_predictions: Dict[int, Sequence[dict]],

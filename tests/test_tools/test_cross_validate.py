@@ -373,3 +373,11 @@ def test_readme_command_on_the_shipped_quick_start(tmp_path):
         assert run.train_dataloader.dataset.pipeline[1].scale == 260
         assert run.tta_model.type == 'LogMeanClsScoreTTA'  # README table
     assert 'Cross-validation with TTA: top-1' in proc.stdout + proc.stderr
+    # the README's "ECE, T fitted apart", plain and with TTA, from the raw
+    # scores each fold keeps
+    for suffix in ('', '_tta'):
+        summary = read_json(osp.join(work, f'cv_summary{suffix}.json'))
+        assert 0 <= summary['pooled']['ece_crossfit'] <= 100
+        assert all('ece_crossfit' in row for row in summary['folds'])
+    result = read_json(osp.join(work, 'fold_0', 'cv_result.json'))
+    assert all(len(p['raw_score']) == 11 for p in result['plain'])

@@ -61,6 +61,7 @@ def test_shipped_recipe_trains_and_names_a_turned_slide_alike(tmp_path):
     assert 'FeatureCacheTrainLoop: 1 view(s) x 48 images cached' in log
     assert '(exact: the pipeline has no random transform)' in log
     assert 'open set: temperature' in log
+    assert '; T fitted apart: ' in log  # README, Cross-validation
     # the bank reuses those features: the images pass the backbone once
     assert "open-set features of the train images: FeatureCacheTrainLoop's" \
         ", no backbone pass" in log

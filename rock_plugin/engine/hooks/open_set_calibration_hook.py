@@ -13,7 +13,7 @@ from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
 from rock_plugin.evaluation.functional.calibration import (
-    calibration_temperature, crossfit_temperature_scores,
+    CROSSFIT_PARTS, calibration_temperature, crossfit_temperature_scores,
     expected_calibration_error, keep_known_threshold, softmax)
 from rock_plugin.models.heads import OpenSetLinearClsHead
 from rock_plugin.utils.model_wrappers import bare_model
@@ -126,7 +126,7 @@ class OpenSetCalibrationHook(Hook):
         # ECE with each image's T fitted on the others (README, CV)
         apart = '' if len(labels) < 2 else '; T fitted apart: {:.2f}%'.format(
             100 * expected_calibration_error(crossfit_temperature_scores(
-                softmax(z), labels, min(5, len(labels)),
+                softmax(z), labels, min(CROSSFIT_PARTS, len(labels)),
                 bounds=(self.min_temperature, 100.0)), labels))
         stats = head.fit_novelty_stats(knn, energy)
         novelty = head.novelty_score(knn, energy, stats)

@@ -10,6 +10,9 @@ import numpy as np
 
 #: Bins of the expected calibration error (Guo et al. 2017 use 15).
 ECE_BINS = 15
+#: Parts of the cut of :func:`crossfit_temperature_scores` in the CV summary
+#: and the calibration hook's log (T fitted on 80 % of the images).
+CROSSFIT_PARTS = 5
 
 
 def calibration_bins(scores: np.ndarray, labels: np.ndarray,

@@ -441,13 +441,16 @@ def set_classes_from_data(cfg: Config,
         return None
     dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
     head = (cfg.get('model') or {}).get('head') or {}
-    from rock_plugin.utils.registry_names import type_name
-    if type_name(dataset) != 'RockDataset' or \
-            head.get('num_classes') is None:
-        return None
+    from mmpretrain.registry import DATASETS
+
     from rock_plugin.datasets import RockDataset
+    from rock_plugin.utils.registry_names import registered_class
+    dataset_class = registered_class(DATASETS, dataset)
+    if not (isinstance(dataset_class, type) and issubclass(
+            dataset_class, RockDataset)) or head.get('num_classes') is None:
+        return None
     try:
-        count = len(RockDataset.class_names(**dataset))
+        count = len(dataset_class.class_names(**dataset))
     except (ValueError, OSError):  # the dataset build reports it, in full
         return None
     if count == head.num_classes:

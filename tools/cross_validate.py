@@ -146,8 +146,10 @@ def _pool(cfg):
     from mmpretrain.registry import DATASETS
     from mmengine.registry import init_default_scope
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    from rock_plugin.datasets import RockDataset
+    from rock_plugin.utils.registry_names import is_registered_subclass
     base = copy.deepcopy(cfg.train_dataloader.dataset)
-    if base.get('type') not in ('RockDataset', 'mmpretrain.RockDataset'):
+    if not is_registered_subclass(DATASETS, base, RockDataset):
         raise ValueError(f'cross-validation needs train_dataloader.dataset '
                          f"of type RockDataset, got {base.get('type')!r}")
     base.update(split=None, pipeline=[], test_mode=True, lazy_init=False)

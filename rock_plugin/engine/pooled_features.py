@@ -22,6 +22,7 @@ class PooledFeatureCache:
 
     def __init__(self):
         self._cache = {}
+        self._datasets = {}  # key -> (dataset, its pipeline's repr)
 
     def drop_trained(self) -> None:
         """Forget all but the frozen prefixes' maps (the trained stages
@@ -44,12 +45,28 @@ class PooledFeatureCache:
                 if necks is None:
                     necks = self._cache[key] = self._necks(
                         runner, model, dataset, key, source)
+                    self._datasets[key] = (dataset, repr(getattr(
+                        dataset, 'pipeline', None)))
                 feats = [model.head.pre_logits(neck).float().cpu()
                          for neck, _ in necks]
         finally:
             model.train(was_training)
         labels = [label for _, batch in necks for label in batch]
         return torch.cat(feats), torch.tensor(labels)
+
+    def exact_neck_features(self, dataset):
+        """``((features, ...), labels)``: the kept neck outputs of this very
+        ``dataset`` object (pipeline unchanged), every image in order, or
+        None. ``CachedFeatureValLoop`` reuses them instead of a second
+        backbone pass over the validation images."""
+        for key, (kept, pipeline) in self._datasets.items():
+            if kept is dataset and key in self._cache and pipeline == repr(
+                    getattr(dataset, 'pipeline', None)):
+                necks = self._cache[key]
+                levels = tuple(torch.cat(level) for level in zip(
+                    *(neck for neck, _ in necks)))
+                return levels, [y for _, batch in necks for y in batch]
+        return None
 
     def _necks(self, runner, model, dataset, key: str, source) -> list:
         """``(neck output, labels)`` per batch, from the kept prefix maps

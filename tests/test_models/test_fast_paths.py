@@ -391,6 +391,43 @@ def test_cache_is_rebuilt_when_weights_change(tmp_path):
     assert (loop.feature_passes, loop.cached_passes) == (3, 2)
 
 
+def test_validation_takes_the_open_set_hooks_features(tiny_data, tmp_path):
+    """OpenSetCalibrationHook computes the validation features after the
+    first training epoch; the first validation takes them instead of a
+    second backbone pass, with the plain ValLoop's metrics. Features whose
+    labels disagree are not taken."""
+    from mmengine.hooks import Hook
+
+    from rock_plugin.engine.hooks import OpenSetCalibrationHook
+    runner = _val_runner(tiny_data, str(tmp_path / 'w'))
+    plain = _val_runner(tiny_data, str(tmp_path / 'p'),
+                        lambda cfg: cfg.val_cfg.update(type='ValLoop'))
+    hook = OpenSetCalibrationHook()
+    runner.register_hook(hook)
+    hook.after_train_epoch(runner)
+    loop = runner.val_loop
+    found = hook.exact_neck_features(loop.dataloader.dataset)
+    assert found is not None and len(found[1]) == len(
+        loop.dataloader.dataset)
+    assert hook.exact_neck_features(runner.train_dataloader.dataset) is None
+    metrics = loop.run()
+    assert (loop.feature_passes, loop.computed_batches) == (1, 0)
+    assert "(OpenSetCalibrationHook's: no backbone pass)" in \
+        loop._logged_reason
+    plain.model.load_state_dict(runner.model.state_dict())
+    assert metrics == plain.val_loop.run()
+
+    class OtherLabels(Hook):
+        def exact_neck_features(self, dataset):
+            return found[0], [label + 1 for label in found[1]]
+
+    other = _val_runner(tiny_data, str(tmp_path / 'o'))
+    other.register_hook(OtherLabels())
+    other.model.load_state_dict(runner.model.state_dict())
+    assert other.val_loop.run() == metrics
+    assert other.val_loop.computed_batches == len(other.val_loop.dataloader)
+
+
 def test_cache_is_not_used_with_a_random_validation_pipeline(tiny_data,
                                                              tmp_path):
     def random_crop(cfg):

@@ -65,6 +65,9 @@ def test_shipped_recipe_trains_and_names_a_turned_slide_alike(tmp_path):
     # the bank reuses those features: the images pass the backbone once
     assert "open-set features of the train images: FeatureCacheTrainLoop's" \
         ", no backbone pass" in log
+    # and the validation images once: the loop takes the hook's features
+    assert "validation images cached at the neck output " \
+        "(OpenSetCalibrationHook's: no backbone pass)" in log
     import torch
     state = torch.load(work / 'epoch_2.pth', map_location='cpu',
                        weights_only=True)['state_dict']

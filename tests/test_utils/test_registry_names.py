@@ -68,3 +68,37 @@ def test_a_dihedral_subclass_gets_the_dihedral_tta_warning_and_refusal(
     cfg.model.type = 'os.system'
     with pytest.raises(ValueError, match="needs model.type='RockImage"):
         flags.set_frozen_stages(cfg, 5)
+
+
+def test_a_rock_dataset_subclass_gets_classes_from_data_and_folds(tmp_path):
+    """A user's registered subclass of RockDataset: the class count follows
+    its folders, and cross-validation (and the open-set study) accept it;
+    a dotted name that is not registered is refused, never imported."""
+    from mmpretrain.registry import DATASETS
+
+    from conftest import make_class_folders
+    from rock_plugin.datasets import RockDataset
+
+    class MyRocks(RockDataset):
+        pass
+
+    DATASETS.register_module(name='MyRocksForTest', module=MyRocks)
+    try:
+        data = make_class_folders(str(tmp_path / 'data'))  # 3 classes
+        train_tool = load_tool('train')
+        flags = load_tool('_config_flags')
+        for kind, count in (('MyRocksForTest', 3), ('os.system', None)):
+            cfg = train_tool.build_config(train_tool.parse_args([
+                osp.join(REPO, 'configs', 'rock_quickstart.py')]))
+            cfg.train_dataloader.dataset.update(type=kind, data_root=data)
+            assert flags.set_classes_from_data(cfg) == count
+            assert cfg.model.head.num_classes == (count or 11)
+            if count:
+                files, labels, classes = load_tool('cross_validate')._pool(
+                    cfg)
+                assert len(classes) == 3 and len(files) == len(labels) > 0
+            else:
+                with pytest.raises(ValueError, match='of type RockDataset'):
+                    load_tool('cross_validate')._pool(cfg)
+    finally:
+        DATASETS.module_dict.pop('MyRocksForTest')

@@ -148,9 +148,10 @@ def _datasets(cfg):
     training pipeline."""
     from mmpretrain.registry import DATASETS
 
-    from rock_plugin.utils.registry_names import type_name
+    from rock_plugin.datasets import RockDataset
+    from rock_plugin.utils.registry_names import is_registered_subclass
     base = copy.deepcopy(cfg.train_dataloader.dataset)
-    if type_name(base) != 'RockDataset':
+    if not is_registered_subclass(DATASETS, base, RockDataset):
         raise ValueError('the study needs train_dataloader.dataset of type '
                          f"RockDataset, got {base.get('type')!r}")
     # test_mode: a failed image is an error, never a random substitute
@@ -510,9 +511,9 @@ def novelty_study(cfg, feats, args, epochs, head_norm, draws) -> dict:
         auroc=_stat([x['auroc'] for x in rows]),
         unknown_flagged=_stat([x['unknown_flagged'] for x in rows]),
         known_flagged=_stat([x['known_flagged'] for x in rows]),
-        auroc_per_repeat=[float(np.mean([x['auroc'] for x in rows
-                                         if x['repeat'] == r]))
-                          for r in range(len(draws))])
+        auroc_per_repeat=[
+            float(np.mean([x['auroc'] for x in rows if x['repeat'] == r]))
+            for r in range(len(draws))])
         for name, rows in runs.items()}
     return dict(left_out=[[classes[c] for c in d] for d in draws],
                 heads=heads, methods=methods)

@@ -142,6 +142,12 @@ class OpenSetCalibrationHook(Hook):
                   f'{threshold:.3f} ({self.keep_known:.0%} known kept)',
                   logger='current')
 
+    def exact_neck_features(self, dataset):
+        """The neck outputs this hook computed for ``dataset`` (the
+        validation set), or None: ``CachedFeatureValLoop`` takes them rather
+        than running the backbone again (:class:`PooledFeatureCache`)."""
+        return self._features.exact_neck_features(dataset)
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.bank_files:
             checkpoint.setdefault('meta', {})['feature_bank_files'] = \

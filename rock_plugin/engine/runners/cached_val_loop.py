@@ -78,6 +78,7 @@ class CachedFeatureValLoop(ValLoop):
         self._key = self._logged_reason = None
         #: How many validations ran the backbone / used the cache.
         self.feature_passes = self.cached_passes = 0
+        self.computed_batches = 0
 
     def _ineligible(self, model) -> Optional[str]:
         """Why the cache cannot be used, or None."""
@@ -158,14 +159,19 @@ class CachedFeatureValLoop(ValLoop):
             self._run_batches(model, stage, cached=True)
         else:
             self.feature_passes += 1
+            shared = self._shared_features(stage)
             # a stale cache: weights may have changed behind the model's
             # back (through .data), so its frozen engine starts afresh
             with use_frozen_engine(model, rebuild=self._cache is not None):
-                self._run_batches(model, stage, cached=False)
+                self._run_batches(model, stage, cached=False, shared=shared)
             self._key = key
-            self._log_once(f'features of {len(self.dataloader.dataset)} '
-                           f'validation images cached at the {stage} output; '
-                           'later validations run only the head')
+            self._log_once(
+                f'features of {len(self.dataloader.dataset)} validation '
+                f'images cached at the {stage} output' +
+                (f" ({type(shared[0]).__name__}'s: no backbone pass)"
+                 if shared is not None and not self.computed_batches
+                 else '') +
+                '; later validations run only the head')
         metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
         if self.val_loss:
             metrics.update(parse_losses(self.val_loss, 'val'))
@@ -173,12 +179,29 @@ class CachedFeatureValLoop(ValLoop):
         self.runner.call_hook('after_val')
         return metrics
 
+    def _shared_features(self, stage: str):
+        """``(hook, ((features, ...), labels))``: the neck outputs of this
+        loop's dataset that a hook already computed
+        (``OpenSetCalibrationHook``, just before the first validation, in
+        fp32), else None."""
+        if stage != 'neck' or self.fp16:
+            return None
+        for hook in getattr(self.runner, 'hooks', []):
+            share = getattr(hook, 'exact_neck_features', None)
+            found = share(self.dataloader.dataset) if callable(share) \
+                else None
+            if found is not None:
+                return hook, found
+        return None
+
     @torch.no_grad()
-    def _run_batches(self, model, stage: str, cached: bool) -> None:
+    def _run_batches(self, model, stage: str, cached: bool,
+                     shared=None) -> None:
         """Validate on the cached features, or run the model and cache."""
         batches, cache, keep = self._cache, None, self.keep_inputs
         if not cached:
             batches, cache, self._cache = self.dataloader, [], None
+            self.computed_batches = 0  # batches the backbone ran on
         if keep is None:
             keep = any(type(hook).__name__ == 'VisualizationHook'
                        and getattr(hook, 'enable', False)
@@ -192,8 +215,13 @@ class CachedFeatureValLoop(ValLoop):
                     feats, samples = item['feats'], _clone(item['samples'])
                 else:  # model.val_step -> predict, split at the head
                     data = model.data_preprocessor(data_batch, False)
-                    feats = model.extract_feat(data['inputs'], stage=stage)
                     samples = data.get('data_samples')
+                    feats = None if shared is None else _rows(
+                        shared[1], samples)
+                    if feats is None:
+                        self.computed_batches += 1
+                        feats = model.extract_feat(data['inputs'],
+                                                   stage=stage)
                     cache.append(dict(
                         feats=feats, samples=_clone(samples),
                         batch={k: (v if k != 'inputs' or keep else None)
@@ -207,6 +235,22 @@ class CachedFeatureValLoop(ValLoop):
                                   data_batch=data_batch, outputs=outputs)
         if cache is not None:
             self._cache = cache
+
+
+def _rows(found, samples):
+    """The rows of ``found = ((features, ...), labels)`` for ``samples``
+    (by ``sample_idx``: a rank of a distributed run sees a share of the
+    images), or None when a sample has no index or another label."""
+    levels, labels = found
+    idxs = [None if s is None else s.metainfo.get('sample_idx')
+            for s in samples or []]
+    if not idxs or any(not isinstance(i, int) or not 0 <= i < len(labels)
+                       for i in idxs):
+        return None
+    if any('gt_label' in s and int(s.gt_label) != labels[i]
+           for s, i in zip(samples, idxs)):
+        return None
+    return tuple(level[idxs] for level in levels)
 
 
 def _clone(samples):

@@ -45,6 +45,17 @@ def test_checkpoint_holds_the_bank_as_plain_data(fitted):
                 if 'open set: temperature' in ln)
     assert re.search(r'ECE on \d+ validation images: [\d.]+% -> [\d.]+%; '
                      r'T fitted apart: [\d.]+%\)', line), line
+    # and history.csv has it per epoch, beside val_ece (measured on the
+    # images that fitted T)
+    from rock_plugin.visualization import read_history
+    apart = [float(m) for m in re.findall(r'T fitted apart: ([\d.]+)%',
+                                          fitted['log'])]
+    rows = read_history(osp.join(fitted['work_dir'], 'history.csv'))
+    assert len(rows) == len(apart) == 2
+    for row, logged in zip(rows, apart):
+        assert float(row['val_ece_apart']) * 100 == pytest.approx(
+            logged, abs=0.006)
+        assert 0 <= float(row['val_ece']) <= 1
 
 
 def test_predictions_agree_with_the_fitted_threshold(fitted):

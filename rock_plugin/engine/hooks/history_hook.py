@@ -22,7 +22,9 @@ from .resume_validation_hook import validates_after
 class HistoryHook(Hook):
     """Write a row per epoch to ``history.csv``, rewritten atomically:
     ``epoch``, ``lr``, :class:`HeadOutputStats` values, scalar validation
-    metrics and :class:`ClassReportMetric`'s per-class ``<metric>/<class>``.
+    metrics, :class:`ClassReportMetric`'s per-class ``<metric>/<class>``
+    and the ``history_values(runner)`` of hooks that run before it
+    (``OpenSetCalibrationHook``: ``val_ece_apart``).
 
     ``--resume`` continues the file; ``epoch_N.pth`` carries the row's train
     values until :class:`ResumeValidationHook` validates the epoch again. A
@@ -109,6 +111,12 @@ class HistoryHook(Hook):
     def after_train_epoch(self, runner) -> None:
         self._pending = dict(self._pending or dict(epoch=runner.epoch + 1),
                              **self.stats.train_values())
+        # columns from hooks that ran before this one this epoch
+        # (OpenSetCalibrationHook's val_ece_apart)
+        for hook in runner.hooks:
+            values = getattr(hook, 'history_values', None)
+            if hook is not self and callable(values):
+                self._pending.update(values(runner))
         if not validates_after(runner):
             self._commit(runner, {})
 

@@ -63,6 +63,7 @@ class OpenSetCalibrationHook(Hook):
         self.interval = interval
         self.bank_files: List[str] = []
         self._features = PooledFeatureCache()
+        self._history = {}  # this epoch's history.csv values
 
     def after_train_epoch(self, runner) -> None:
         model = bare_model(runner.model)
@@ -124,10 +125,16 @@ class OpenSetCalibrationHook(Hook):
         after = expected_calibration_error(softmax(z, t), labels)
         # `after` is measured on the images that fitted T: also give the
         # ECE with each image's T fitted on the others (README, CV)
-        apart = '' if len(labels) < 2 else '; T fitted apart: {:.2f}%'.format(
-            100 * expected_calibration_error(crossfit_temperature_scores(
+        self._history = {}
+        apart = ''
+        if len(labels) >= 2:
+            ece = expected_calibration_error(crossfit_temperature_scores(
                 softmax(z), labels, min(CROSSFIT_PARTS, len(labels)),
-                bounds=(self.min_temperature, 100.0)), labels))
+                bounds=(self.min_temperature, 100.0)), labels)
+            apart = f'; T fitted apart: {ece * 100:.2f}%'
+            if val_set is not None:
+                self._history = dict(epoch=runner.epoch + 1,
+                                     val_ece_apart=float(ece))
         stats = head.fit_novelty_stats(knn, energy)
         novelty = head.novelty_score(knn, energy, stats)
         threshold = keep_known_threshold(novelty.numpy(), self.keep_known)
@@ -141,6 +148,16 @@ class OpenSetCalibrationHook(Hook):
                   f'feature bank {len(bank_y)} images, unknown above novelty '
                   f'{threshold:.3f} ({self.keep_known:.0%} known kept)',
                   logger='current')
+
+    def history_values(self, runner) -> dict:
+        """``{'val_ece_apart': ...}`` for this epoch's row of
+        ``history.csv`` (``HistoryHook``): the validation ECE with each
+        image's temperature fitted on the others; ``val_ece`` is measured
+        on the images that fitted it. Empty without a fit this epoch."""
+        values = dict(getattr(self, '_history', {}))
+        if values.pop('epoch', None) != runner.epoch + 1:
+            return {}
+        return values
 
     def exact_neck_features(self, dataset):
         """The neck outputs this hook computed for ``dataset`` (the

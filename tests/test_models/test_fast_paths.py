@@ -394,8 +394,9 @@ def test_cache_is_rebuilt_when_weights_change(tmp_path):
 def test_validation_takes_the_open_set_hooks_features(tiny_data, tmp_path):
     """OpenSetCalibrationHook computes the validation features after the
     first training epoch; the first validation takes them instead of a
-    second backbone pass, with the plain ValLoop's metrics. Features whose
-    labels disagree are not taken."""
+    second backbone pass, with the plain ValLoop's metrics. A later rebuild
+    (the backbone changed) runs the backbone; features whose labels
+    disagree are not taken."""
     from mmengine.hooks import Hook
 
     from rock_plugin.engine.hooks import OpenSetCalibrationHook
@@ -416,6 +417,15 @@ def test_validation_takes_the_open_set_hooks_features(tiny_data, tmp_path):
         loop._logged_reason
     plain.model.load_state_dict(runner.model.state_dict())
     assert metrics == plain.val_loop.run()
+    # a changed backbone: the loop's own pass, never the hook's old features
+    with torch.no_grad():
+        for p in runner.model.backbone.parameters():
+            p.data.mul_(0.9)
+    changed = loop.run()
+    assert (loop.feature_passes, loop.computed_batches) == (
+        2, len(loop.dataloader))
+    plain.model.load_state_dict(runner.model.state_dict())
+    assert changed == plain.val_loop.run()
 
     class OtherLabels(Hook):
         def exact_neck_features(self, dataset):

@@ -159,7 +159,10 @@ class CachedFeatureValLoop(ValLoop):
             self._run_batches(model, stage, cached=True)
         else:
             self.feature_passes += 1
-            shared = self._shared_features(stage)
+            # only the first pass: a later one means something changed
+            # that a hook's features may not have seen
+            shared = self._shared_features(stage) \
+                if self.feature_passes == 1 else None
             # a stale cache: weights may have changed behind the model's
             # back (through .data), so its frozen engine starts afresh
             with use_frozen_engine(model, rebuild=self._cache is not None):

@@ -133,8 +133,9 @@ class OpenSetCalibrationHook(Hook):
                 bounds=(self.min_temperature, 100.0)), labels)
             apart = f'; T fitted apart: {ece * 100:.2f}%'
             if val_set is not None:
+                # percent, like the metric's val_ece
                 self._history = dict(epoch=runner.epoch + 1,
-                                     val_ece_apart=float(ece))
+                                     val_ece_apart=float(ece) * 100)
         stats = head.fit_novelty_stats(knn, energy)
         novelty = head.novelty_score(knn, energy, stats)
         threshold = keep_known_threshold(novelty.numpy(), self.keep_known)

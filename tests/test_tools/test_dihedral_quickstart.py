@@ -16,7 +16,7 @@ DIHEDRAL = osp.join(REPO, 'configs', 'rock_quickstart_dihedral.py')
 
 
 def test_config_is_the_quickstart_with_invariant_features_and_mlp_head():
-    from rock_plugin.engine.runners.cached_val_loop import \
+    from rock_plugin.engine.runners.feature_cache_keys import \
         DETERMINISTIC_TRANSFORMS
     train_tool = load_tool('train')
     quick = train_tool.build_config(train_tool.parse_args([QUICK]))

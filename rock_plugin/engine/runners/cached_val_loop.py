@@ -1,7 +1,5 @@
 """``CachedFeatureValLoop``: validate a frozen backbone once, then the head."""
-import hashlib
-import os
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.dist import all_reduce
@@ -14,38 +12,9 @@ from rock_plugin.models.accel import use_frozen_engine
 from rock_plugin.utils.model_wrappers import bare_model
 
 from ..mmengine_internals import parse_losses, update_losses
-
-#: Transforms whose output depends only on their input (no randomness).
-DETERMINISTIC_TRANSFORMS = frozenset({
-    'LoadImageWithPreResize', 'LoadImageFromFile', 'LoadImageFromNDArray',
-    'EfficientNetCenterCrop', 'CenterCrop', 'ResizeEdge', 'Resize',
-    'PackInputs', 'PackClsInputs', 'PackMultiTaskInputs', 'ToTensor',
-    'ImageToTensor', 'Transpose', 'Normalize', 'ToNumpy', 'Collect', 'Pad',
-    'CropToBox', 'LoadAnnotations', 'NumpyToPIL', 'PILToNumpy'})
-
-
-def transform_names(dataset) -> Optional[List[str]]:
-    """The class names of ``dataset``'s pipeline transforms, in order; None
-    when it has no pipeline to check."""
-    transforms = getattr(getattr(dataset, 'pipeline', None), 'transforms',
-                         None)
-    return None if transforms is None else [type(t).__name__
-                                            for t in transforms]
-
-
-def tensor_checksum(tensors: Sequence[torch.Tensor]) -> Tuple:
-    """An exact fingerprint: a BLAKE2 hash of the tensors' bytes (version
-    counters miss writes through ``.data``), then each tensor's shape,
-    dtype, device and ``requires_grad``."""
-    digest = hashlib.blake2b(digest_size=16)
-    meta = []
-    for t in tensors:
-        meta.append((tuple(t.shape), str(t.dtype), str(t.device),
-                     bool(t.requires_grad)))
-        # raw bytes: numpy has no bfloat16 / float8
-        flat = t.detach().cpu().contiguous().reshape(-1)
-        digest.update(flat.view(torch.uint8).numpy())
-    return (digest.hexdigest(), ) + tuple(meta)
+from .feature_cache_keys import (DETERMINISTIC_TRANSFORMS, dataset_files_key,
+                                 shared_rows, tensor_checksum,
+                                 transform_names)
 
 
 @LOOPS.register_module()
@@ -113,19 +82,8 @@ class CachedFeatureValLoop(ValLoop):
         if stage == 'neck' and getattr(model, 'neck', None) is not None:
             tensors += [*model.neck.parameters(), *model.neck.buffers()]
         tensors += list(model.data_preprocessor.buffers())
-        dataset = self.dataloader.dataset
-        files = []
-        for i in range(len(dataset)):
-            info = dataset.get_data_info(i) if hasattr(
-                dataset, 'get_data_info') else {}
-            path, stat = info.get('img_path'), None
-            if path and os.path.exists(path):
-                st = os.stat(path)
-                stat = (st.st_size, st.st_mtime_ns)
-            files.append((path, str(info.get('gt_label')), stat))
-        return (stage, self.fp16, id(dataset), len(dataset),
-                repr(getattr(dataset, 'pipeline', None)), hash(tuple(files)),
-                tensor_checksum(tensors))
+        return (stage, self.fp16) + dataset_files_key(
+            self.dataloader.dataset) + (tensor_checksum(tensors), )
 
     def _log_once(self, message: str) -> None:
         if message != self._logged_reason:
@@ -219,7 +177,7 @@ class CachedFeatureValLoop(ValLoop):
                 else:  # model.val_step -> predict, split at the head
                     data = model.data_preprocessor(data_batch, False)
                     samples = data.get('data_samples')
-                    feats = None if shared is None else _rows(
+                    feats = None if shared is None else shared_rows(
                         shared[1], samples)
                     if feats is None:
                         self.computed_batches += 1
@@ -238,22 +196,6 @@ class CachedFeatureValLoop(ValLoop):
                                   data_batch=data_batch, outputs=outputs)
         if cache is not None:
             self._cache = cache
-
-
-def _rows(found, samples):
-    """The rows of ``found = ((features, ...), labels)`` for ``samples``
-    (by ``sample_idx``: a rank of a distributed run sees a share of the
-    images), or None when a sample has no index or another label."""
-    levels, labels = found
-    idxs = [None if s is None else s.metainfo.get('sample_idx')
-            for s in samples or []]
-    if not idxs or any(not isinstance(i, int) or not 0 <= i < len(labels)
-                       for i in idxs):
-        return None
-    if any('gt_label' in s and int(s.gt_label) != labels[i]
-           for s, i in zip(samples, idxs)):
-        return None
-    return tuple(level[idxs] for level in levels)
 
 
 def _clone(samples):

@@ -13,7 +13,7 @@ from rock_plugin.utils.model_wrappers import bare_model
 from rock_plugin.utils.progress import track
 
 from ..mmengine_internals import count_epoch, count_iter
-from .cached_val_loop import DETERMINISTIC_TRANSFORMS, transform_names
+from .feature_cache_keys import DETERMINISTIC_TRANSFORMS, transform_names
 
 
 @LOOPS.register_module()

@@ -51,8 +51,8 @@ class SafeLoadingRunner(Runner):
         dir that is the old dir's file."""
         if is_resuming(self) and checkpoint_to_load(self) is None and \
                 not has_loaded(self):
-            from rock_plugin.utils.work_dir import (checkpoint_dir,
-                                                   find_resume_checkpoint)
+            from rock_plugin.utils.work_dir import (
+                checkpoint_dir, find_resume_checkpoint)
             out_dir = next((h.out_dir for h in self.hooks
                             if isinstance(h, CheckpointHook)), None)
             try:

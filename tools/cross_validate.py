@@ -143,17 +143,21 @@ def check_open_set_args(args):
 
 def _pool(cfg):
     """All images of the training data (the config's split undone)."""
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import DATASETS
-    from mmengine.registry import init_default_scope
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     from rock_plugin.datasets import RockDataset
     from rock_plugin.utils.registry_names import is_registered_subclass
     base = copy.deepcopy(cfg.train_dataloader.dataset)
-    if not is_registered_subclass(DATASETS, base, RockDataset):
-        raise ValueError(f'cross-validation needs train_dataloader.dataset '
-                         f"of type RockDataset, got {base.get('type')!r}")
-    base.update(split=None, pipeline=[], test_mode=True, lazy_init=False)
-    dataset = DATASETS.build(base)
+    # scoped: a caller's (or a test's) default scope is left as it was
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmpretrain')):
+        if not is_registered_subclass(DATASETS, base, RockDataset):
+            raise ValueError('cross-validation needs train_dataloader.'
+                             'dataset of type RockDataset, got '
+                             f"{base.get('type')!r}")
+        base.update(split=None, pipeline=[], test_mode=True,
+                    lazy_init=False)
+        dataset = DATASETS.build(base)
     infos = [dataset.get_data_info(i) for i in range(len(dataset))]
     classes = [str(c) for c in dataset.metainfo['classes']]
     return ([i['img_path'] for i in infos],

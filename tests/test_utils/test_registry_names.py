@@ -94,9 +94,13 @@ def test_a_rock_dataset_subclass_gets_classes_from_data_and_folds(tmp_path):
             assert flags.set_classes_from_data(cfg) == count
             assert cfg.model.head.num_classes == (count or 11)
             if count:
+                from mmengine.registry import DefaultScope
+                scopes = dict(DefaultScope._instance_dict)
                 files, labels, classes = load_tool('cross_validate')._pool(
                     cfg)
                 assert len(classes) == 3 and len(files) == len(labels) > 0
+                # the pool does not change the caller's default scope
+                assert dict(DefaultScope._instance_dict) == scopes
             else:
                 with pytest.raises(ValueError, match='of type RockDataset'):
                     load_tool('cross_validate')._pool(cfg)

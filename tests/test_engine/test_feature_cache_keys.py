@@ -5,7 +5,7 @@ import torch
 from mmpretrain.structures import DataSample
 
 from rock_plugin.engine.runners.feature_cache_keys import (
-    dataset_files_key, shared_rows, tensor_checksum)
+    dataset_files_key, shared_rows, tensor_checksum, why_not_exact)
 
 
 class _Files:
@@ -55,3 +55,23 @@ def test_shared_rows_by_sample_index_and_label():
     assert shared_rows(((feats, ), labels), [DataSample()]) is None
     assert shared_rows(((feats, ), labels), [sample(9, 0)]) is None
     assert shared_rows(((feats, ), labels), []) is None
+
+
+def test_why_not_exact_names_the_random_transform():
+    from types import SimpleNamespace
+
+    from mmcv.transforms import LoadImageFromFile, RandomFlip
+    from mmpretrain.datasets.transforms import PackInputs
+
+    def dataset(*transforms):
+        return SimpleNamespace(pipeline=SimpleNamespace(
+            transforms=list(transforms)))
+
+    plain = dataset(LoadImageFromFile(), PackInputs())
+    flip = dataset(LoadImageFromFile(), RandomFlip(prob=0.5), PackInputs())
+    assert why_not_exact(plain) is None
+    assert why_not_exact(flip, hint='!') == \
+        'the pipeline holds RandomFlip, not known to be deterministic!'
+    assert why_not_exact(flip, {'LoadImageFromFile', 'RandomFlip',
+                                'PackInputs'}) is None
+    assert 'no pipeline' in why_not_exact(object())

@@ -13,8 +13,7 @@ from rock_plugin.utils.model_wrappers import bare_model
 
 from ..mmengine_internals import parse_losses, update_losses
 from .feature_cache_keys import (DETERMINISTIC_TRANSFORMS, dataset_files_key,
-                                 shared_rows, tensor_checksum,
-                                 transform_names)
+                                 shared_rows, tensor_checksum, why_not_exact)
 
 
 @LOOPS.register_module()
@@ -67,15 +66,9 @@ class CachedFeatureValLoop(ValLoop):
         if getattr(getattr(self.dataloader, 'sampler', None), 'shuffle',
                    False):
             return 'the validation sampler shuffles'
-        names = transform_names(self.dataloader.dataset)
-        if names is None:
-            return 'the dataset has no pipeline to check'
-        for name in names:
-            if name not in self.deterministic:
-                return (f'the pipeline holds {name}, not known to be '
-                        'deterministic (add it with extra_deterministic=[...] '
-                        'if it is)')
-        return None
+        return why_not_exact(
+            self.dataloader.dataset, self.deterministic,
+            hint=' (add it with extra_deterministic=[...] if it is)')
 
     def _fingerprint(self, model, stage: str):
         tensors = [*model.backbone.parameters(), *model.backbone.buffers()]

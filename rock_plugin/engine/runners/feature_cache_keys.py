@@ -38,6 +38,34 @@ def transform_names(dataset) -> Optional[List[str]]:
                                             for t in transforms]
 
 
+def why_not_exact(dataset, deterministic=DETERMINISTIC_TRANSFORMS,
+                  hint: str = '') -> Optional[str]:
+    """Why the pipeline of ``dataset`` may give other tensors on another
+    pass (a transform not known to be deterministic), or None.
+
+    Args:
+        dataset: A dataset with a ``pipeline``.
+        deterministic (set[str]): The transform names taken as
+            deterministic.
+        hint (str): Appended to the reason when a transform is unknown.
+
+    Returns:
+        str | None: The reason, or None for an exact pipeline.
+
+    Example:
+        >>> why_not_exact(object())
+        'the dataset has no pipeline to check'
+    """
+    names = transform_names(dataset)
+    if names is None:
+        return 'the dataset has no pipeline to check'
+    for name in names:
+        if name not in deterministic:
+            return (f'the pipeline holds {name}, not known to be '
+                    f'deterministic{hint}')
+    return None
+
+
 def tensor_checksum(tensors: Sequence[torch.Tensor]) -> Tuple:
     """An exact fingerprint of tensors.
 

@@ -13,7 +13,7 @@ from rock_plugin.utils.model_wrappers import bare_model
 from rock_plugin.utils.progress import track
 
 from ..mmengine_internals import count_epoch, count_iter
-from .feature_cache_keys import DETERMINISTIC_TRANSFORMS, transform_names
+from .feature_cache_keys import why_not_exact
 
 
 @LOOPS.register_module()
@@ -103,8 +103,7 @@ class FeatureCacheTrainLoop(EpochBasedTrainLoop):
                   f'{self.cache_seconds:.1f} s ({how})', logger='current')
 
     def _pipeline_is_exact(self) -> bool:
-        names = transform_names(self.dataloader.dataset)
-        return names is not None and set(names) <= DETERMINISTIC_TRANSFORMS
+        return why_not_exact(self.dataloader.dataset) is None
 
     def exact_neck_features(self, dataset):
         """``((features, ...), labels)``: the cached neck outputs of

@@ -95,14 +95,25 @@ def test_a_rock_dataset_subclass_gets_classes_from_data_and_folds(tmp_path):
             assert cfg.model.head.num_classes == (count or 11)
             if count:
                 from mmengine.registry import DefaultScope
-                scopes = dict(DefaultScope._instance_dict)
-                files, labels, classes = load_tool('cross_validate')._pool(
-                    cfg)
+                # a caller with another scope (restored after the block)
+                with DefaultScope.overwrite_default_scope('mmengine'):
+                    scopes = _scope_names()
+                    files, labels, classes = load_tool(
+                        'cross_validate')._pool(cfg)
+                    # the pool leaves the caller's scope as it was (mmengine
+                    # restores deep copies: compare names, not objects)
+                    assert _scope_names() == scopes
                 assert len(classes) == 3 and len(files) == len(labels) > 0
-                # the pool does not change the caller's default scope
-                assert dict(DefaultScope._instance_dict) == scopes
             else:
                 with pytest.raises(ValueError, match='of type RockDataset'):
                     load_tool('cross_validate')._pool(cfg)
     finally:
         DATASETS.module_dict.pop('MyRocksForTest')
+
+
+def _scope_names():
+    """The default scope instances' names and scopes, the current last."""
+    from mmengine.registry import DefaultScope
+    return ([(k, v.scope_name) for k, v in
+             DefaultScope._instance_dict.items()],
+            DefaultScope.get_current_instance().scope_name)
